@@ -1,0 +1,1 @@
+"""Pydantic models shared by every boundary: one module per business thing."""

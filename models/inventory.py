@@ -1,0 +1,49 @@
+"""Inventory: stock per SKU and the reservations that hold it for an order."""
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from models.common import IdempotencyKey, OrderId, Quantity, Sku
+
+
+class StockLine(BaseModel):
+    sku: Sku
+    quantity: Quantity
+
+
+class ReserveStock(BaseModel):
+    reservation_id: IdempotencyKey
+    order_id: OrderId
+    lines: list[StockLine] = Field(min_length=1, max_length=50)
+
+
+class ReservationStatus(StrEnum):
+    RESERVED = "RESERVED"
+    COMMITTED = "COMMITTED"
+    RELEASED = "RELEASED"
+    # Refused for lack of stock; kept so that a repeat of the request gets the same answer.
+    REJECTED = "REJECTED"
+
+
+class Reservation(BaseModel):
+    reservation_id: str
+    order_id: str | None
+    lines: list[StockLine]
+    status: ReservationStatus
+
+
+class StockLevel(BaseModel):
+    """available + reserved + committed is constant for a SKU: stock is conserved."""
+
+    sku: str
+    name: str
+    available: int
+    reserved: int
+    committed: int
+
+
+class OutOfStock(BaseModel):
+    sku: str
+    requested: int
+    available: int

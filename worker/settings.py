@@ -1,0 +1,20 @@
+"""Settings of the checkout's own parts, from the environment (prefix CHECKOUT_).
+
+The Temporal connection is not here: it comes from temporalio.envconfig (TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE).
+"""
+
+from pydantic import AnyHttpUrl, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHECKOUT_", frozen=True)
+
+    task_queue: str = Field(default="checkout", min_length=1)
+    orders_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8001")
+    inventory_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8002")
+    payments_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8003")
+    # Per request to a service; keep it below the activities' 10 s start-to-close timeout.
+    http_timeout_seconds: float = Field(default=5.0, gt=0, le=9)
+    http_max_connections: int = Field(default=50, ge=1)

@@ -1,0 +1,1 @@
+"""Workflow code and the reusable saga helper."""
