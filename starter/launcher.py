@@ -170,9 +170,25 @@ def start_service(
     return proc
 
 
-def worker_env(temporal_address: str, services: Mapping[str, str]) -> dict[str, str]:
-    """The environment a worker (or any client) needs to reach these parts."""
-    env = {"TEMPORAL_ADDRESS": temporal_address, "TEMPORAL_NAMESPACE": "default"}
+def worker_env(
+    data_dir: Path, temporal_address: str, services: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment a worker (or any client) needs to reach these parts.
+
+    The Temporal connection goes through a profile file, as it would for a real cluster, so
+    a profile of the user's own (say, Temporal Cloud) never leaks into the local parts.
+    """
+    profile = data_dir / "temporal.toml"
+    profile.write_text(
+        f'[profile.default]\naddress = "{temporal_address}"\nnamespace = "default"\n'
+    )
+    env = {
+        "TEMPORAL_CONFIG_FILE": str(profile),
+        "TEMPORAL_PROFILE": "default",
+        # The environment outranks the file: set it too, so a user's own doesn't win.
+        "TEMPORAL_ADDRESS": temporal_address,
+        "TEMPORAL_NAMESPACE": "default",
+    }
     for name, url in services.items():
         env[f"CHECKOUT_{name.upper()}_URL"] = url
     return env
@@ -196,7 +212,7 @@ class Stack:
 
     @property
     def env(self) -> dict[str, str]:
-        return worker_env(self.temporal_address, self.service_urls)
+        return worker_env(self.data_dir, self.temporal_address, self.service_urls)
 
     def stop(self) -> None:
         for proc in reversed(self.processes):

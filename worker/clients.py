@@ -1,6 +1,6 @@
 """Clients: Temporal (connection settings from envconfig) and one pooled httpx per service."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -12,14 +12,14 @@ from temporalio.envconfig import ClientConfig
 from worker.settings import Settings
 
 
-async def connect_temporal(address: str | None = None) -> Client:
-    """Connect with the environment's or the profile file's settings.
+async def connect_temporal(env: Mapping[str, str] | None = None) -> Client:
+    """Connect with the settings of the environment and the TOML profile file.
 
-    `address` overrides the target (used by the launcher, which knows the port it started).
+    `env` replaces the process environment (the launcher passes the one of the parts it
+    started); the profile file is the one TEMPORAL_CONFIG_FILE names, else the default
+    location, and TEMPORAL_PROFILE picks the profile.
     """
-    config = ClientConfig.load_client_connect_config()
-    if address is not None:
-        config["target_host"] = address
+    config = ClientConfig.load_client_connect_config(override_env_vars=env)
     config.setdefault("target_host", "localhost:7233")
     return await Client.connect(**config, data_converter=pydantic_data_converter)
 

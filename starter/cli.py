@@ -1,0 +1,238 @@
+"""`checkout-saga`: run the demo, place checkouts, run a worker."""
+
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from models.checkout import CheckoutRequest, CheckoutResult, CheckoutStatus
+from models.payments import CARD_OK
+from starter.checkouts import (
+    Scenario,
+    demo_scenarios,
+    describe_validation_error,
+    place_checkout,
+    place_many,
+    random_request,
+)
+from starter.launcher import LaunchError, Stack, running_stack
+from worker.clients import connect_temporal
+from worker.settings import Settings
+
+app = typer.Typer(
+    help="Checkout saga on Temporal: demo, checkouts and worker.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+console = Console()
+
+
+def _result_row(label: str, order_id: str, result: CheckoutResult, seconds: float) -> list[str]:
+    status = result.status.value
+    style = "green" if result.status is CheckoutStatus.CONFIRMED else "red"
+    return [
+        order_id,
+        label,
+        f"[{style}]{status}[/{style}]",
+        result.failed_step.value if result.failed_step else "",
+        result.reason or "",
+        ", ".join(result.compensations_done) or "-",
+        f"{seconds:.2f}",
+    ]
+
+
+def _outcomes_table() -> Table:
+    table = Table(title="Checkouts", show_lines=True)
+    for column in ("order", "scenario", "outcome", "failed step", "reason", "compensations"):
+        table.add_column(column)
+    table.add_column("seconds", justify="right")
+    return table
+
+
+async def _run_scenarios(stack: Stack, scenarios: list[Scenario]) -> Table:
+    client = await connect_temporal({**os.environ, **stack.env})
+    task_queue = Settings().task_queue
+
+    async def timed(request: CheckoutRequest) -> tuple[CheckoutResult, float]:
+        started = time.monotonic()
+        result = await place_checkout(client, request, task_queue)
+        return result, time.monotonic() - started
+
+    runs = [s for s in scenarios if s.request is not None]
+    results = await asyncio.gather(*(timed(s.request) for s in runs if s.request is not None))
+    table = _outcomes_table()
+    for scenario, (result, seconds) in zip(runs, results, strict=True):
+        table.add_row(*_result_row(scenario.label, result.order_id, result, seconds))
+    for scenario in scenarios:
+        if scenario.request is None:
+            reason = f"refused before any side effect: {scenario.invalid}"
+            table.add_row("-", scenario.label, "[yellow]INVALID[/yellow]", "", reason, "-", "")
+    return table
+
+
+@app.command()
+def demo(
+    once: Annotated[bool, typer.Option(help="Run the mix, print, stop everything.")] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the SQLite files and logs go (default: a new temp dir)."),
+    ] = None,
+) -> None:
+    """Start Temporal (with its Web UI), the services and a worker; run a mix of checkouts."""
+    directory = data_dir or Path(tempfile.mkdtemp(prefix="checkout-saga-demo-"))
+    console.print(f"Data and logs: {directory}")
+    try:
+        with running_stack(directory) as stack:
+            console.print(f"Temporal at {stack.temporal_address}; services: {stack.service_urls}")
+            table = asyncio.run(_run_scenarios(stack, demo_scenarios(uuid.uuid4().hex[:8])))
+            console.print(table)
+            console.print(f"Temporal Web UI: {stack.ui_url}/namespaces/default/workflows")
+            if once:
+                return
+            console.print("Running; press Ctrl-C to stop every process started here.")
+            try:
+                while all(p.alive() for p in stack.processes):
+                    time.sleep(0.5)
+                dead = [p.name for p in stack.processes if not p.alive()]
+                console.print(f"[red]Stopped: {', '.join(dead)} exited.[/red]")
+                raise typer.Exit(1)
+            except KeyboardInterrupt:
+                console.print("Stopping…")
+    except LaunchError as err:
+        console.print(f"[red]Could not start the demo: {err}[/red]")
+        raise typer.Exit(1) from err
+
+
+def _parse_item(text: str) -> dict[str, object]:
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise typer.BadParameter(f"{text!r}: expected SKU:QUANTITY:UNIT_PRICE_CENTS")
+    sku, quantity, price = parts
+    try:
+        return {"sku": sku, "quantity": int(quantity), "unit_price_cents": int(price)}
+    except ValueError as err:
+        raise typer.BadParameter(f"{text!r}: quantity and price must be integers") from err
+
+
+@app.command()
+def checkout(
+    item: Annotated[
+        list[str], typer.Option("--item", help="SKU:QUANTITY:UNIT_PRICE_CENTS, repeatable.")
+    ],
+    email: Annotated[str, typer.Option(help="Receipt address.")],
+    customer: Annotated[str, typer.Option(help="Customer id.")] = "customer-1",
+    card: Annotated[str, typer.Option(help="Card number.")] = CARD_OK,
+    currency: Annotated[str, typer.Option(help="ISO 4217 code.")] = "EUR",
+    order_id: Annotated[str | None, typer.Option(help="Default: a new id.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Place one checkout against running parts (Temporal from the environment/profile)."""
+    try:
+        request = CheckoutRequest.model_validate(
+            {
+                "order_id": order_id or f"order-{uuid.uuid4().hex[:12]}",
+                "customer_id": customer,
+                "email": email,
+                "card_number": card,
+                "currency": currency,
+                "items": [_parse_item(text) for text in item],
+            }
+        )
+    except ValidationError as err:
+        console.print(f"[red]Invalid checkout: {describe_validation_error(err)}[/red]")
+        raise typer.Exit(2) from err
+
+    async def place() -> CheckoutResult:
+        client = await connect_temporal()
+        return await place_checkout(client, request, Settings().task_queue)
+
+    started = time.monotonic()
+    result = asyncio.run(place())
+    seconds = time.monotonic() - started
+    if as_json:
+        print(result.model_dump_json())
+    else:
+        table = _outcomes_table()
+        table.add_row(*_result_row("checkout", result.order_id, result, seconds))
+        console.print(table)
+    if result.status is not CheckoutStatus.CONFIRMED:
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    count: Annotated[int, typer.Option(min=1, max=100_000, help="How many checkouts.")] = 20,
+    concurrency: Annotated[int, typer.Option(min=1, max=1000, help="At once.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the mix of carts and cards.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON summary line.")] = False,
+) -> None:
+    """Place COUNT checkouts from a seeded mix against running parts; summarise outcomes."""
+    rng = random.Random(seed)
+    batch = uuid.uuid4().hex[:8]
+    requests = [random_request(rng, f"run-{batch}-{i}") for i in range(count)]
+
+    async def place_all() -> None:
+        client = await connect_temporal()
+        task_queue = Settings().task_queue
+        with Progress(console=Console(stderr=True), disable=as_json) as progress:
+            task = progress.add_task("checkouts", total=count)
+            summary = await place_many(
+                client,
+                requests,
+                task_queue,
+                concurrency,
+                on_done=lambda: progress.advance(task),
+            )
+        figures = {
+            "count": summary.count,
+            "seconds": round(summary.seconds, 3),
+            "per_second": round(summary.count / summary.seconds, 2),
+            "outcomes": dict(sorted(summary.outcomes.items())),
+        }
+        if as_json:
+            print(json.dumps(figures))
+        else:
+            table = Table(title=f"{count} checkouts in {summary.seconds:.1f} s")
+            table.add_column("outcome")
+            table.add_column("count", justify="right")
+            for outcome, n in sorted(summary.outcomes.items()):
+                table.add_row(outcome, str(n))
+            console.print(table)
+        for error in summary.errors[:10]:
+            console.print(f"[red]{error}[/red]")
+        if summary.errors:
+            raise typer.Exit(1)
+
+    asyncio.run(place_all())
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker (same as `python -m worker`): settings from the environment."""
+    from worker.runner import run_worker
+
+    asyncio.run(run_worker())
+
+
+def main() -> None:
+    code: int | str | None = 0
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # temporalio can abort at interpreter exit (sdk-python #300): leave without finalizers.
+    os._exit(code if isinstance(code, int) else 1)
