@@ -5,7 +5,7 @@ from typing import Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from models.common import Cents, Currency, OrderId, Quantity, Sku
+from models.common import Cents, Currency, CustomerId, Email, OrderId, Quantity, Sku
 
 MAX_ORDER_TOTAL_CENTS = 100_000_000
 
@@ -30,8 +30,8 @@ class CheckoutRequest(BaseModel):
     """Validated in full on construction, so a bad request never reaches a service."""
 
     order_id: OrderId
-    customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-    email: str = Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    customer_id: CustomerId
+    email: Email = Field(max_length=254)
     card_number: str
     currency: Currency = "EUR"
     items: list[CartItem] = Field(min_length=1, max_length=50)

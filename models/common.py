@@ -1,28 +1,60 @@
 """Field types that more than one business thing uses, and the services' error body."""
 
-from typing import Annotated
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+
+@dataclass(frozen=True)
+class Matching:
+    """Annotated marker: the str must match `pattern`; the error says `meaning`, not the regex."""
+
+    pattern: str
+    meaning: str
+
+    def _check(self, value: str) -> str:
+        if not re.fullmatch(self.pattern, value):
+            raise ValueError(f"must be {self.meaning}")
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.update(pattern=f"^{self.pattern}$", description=self.meaning)
+        return json_schema
+
 
 OrderId = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"),
-    Field(description="Letters, digits, '-' and '_', 1-64 characters, starting alphanumeric."),
+    Matching(
+        r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}",
+        "1-64 letters, digits, '-' or '_', starting with a letter or digit",
+    ),
 ]
-Sku = Annotated[
-    str,
-    StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$"),
-    Field(description="Upper-case letters, digits and '-', 2-32 characters."),
-]
+Sku = Annotated[str, Matching(r"[A-Z0-9][A-Z0-9-]{1,31}", "2-32 upper-case letters, digits or '-'")]
 IdempotencyKey = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9:_-]{0,127}$"),
-    Field(description="Stable id of one logical request; a repeat returns the first result."),
+    Matching(
+        r"[A-Za-z0-9][A-Za-z0-9:_-]{0,127}",
+        "1-128 letters, digits, ':', '-' or '_', starting with a letter or digit",
+    ),
 ]
+CustomerId = Annotated[str, Matching(r"[A-Za-z0-9_-]{1,64}", "1-64 letters, digits, '-' or '_'")]
 Currency = Annotated[
-    str,
-    StringConstraints(pattern=r"^[A-Z]{3}$"),
-    Field(description="ISO 4217 code, three upper-case letters."),
+    str, Matching(r"[A-Z]{3}", "an ISO 4217 code of three upper-case letters (like EUR)")
+]
+Email = Annotated[
+    str, Matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address like name@example.com")
 ]
 Quantity = Annotated[int, Field(ge=1, le=1000)]
 Cents = Annotated[int, Field(ge=1, le=100_000_000, description="Integer minor units.")]

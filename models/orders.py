@@ -4,7 +4,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from models.common import Cents, Currency, OrderId, Quantity, Sku
+from models.common import Cents, Currency, CustomerId, OrderId, Quantity, Sku
 
 
 class OrderStatus(StrEnum):
@@ -21,7 +21,7 @@ class OrderLine(BaseModel):
 
 class CreateOrder(BaseModel):
     order_id: OrderId
-    customer_id: str = Field(min_length=1, max_length=64)
+    customer_id: CustomerId
     currency: Currency
     lines: list[OrderLine] = Field(min_length=1, max_length=50)
 

@@ -53,7 +53,7 @@ def describe_validation_error(err: ValidationError) -> str:
     lines = []
     for error in err.errors():
         where = ".".join(str(part) for part in error["loc"]) or "request"
-        lines.append(f"{where}: {error['msg']}")
+        lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
     return "; ".join(lines)
 
 

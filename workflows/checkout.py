@@ -35,9 +35,10 @@ FOREVER_RETRY = RetryPolicy(
     maximum_attempts=0,
 )
 
+# The customer's words for the refusals they can act on; others pass on the service's words.
 REASON_FOR_CODE = {
-    "out_of_stock": "Sorry, part of your order is out of stock:",
-    "card_declined": "Your card was declined:",
+    "out_of_stock": "Sorry, part of your order is out of stock ({detail}).",
+    "card_declined": "Your card was declined; please use another card.",
     SERVICE_UNAVAILABLE: "We could not complete your order right now; please try again.",
 }
 
@@ -184,7 +185,7 @@ def _business_reason(failure: ActivityError) -> tuple[str, str]:
     """The service's error code and the customer-facing words for a failed step."""
     cause = failure.cause
     if isinstance(cause, ApplicationError) and cause.type and cause.non_retryable:
-        words = REASON_FOR_CODE.get(cause.type)
-        return cause.type, f"{words} {cause.message}" if words else cause.message
+        words = REASON_FOR_CODE.get(cause.type, "{detail}")
+        return cause.type, words.format(detail=cause.message)
     # Transient faults that outlasted the step's retries (5xx, timeouts, unreachable).
     return SERVICE_UNAVAILABLE, REASON_FOR_CODE[SERVICE_UNAVAILABLE]
