@@ -1,12 +1,17 @@
 """Shared fixtures: real Temporal servers from the venv's binaries, never downloaded."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from pydantic import AnyHttpUrl
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-from starter.launcher import venv_binary
+from starter.launcher import SERVICES, start_service, venv_binary
+from worker.clients import service_clients
+from worker.runner import build_worker
+from worker.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +21,51 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
     ) as env:
         yield env
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (SQLite in memory), no Web UI."""
+    async with await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(venv_binary("temporal")),
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="warn",
+    ) as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The real orders, inventory and payments services, each its own process."""
+    data_dir = tmp_path_factory.mktemp("services")
+    started = []
+    try:
+        for name in SERVICES:
+            started.append(start_service(name, data_dir, {"PAYMENTS_FLAKY_FAILURES": "2"}))
+        yield {proc.name: proc.address for proc in started}
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+@pytest.fixture(scope="session")
+def checkout_settings(services: dict[str, str]) -> Settings:
+    return Settings(
+        task_queue="checkout-tests",
+        orders_url=AnyHttpUrl(services["orders"]),
+        inventory_url=AnyHttpUrl(services["inventory"]),
+        payments_url=AnyHttpUrl(services["payments"]),
+    )
+
+
+@pytest.fixture(scope="session")
+async def checkout_worker(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings
+) -> AsyncIterator[Worker]:
+    """The real checkout worker, in this process, against the dev server and the services."""
+    async with (
+        service_clients(checkout_settings) as clients,
+        build_worker(dev_env.client, checkout_settings, clients) as worker,
+    ):
+        yield worker

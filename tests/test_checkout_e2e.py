@@ -1,0 +1,277 @@
+"""The checkout end to end: dev server, real services, the real worker's code.
+
+Each test gives its SKUs their own stock (PUT /stock/{sku}) so tests don't share state, and
+checks the outcome in each service's own records, not only in the workflow's answer.
+"""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
+from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
+from starter.checkouts import place_checkout
+from worker.settings import Settings
+from workflows.checkout import checkout_workflow_id
+
+pytestmark = pytest.mark.usefixtures("checkout_worker")
+
+
+class Shop:
+    """Reads and seeds the services' own state over their HTTP APIs."""
+
+    def __init__(self, urls: dict[str, str]) -> None:
+        self.urls = urls
+
+    def get(self, service: str, path: str) -> Any:
+        response = httpx.get(self.urls[service] + path, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def stock(self, sku: str, available: int) -> str:
+        response = httpx.put(
+            f"{self.urls['inventory']}/stock/{sku}",
+            json={"name": sku.title(), "available": available},
+            timeout=5,
+        )
+        response.raise_for_status()
+        return sku
+
+    def level(self, sku: str) -> dict[str, int]:
+        level: dict[str, int] = self.get("inventory", f"/stock/{sku}")
+        return level
+
+    def order_status(self, order_id: str) -> str:
+        status: str = self.get("orders", f"/orders/{order_id}")["status"]
+        return status
+
+    def charges(self, order_id: str) -> list[dict[str, Any]]:
+        charges: list[dict[str, Any]] = self.get("payments", f"/charges?order_id={order_id}")
+        return charges
+
+
+@pytest.fixture
+def shop(services: dict[str, str]) -> Shop:
+    return Shop(services)
+
+
+def new_sku() -> str:
+    return f"E2E-{uuid.uuid4().hex[:8].upper()}"
+
+
+def request_for(card: str, *items: tuple[str, int, int]) -> CheckoutRequest:
+    return CheckoutRequest(
+        order_id=f"e2e-{uuid.uuid4().hex[:10]}",
+        customer_id="customer-e2e",
+        email="e2e@example.com",
+        card_number=card,
+        items=[CartItem(sku=s, quantity=q, unit_price_cents=p) for s, q, p in items],
+    )
+
+
+async def place(
+    env: WorkflowEnvironment, settings: Settings, request: CheckoutRequest
+) -> CheckoutResult:
+    return await place_checkout(env.client, request, settings.task_queue)
+
+
+async def test_confirmed_checkout(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    mug, tee = shop.stock(new_sku(), 10), shop.stock(new_sku(), 5)
+    request = request_for(CARD_OK, (mug, 2, 1250), (tee, 1, 2000))
+
+    result = await place(dev_env, checkout_settings, request)
+
+    assert result.status is CheckoutStatus.CONFIRMED
+    assert result.total_cents == 4500
+    assert result.steps_done == ["create_order", "reserve_stock", "charge_payment", "confirm_order"]
+    assert result.compensations_done == []
+    assert shop.order_status(request.order_id) == "CONFIRMED"
+    assert shop.level(mug) | {"name": ""} == {
+        "sku": mug,
+        "name": "",
+        "available": 8,
+        "reserved": 0,
+        "committed": 2,
+    }
+    assert shop.level(tee)["available"] == 4
+    charges = shop.charges(request.order_id)
+    assert [(c["status"], c["amount_cents"]) for c in charges] == [("SUCCEEDED", 4500)]
+    assert charges[0]["card_last4"] == "4242"
+
+
+async def test_out_of_stock_cancels_order_and_charges_nothing(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    plenty, scarce = shop.stock(new_sku(), 10), shop.stock(new_sku(), 1)
+    request = request_for(CARD_OK, (plenty, 3, 500), (scarce, 2, 700))
+
+    result = await place(dev_env, checkout_settings, request)
+
+    assert result.status is CheckoutStatus.REJECTED
+    assert result.failed_step is not None and result.failed_step.value == "reserve_stock"
+    assert result.reason_code == "out_of_stock"
+    assert result.reason is not None and scarce in result.reason
+    assert result.compensations_done == ["release_stock", "cancel_order"]
+    assert shop.order_status(request.order_id) == "CANCELLED"
+    assert shop.charges(request.order_id) == []
+    assert shop.level(plenty)["available"] == 10
+    assert shop.level(scarce)["available"] == 1
+    assert shop.level(plenty)["reserved"] == 0
+
+
+async def test_declined_card_releases_stock_and_cancels_order(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    sku = shop.stock(new_sku(), 4)
+    request = request_for(CARD_DECLINED, (sku, 3, 999))
+
+    result = await place(dev_env, checkout_settings, request)
+
+    assert result.status is CheckoutStatus.REJECTED
+    assert result.failed_step is not None and result.failed_step.value == "charge_payment"
+    assert result.reason_code == "card_declined"
+    assert result.compensations_done == ["refund_payment", "release_stock", "cancel_order"]
+    assert shop.order_status(request.order_id) == "CANCELLED"
+    assert shop.level(sku) | {"name": ""} == {
+        "sku": sku,
+        "name": "",
+        "available": 4,
+        "reserved": 0,
+        "committed": 0,
+    }
+    reservations = shop.get("inventory", "/reservations")
+    mine = [r for r in reservations if r["order_id"] == request.order_id]
+    assert [r["status"] for r in mine] == ["RELEASED"]
+    assert [c["status"] for c in shop.charges(request.order_id)] == ["DECLINED"]
+
+
+async def test_transient_503s_are_retried_then_confirmed_with_one_charge(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    sku = shop.stock(new_sku(), 3)
+    request = request_for(CARD_FLAKY, (sku, 1, 1500))
+
+    result = await place(dev_env, checkout_settings, request)
+
+    assert result.status is CheckoutStatus.CONFIRMED
+    charges = shop.charges(request.order_id)
+    assert [(c["status"], c["amount_cents"]) for c in charges] == [("SUCCEEDED", 1500)]
+    # The payments service answered 503 twice: the charge succeeded on attempt 3.
+    handle = dev_env.client.get_workflow_handle(checkout_workflow_id(request.order_id))
+    history = await handle.fetch_history()
+    attempts = [
+        event.activity_task_started_event_attributes.attempt
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ]
+    assert max(attempts) == 3
+
+
+async def test_same_order_started_twice_runs_once(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    sku = shop.stock(new_sku(), 10)
+    request = request_for(CARD_OK, (sku, 2, 100))
+
+    first, second = await asyncio.gather(
+        place(dev_env, checkout_settings, request), place(dev_env, checkout_settings, request)
+    )
+    again = await place(dev_env, checkout_settings, request)
+
+    assert first == second == again
+    assert first.status is CheckoutStatus.CONFIRMED
+    assert len(shop.charges(request.order_id)) == 1
+    assert shop.level(sku)["available"] == 8
+    runs = [
+        wf
+        async for wf in dev_env.client.list_workflows(
+            f"WorkflowId = '{checkout_workflow_id(request.order_id)}'"
+        )
+    ]
+    assert len(runs) == 1
+
+
+def run_cli(
+    env: WorkflowEnvironment, settings: Settings, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The real `checkout-saga` console script, pointed at the test's Temporal and worker."""
+    target = env.client.service_client.config.target_host
+    cli_env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": target,
+        "TEMPORAL_NAMESPACE": "default",
+        "CHECKOUT_TASK_QUEUE": settings.task_queue,
+    }
+    script = os.path.join(os.path.dirname(sys.executable), "checkout-saga")
+    return subprocess.run(
+        [script, *args], env=cli_env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+async def test_invalid_input_names_the_field_and_writes_nothing(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    sku = shop.stock(new_sku(), 5)
+    order_id = f"e2e-invalid-{uuid.uuid4().hex[:6]}"
+    cases = {
+        "items.0.quantity": ["--item", f"{sku}:0:100", "--email", "a@example.com"],
+        "email": ["--item", f"{sku}:1:100", "--email", "not-an-email"],
+        "card_number": ["--item", f"{sku}:1:100", "--email", "a@example.com", "--card", "4242"],
+        "items.0.sku": ["--item", "lower-case:1:100", "--email", "a@example.com"],
+    }
+    for field, args in cases.items():
+        done = await asyncio.to_thread(
+            run_cli, dev_env, checkout_settings, "checkout", "--order-id", order_id, *args
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"Invalid checkout: {field}:" in done.stdout
+        assert "4242" not in done.stdout.replace(f"{sku}:", "")
+
+    with pytest.raises(httpx.HTTPStatusError):
+        shop.get("orders", f"/orders/{order_id}")
+    assert shop.charges(order_id) == []
+    assert shop.level(sku)["available"] == 5
+    with pytest.raises(RPCError):
+        await dev_env.client.get_workflow_handle(checkout_workflow_id(order_id)).describe()
+
+
+async def test_cli_checkout_and_run_against_running_parts(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    sku = shop.stock(new_sku(), 10)
+    one = await asyncio.to_thread(
+        run_cli,
+        dev_env,
+        checkout_settings,
+        "checkout",
+        "--item",
+        f"{sku}:2:250",
+        "--email",
+        "cli@example.com",
+        "--json",
+    )
+    assert one.returncode == 0, one.stdout + one.stderr
+    result = CheckoutResult.model_validate_json(one.stdout.strip().splitlines()[-1])
+    assert result.status is CheckoutStatus.CONFIRMED
+    assert shop.level(sku)["available"] == 8
+
+    many = await asyncio.to_thread(
+        run_cli, dev_env, checkout_settings, "run", "--count", "12", "--seed", "7", "--json"
+    )
+    assert many.returncode == 0, many.stdout + many.stderr
+    summary = json.loads(many.stdout.strip().splitlines()[-1])
+    assert summary["count"] == 12
+    assert sum(summary["outcomes"].values()) == 12
+    assert summary["outcomes"].get("CONFIRMED", 0) >= 1
