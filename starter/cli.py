@@ -36,7 +36,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-console = Console()
+# Wide when piped, so tables stay readable in logs and CI.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _result_row(label: str, order_id: str, result: CheckoutResult, seconds: float) -> list[str]:
@@ -48,15 +49,16 @@ def _result_row(label: str, order_id: str, result: CheckoutResult, seconds: floa
         f"[{style}]{status}[/{style}]",
         result.failed_step.value if result.failed_step else "",
         result.reason or "",
-        ", ".join(result.compensations_done) or "-",
+        " → ".join(result.compensations_done) or "-",
         f"{seconds:.2f}",
     ]
 
 
 def _outcomes_table() -> Table:
     table = Table(title="Checkouts", show_lines=True)
-    for column in ("order", "scenario", "outcome", "failed step", "reason", "compensations"):
+    for column in ("order", "scenario", "outcome", "failed step", "reason"):
         table.add_column(column)
+    table.add_column("compensations (in order)", no_wrap=True)
     table.add_column("seconds", justify="right")
     return table
 
