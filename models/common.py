@@ -53,6 +53,7 @@ CustomerId = Annotated[str, Matching(r"[A-Za-z0-9_-]{1,64}", "1-64 letters, digi
 Currency = Annotated[
     str, Matching(r"[A-Z]{3}", "an ISO 4217 code of three upper-case letters (like EUR)")
 ]
+CardNumber = Annotated[str, Matching(r"[0-9]{12,19}", "12 to 19 digits")]
 Email = Annotated[
     str, Matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address like name@example.com")
 ]

@@ -33,6 +33,13 @@ class Reservation(BaseModel):
     status: ReservationStatus
 
 
+class SetStock(BaseModel):
+    """Admin body of PUT /stock/{sku}: the bound keeps SQLite's integers from overflowing."""
+
+    name: str = Field(min_length=1, max_length=200)
+    available: int = Field(ge=0, le=1_000_000_000)
+
+
 class StockLevel(BaseModel):
     """available + reserved + committed is constant for a SKU: stock is conserved."""
 

@@ -4,7 +4,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from models.common import Cents, Currency, IdempotencyKey, OrderId
+from models.common import CardNumber, Cents, Currency, IdempotencyKey, OrderId
 
 # Test cards (they all pass the Luhn check).
 CARD_OK = "4242424242424242"
@@ -20,7 +20,7 @@ class ChargeRequest(BaseModel):
     order_id: OrderId
     amount_cents: Cents
     currency: Currency
-    card_number: str = Field(pattern=r"^[0-9]{12,19}$")
+    card_number: CardNumber
 
 
 class ChargeStatus(StrEnum):

@@ -1,0 +1,1 @@
+"""The three downstream HTTP services the checkout saga calls: orders, inventory, payments."""

@@ -1,0 +1,160 @@
+"""What every service shares: SQLite access, the error body, /health, and the main."""
+
+import argparse
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.common import ServiceError
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+class Database:
+    """One SQLite file. A connection per request: sqlite3 connections are cheap to open and
+    must not be shared between FastAPI's threadpool threads."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; writes say BEGIN IMMEDIATE themselves.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        return conn
+
+    def init(self, schema: str) -> None:
+        """Turn on WAL (persistent in the file) and create the tables if missing."""
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(schema)
+        finally:
+            conn.close()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A transaction that holds the write lock from its first statement, so a
+        read-then-update inside it cannot race another request; rolled back on error."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+
+def fingerprint(request: BaseModel) -> str:
+    """Hash of the canonical JSON of a validated request: same meaning, same hash."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ServiceFailure(Exception):
+    """A refusal the client should see, rendered as a ServiceError body."""
+
+    def __init__(self, status_code: int, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.error = ServiceError(code=code, message=message, field=field)
+
+
+def error_response(
+    status_code: int, error: ServiceError, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error.model_dump(), status_code=status_code, headers=headers)
+
+
+def idempotency_key_reused(key: str) -> ServiceFailure:
+    return ServiceFailure(
+        409, "idempotency_key_reused", f"{key!r} was already used for a different request"
+    )
+
+
+# Where pydantic puts the request part first in a location; the client's field name follows.
+_REQUEST_PARTS = {"body", "query", "path", "header", "cookie"}
+
+
+def _on_service_failure(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceFailure)
+    return error_response(exc.status_code, exc.error)
+
+
+def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0]
+    loc = [str(part) for part in first.get("loc", ())]
+    if loc and loc[0] in _REQUEST_PARTS:
+        loc = loc[1:]
+    # Only pydantic's msg: the input itself may be a card number and is never echoed.
+    error = ServiceError(
+        code="invalid_request",
+        message=str(first.get("msg", "invalid")).removeprefix("Value error, "),
+        field=".".join(loc) or None,
+    )
+    return error_response(422, error)
+
+
+def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    error = ServiceError(code=codes.get(exc.status_code, "http_error"), message=str(exc.detail))
+    return error_response(exc.status_code, error, dict(exc.headers or {}))
+
+
+def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # The traceback still goes to the server log; the client gets no internals.
+    return error_response(500, ServiceError(code="internal_error", message="internal error"))
+
+
+class Health(BaseModel):
+    status: str
+    service: str
+
+
+def create_service_app(name: str) -> FastAPI:
+    """A FastAPI app with ServiceError bodies for every failure and a GET /health."""
+    app = FastAPI(title=f"{name} service")
+    app.add_exception_handler(ServiceFailure, _on_service_failure)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+    @app.get("/health")
+    def health() -> Health:
+        return Health(status="ok", service=name)
+
+    return app
+
+
+def serve(make_app: Callable[[str], FastAPI], argv: Sequence[str]) -> None:
+    """Main of every service: `--port P --db FILE [--host H]`, then run uvicorn."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--db", required=True, help="SQLite file, created if missing")
+    args = parser.parse_args(argv)
+    uvicorn.run(make_app(args.db), host=args.host, port=args.port, log_level="warning")

@@ -1,0 +1,1 @@
+"""Inventory service: `python -m services.inventory --port P --db FILE`."""

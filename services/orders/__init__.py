@@ -1,0 +1,1 @@
+"""Orders service: `python -m services.orders --port P --db FILE`."""

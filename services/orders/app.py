@@ -1,0 +1,149 @@
+"""Orders service: the record that says whether a customer's order exists."""
+
+import json
+import sqlite3
+from typing import Annotated
+
+from fastapi import FastAPI, Path, Response
+
+from models.common import OrderId
+from models.orders import CancelOrder, CreateOrder, Order, OrderLine, OrderStatus
+from services.common import (
+    Database,
+    ServiceFailure,
+    create_service_app,
+    fingerprint,
+    idempotency_key_reused,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id      TEXT PRIMARY KEY,
+    request_hash  TEXT,  -- NULL for a tombstone: cancelled before it was created
+    customer_id   TEXT NOT NULL,
+    currency      TEXT NOT NULL,
+    lines         TEXT NOT NULL,  -- JSON list of OrderLine
+    total_cents   INTEGER NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('PENDING', 'CONFIRMED', 'CANCELLED')),
+    cancel_reason TEXT
+);
+"""
+
+PathOrderId = Annotated[OrderId, Path()]
+
+
+def _order(row: sqlite3.Row) -> Order:
+    return Order(
+        order_id=row["order_id"],
+        customer_id=row["customer_id"],
+        currency=row["currency"],
+        lines=[OrderLine.model_validate(line) for line in json.loads(row["lines"])],
+        total_cents=row["total_cents"],
+        status=OrderStatus(row["status"]),
+        cancel_reason=row["cancel_reason"],
+    )
+
+
+def _get(conn: sqlite3.Connection, order_id: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM orders WHERE order_id = ?", (order_id,)
+    ).fetchone()
+    return row
+
+
+def _not_found(order_id: str) -> ServiceFailure:
+    return ServiceFailure(404, "order_not_found", f"no order {order_id!r}", "order_id")
+
+
+def create_app(db_path: str) -> FastAPI:
+    db = Database(db_path)
+    db.init(SCHEMA)
+    app = create_service_app("orders")
+
+    @app.post("/orders", status_code=201)
+    def create_order(body: CreateOrder, response: Response) -> Order:
+        digest = fingerprint(body)
+        with db.write() as conn:
+            row = _get(conn, body.order_id)
+            if row is None:
+                conn.execute(
+                    "INSERT INTO orders (order_id, request_hash, customer_id, currency, lines,"
+                    " total_cents, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        body.order_id,
+                        digest,
+                        body.customer_id,
+                        body.currency,
+                        json.dumps([line.model_dump() for line in body.lines]),
+                        sum(line.quantity * line.unit_price_cents for line in body.lines),
+                        OrderStatus.PENDING,
+                    ),
+                )
+                row = _get(conn, body.order_id)
+                assert row is not None
+            elif row["request_hash"] is None:
+                # Cancelled before it arrived: the late create must not bring it back to life.
+                response.status_code = 200
+            elif row["request_hash"] != digest:
+                raise idempotency_key_reused(body.order_id)
+            return _order(row)
+
+    @app.post("/orders/{order_id}/confirm")
+    def confirm_order(order_id: PathOrderId) -> Order:
+        with db.write() as conn:
+            row = _get(conn, order_id)
+            if row is None:
+                raise _not_found(order_id)
+            if row["status"] == OrderStatus.CANCELLED:
+                raise ServiceFailure(409, "order_cancelled", f"order {order_id!r} is cancelled")
+            if row["status"] == OrderStatus.PENDING:
+                conn.execute(
+                    "UPDATE orders SET status = ? WHERE order_id = ?",
+                    (OrderStatus.CONFIRMED, order_id),
+                )
+            row = _get(conn, order_id)
+            assert row is not None
+            return _order(row)
+
+    @app.post("/orders/{order_id}/cancel")
+    def cancel_order(order_id: PathOrderId, body: CancelOrder) -> Order:
+        with db.write() as conn:
+            row = _get(conn, order_id)
+            if row is None:
+                # A tombstone, so that a create still in flight finds the order cancelled.
+                conn.execute(
+                    "INSERT INTO orders (order_id, request_hash, customer_id, currency, lines,"
+                    " total_cents, status, cancel_reason)"
+                    " VALUES (?, NULL, '', 'XXX', '[]', 0, ?, ?)",
+                    (order_id, OrderStatus.CANCELLED, body.reason),
+                )
+            elif row["status"] == OrderStatus.CONFIRMED:
+                raise ServiceFailure(409, "order_confirmed", f"order {order_id!r} is confirmed")
+            elif row["status"] == OrderStatus.PENDING:
+                conn.execute(
+                    "UPDATE orders SET status = ?, cancel_reason = ? WHERE order_id = ?",
+                    (OrderStatus.CANCELLED, body.reason, order_id),
+                )
+            # Already CANCELLED: a repeat, the first reason stands.
+            row = _get(conn, order_id)
+            assert row is not None
+            return _order(row)
+
+    @app.get("/orders/{order_id}")
+    def get_order(order_id: PathOrderId) -> Order:
+        with db.read() as conn:
+            row = _get(conn, order_id)
+        if row is None:
+            raise _not_found(order_id)
+        return _order(row)
+
+    @app.get("/orders")
+    def list_orders(status: OrderStatus | None = None) -> list[Order]:
+        with db.read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM orders WHERE ? IS NULL OR status = ? ORDER BY rowid",
+                (status, status),
+            ).fetchall()
+        return [_order(row) for row in rows]
+
+    return app

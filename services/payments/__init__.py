@@ -1,0 +1,1 @@
+"""Payments service: `python -m services.payments --port P --db FILE`."""
