@@ -20,6 +20,15 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+class CheckoutOptions(BaseModel):
+    """How patient the checkout is; defaults suit production."""
+
+    # Not confirmed by then: compensate and answer REJECTED (deadline_exceeded).
+    decision_deadline_seconds: int = Field(default=120, ge=1, le=86_400)
+    # A compensation still failing after this many attempts waits for an operator.
+    compensation_attempts_before_attention: int = Field(default=10, ge=1, le=1000)
+
+
 class CartItem(BaseModel):
     sku: Sku
     quantity: Quantity
@@ -35,6 +44,7 @@ class CheckoutRequest(BaseModel):
     card_number: str
     currency: Currency = "EUR"
     items: list[CartItem] = Field(min_length=1, max_length=50)
+    options: CheckoutOptions = CheckoutOptions()
 
     @field_validator("card_number")
     @classmethod
@@ -72,6 +82,15 @@ class CheckoutStep(StrEnum):
     CONFIRM_ORDER = "confirm_order"
 
 
+class CompensationReport(BaseModel):
+    name: str
+    # PENDING, RUNNING, STUCK, DONE, SKIPPED or FAILED.
+    state: str
+    attempts: int
+    last_error: str | None = None
+    skip_reason: str | None = None
+
+
 class CheckoutResult(BaseModel):
     order_id: str
     status: CheckoutStatus
@@ -83,3 +102,27 @@ class CheckoutResult(BaseModel):
     reason: str | None = None
     steps_done: list[str] = []
     compensations_done: list[str] = []
+    compensations: list[CompensationReport] = []
+
+
+class CheckoutProgress(BaseModel):
+    """The `status` query: where a checkout is, for operators and the CLI."""
+
+    order_id: str
+    # RUNNING, COMPENSATING, NEEDS_ATTENTION, CONFIRMED or REJECTED.
+    status: str
+    current_step: str | None
+    steps_done: list[str]
+    compensations: list[CompensationReport]
+    stuck: list[str]
+    decision: CheckoutResult | None
+
+
+class CancelCheckout(BaseModel):
+    reason: str = Field(default="cancelled by the customer", min_length=1, max_length=500)
+
+
+class SkipCompensation(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+    # Which one; may be left out when only one is stuck.
+    name: str | None = None

@@ -8,7 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -17,26 +22,40 @@ from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 
 
+async def decide_checkout(
+    client: Client, request: CheckoutRequest, task_queue: str
+) -> tuple[CheckoutResult, WorkflowHandle[CheckoutWorkflow, CheckoutResult]]:
+    """Start the checkout for this order and return its decision as soon as it is known.
+
+    One round trip (update-with-start): the call returns CONFIRMED or REJECTED while the
+    checkout goes on with what follows the decision. The workflow id is the order's: a repeat
+    of the same order joins the running checkout, or gets the answer of the finished one; it
+    never runs a second time.
+    """
+    workflow_id = checkout_workflow_id(request.order_id)
+    start = WithStartWorkflowOperation(
+        CheckoutWorkflow.run,
+        request,
+        id=workflow_id,
+        task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    try:
+        decision = await client.execute_update_with_start_workflow(
+            CheckoutWorkflow.decision, start_workflow_operation=start
+        )
+        return decision, await start.workflow_handle()
+    except WorkflowAlreadyStartedError:  # finished earlier: its answer is final
+        handle = client.get_workflow_handle_for(CheckoutWorkflow.run, workflow_id)
+        return await handle.result(), handle
+
+
 async def place_checkout(
     client: Client, request: CheckoutRequest, task_queue: str
 ) -> CheckoutResult:
-    """Run the checkout for this order and wait for its answer.
-
-    The workflow id is the order's: a repeat of the same order joins the running checkout,
-    or gets the answer of the finished one; it never runs a second time.
-    """
-    workflow_id = checkout_workflow_id(request.order_id)
-    try:
-        handle = await client.start_workflow(
-            CheckoutWorkflow.run,
-            request,
-            id=workflow_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
-    except WorkflowAlreadyStartedError:
-        handle = client.get_workflow_handle_for(CheckoutWorkflow.run, workflow_id)
+    """Run the checkout for this order to its end (compensations included); its result."""
+    _decision, handle = await decide_checkout(client, request, task_queue)
     return await handle.result()
 
 

@@ -20,7 +20,8 @@ import httpx
 
 SERVICES = ("orders", "inventory", "payments")
 READY_TIMEOUT_SECONDS = 30.0
-SEARCH_ATTRIBUTES: tuple[str, ...] = ()
+# Keyword search attributes the checkout keeps current (workflows.checkout.SEARCH_ATTRIBUTES).
+SEARCH_ATTRIBUTES = ("CheckoutStatus", "CheckoutStep", "CustomerId")
 
 
 class LaunchError(RuntimeError):

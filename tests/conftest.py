@@ -12,6 +12,7 @@ from starter.launcher import SERVICES, start_service, venv_binary
 from worker.clients import service_clients
 from worker.runner import build_worker
 from worker.settings import Settings
+from workflows.checkout import SEARCH_ATTRIBUTES
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         ui=False,
         dev_server_log_level="warn",
+        search_attributes=SEARCH_ATTRIBUTES,
     ) as env:
         yield env
 
