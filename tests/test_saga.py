@@ -108,3 +108,30 @@ async def test_cancel_during_a_step_compensates_what_was_done(
     assert outcome.booked == ["flight"]
     assert outcome.compensated == ["undo:hotel", "undo:flight"]
     assert "book:car" not in JOURNAL[wf_id]
+
+
+async def test_parallel_compensation_does_not_wait_for_a_slow_one(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    plan = TripPlan(fail_at="car", undo_failures={"hotel": 2}, parallel=True)
+    async with trip_worker(time_skipping_env):
+        wf_id, handle = await run_trip(time_skipping_env, plan)
+        outcome = await handle.result()
+    assert sorted(outcome.compensated) == ["undo:car", "undo:flight", "undo:hotel"]
+    journal = JOURNAL[wf_id]
+    # In parallel, the flight's undo finished while the hotel's was still failing.
+    assert journal.index("undo:flight") < journal.index("undo:hotel")
+    assert outcome.status == "COMPENSATED"
+
+
+async def test_continue_with_error_runs_the_rest_and_reports_the_failure(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    plan = TripPlan(fail_at="car", undo_broken="hotel", continue_with_error=True)
+    async with trip_worker(time_skipping_env):
+        wf_id, handle = await run_trip(time_skipping_env, plan)
+        outcome = await handle.result()
+    assert outcome.compensated == ["undo:car", "undo:flight"]
+    assert outcome.failed == ["undo:hotel"]
+    assert outcome.status == "COMPENSATION_FAILED"
+    assert JOURNAL[wf_id][-2:] == ["undo:hotel:broken", "undo:flight"]

@@ -25,6 +25,10 @@ class TripPlan:
     block_at: str | None = None
     # Compensation name -> how many times it fails before it succeeds.
     undo_failures: dict[str, int] = field(default_factory=dict)
+    # A step whose compensation fails for good (non-retryable).
+    undo_broken: str | None = None
+    parallel: bool = False
+    continue_with_error: bool = False
 
 
 @dataclass
@@ -39,6 +43,8 @@ class TripOutcome:
     compensated: list[str]
     attempts: dict[str, int]
     cancelled: bool
+    failed: list[str]
+    status: str
 
 
 @activity.defn
@@ -58,6 +64,9 @@ async def book(call: StepCall) -> None:
 async def cancel_booking(call: StepCall) -> None:
     wf_id = activity.info().workflow_id or ""
     name = f"undo:{call.step}"
+    if call.plan.undo_broken == call.step:
+        JOURNAL[wf_id].append(f"{name}:broken")
+        raise ApplicationError(f"{call.step} cannot be undone", non_retryable=True)
     failures_so_far = JOURNAL[wf_id].count(f"{name}:failed")
     if failures_so_far < call.plan.undo_failures.get(call.step, 0):
         JOURNAL[wf_id].append(f"{name}:failed")
@@ -69,7 +78,11 @@ async def cancel_booking(call: StepCall) -> None:
 class TripBooking:
     @workflow.run
     async def run(self, plan: TripPlan) -> TripOutcome:
-        saga = Saga(policy=CompensationPolicy(initial_backoff=timedelta(seconds=2)))
+        saga = Saga(
+            policy=CompensationPolicy(initial_backoff=timedelta(seconds=2)),
+            parallel=plan.parallel,
+            continue_with_error=plan.continue_with_error,
+        )
         cancelled = False
         try:
             for step in STEPS:
@@ -101,4 +114,6 @@ class TripBooking:
             compensated=saga.compensations_done,
             attempts={record.name: record.attempts for record in saga.compensations},
             cancelled=cancelled,
+            failed=[r.name for r in saga.compensations if r.state.value == "FAILED"],
+            status=saga.status.value,
         )

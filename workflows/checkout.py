@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.saga import CompensationPolicy, NothingToResolve, Saga, SagaStatus, run_to_completion
 
@@ -123,11 +123,16 @@ class CheckoutWorkflow:
         failure: _Stopped | ActivityError | None = None
         try:
             await self._steps
-        except (ActivityError, _Stopped) as err:
+        except _Stopped as err:
             failure = err
-        except asyncio.CancelledError:
-            # The cancel update, the deadline, or a Temporal cancellation of the workflow.
-            failure = self._stop or _Stopped("cancelled", "the workflow was cancelled")
+        except (ActivityError, asyncio.CancelledError) as err:
+            # A cancelled step: the cancel update, the deadline, or a Temporal cancellation of
+            # the workflow (a step in retry backoff reports it as an ActivityError).
+            if is_cancelled_exception(err):
+                failure = self._stop or _Stopped("cancelled", "the workflow was cancelled")
+            else:
+                assert isinstance(err, ActivityError)
+                failure = err
         finally:
             deadline.cancel()
         if failure is not None:

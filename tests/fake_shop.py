@@ -1,0 +1,154 @@
+"""Stand-ins for the checkout's activities, same names, scripted per order: for tests on the
+time-skipping server, where the point is the workflow's behaviour, not the services'."""
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from models.inventory import Reservation, ReservationStatus, ReserveStock
+from models.orders import CreateOrder, Order, OrderCancellation, OrderStatus
+from models.payments import Charge, ChargeRequest, ChargeStatus, Refund
+
+# order id -> {activity name: behaviour}. Behaviours: "transient" (always 503),
+# "decline"/"out_of_stock" (business refusal), "fail" (compensation fails until HEALED),
+# "wait" (blocks, heartbeating, until cancelled or RELEASED).
+SCRIPT: dict[str, dict[str, str]] = defaultdict(dict)
+JOURNAL: dict[str, list[str]] = defaultdict(list)
+HEALED: set[str] = set()
+RELEASED: set[str] = set()
+
+
+async def _act(order_id: str, name: str) -> None:
+    JOURNAL[order_id].append(name)
+    behaviour = SCRIPT[order_id].get(name)
+    if behaviour == "transient":
+        raise ApplicationError(f"{name}: 503", type="service_unavailable")
+    if behaviour == "decline":
+        raise ApplicationError("the card was declined", type="card_declined", non_retryable=True)
+    if behaviour == "out_of_stock":
+        raise ApplicationError(
+            "SKU-1: requested 1, available 0", type="out_of_stock", non_retryable=True
+        )
+    if behaviour == "fail" and f"{order_id}:{name}" not in HEALED:
+        raise ApplicationError(f"{name}: 503", type="service_unavailable")
+    if behaviour == "wait":
+        for _ in range(600):  # bounded: 60 s at most
+            if f"{order_id}:{name}" in RELEASED:
+                break
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
+    JOURNAL[order_id].append(f"{name}:done")
+
+
+class FakeShop:
+    @activity.defn(name="create_order")
+    async def create_order(self, order: CreateOrder) -> Order:
+        await _act(order.order_id, "create_order")
+        return Order(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            currency=order.currency,
+            lines=order.lines,
+            total_cents=sum(line.quantity * line.unit_price_cents for line in order.lines),
+            status=OrderStatus.PENDING,
+        )
+
+    @activity.defn(name="confirm_order")
+    async def confirm_order(self, order_id: str) -> Order:
+        await _act(order_id, "confirm_order")
+        return Order(
+            order_id=order_id,
+            customer_id="c",
+            currency="EUR",
+            lines=[],
+            total_cents=0,
+            status=OrderStatus.CONFIRMED,
+        )
+
+    @activity.defn(name="cancel_order")
+    async def cancel_order(self, cancellation: OrderCancellation) -> Order:
+        await _act(cancellation.order_id, "cancel_order")
+        return Order(
+            order_id=cancellation.order_id,
+            customer_id="c",
+            currency="EUR",
+            lines=[],
+            total_cents=0,
+            status=OrderStatus.CANCELLED,
+            cancel_reason=cancellation.reason,
+        )
+
+    @activity.defn(name="reserve_stock")
+    async def reserve_stock(self, reservation: ReserveStock) -> Reservation:
+        await _act(reservation.order_id, "reserve_stock")
+        return Reservation(
+            reservation_id=reservation.reservation_id,
+            order_id=reservation.order_id,
+            lines=reservation.lines,
+            status=ReservationStatus.RESERVED,
+        )
+
+    @activity.defn(name="release_stock")
+    async def release_stock(self, reservation_id: str) -> Reservation:
+        await _act(_order_of(reservation_id), "release_stock")
+        return Reservation(
+            reservation_id=reservation_id,
+            order_id=None,
+            lines=[],
+            status=ReservationStatus.RELEASED,
+        )
+
+    @activity.defn(name="commit_stock")
+    async def commit_stock(self, reservation_id: str) -> Reservation:
+        await _act(_order_of(reservation_id), "commit_stock")
+        return Reservation(
+            reservation_id=reservation_id,
+            order_id=None,
+            lines=[],
+            status=ReservationStatus.COMMITTED,
+        )
+
+    @activity.defn(name="charge_payment")
+    async def charge_payment(self, charge: ChargeRequest) -> Charge:
+        await _act(charge.order_id, "charge_payment")
+        return Charge(
+            charge_id=charge.charge_id,
+            order_id=charge.order_id,
+            amount_cents=charge.amount_cents,
+            currency=charge.currency,
+            card_last4=charge.card_number[-4:],
+            status=ChargeStatus.SUCCEEDED,
+        )
+
+    @activity.defn(name="refund_payment")
+    async def refund_payment(self, refund: Refund) -> Charge:
+        await _act(_order_of(refund.charge_id), "refund_payment")
+        return Charge(
+            charge_id=refund.charge_id,
+            order_id=None,
+            amount_cents=0,
+            currency="EUR",
+            card_last4="",
+            status=ChargeStatus.REFUNDED,
+        )
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.create_order,
+            self.confirm_order,
+            self.cancel_order,
+            self.reserve_stock,
+            self.release_stock,
+            self.commit_stock,
+            self.charge_payment,
+            self.refund_payment,
+        ]
+
+
+def _order_of(key: str) -> str:
+    # Keys are "checkout-{order_id}:{step}".
+    return key.split(":")[0].removeprefix("checkout-")
