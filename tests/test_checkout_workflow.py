@@ -62,9 +62,7 @@ async def start(env: WorkflowEnvironment, request: CheckoutRequest) -> Handle:
     )
 
 
-async def wait_for(
-    handle: Handle, check: "type[object] | None" = None, **expect: object
-) -> CheckoutProgress:
+async def wait_for(handle: Handle, **expect: object) -> CheckoutProgress:
     """Poll the status query until every expected field matches (bounded)."""
     progress = await handle.query(CheckoutWorkflow.status)
     for _ in range(300):  # 30 s at most
