@@ -19,6 +19,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
+from worker.clients import connect_temporal
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 
 
@@ -57,6 +58,12 @@ async def place_checkout(
     """Run the checkout for this order to its end (compensations included); its result."""
     _decision, handle = await decide_checkout(client, request, task_queue)
     return await handle.result()
+
+
+async def checkout_handle(order_id: str) -> WorkflowHandle[CheckoutWorkflow, CheckoutResult]:
+    """The checkout of an order, on the cluster the environment/profile names."""
+    client = await connect_temporal()
+    return client.get_workflow_handle_for(CheckoutWorkflow.run, checkout_workflow_id(order_id))
 
 
 @dataclass(frozen=True)

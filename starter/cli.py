@@ -16,20 +16,33 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
-from models.checkout import CheckoutRequest, CheckoutResult, CheckoutStatus
+from models.checkout import (
+    CancelCheckout,
+    CheckoutProgress,
+    CheckoutRequest,
+    CheckoutResult,
+    CheckoutStatus,
+)
 from models.payments import CARD_OK
+from starter.attention import attention
 from starter.checkouts import (
     Scenario,
+    checkout_handle,
+    decide_checkout,
     demo_scenarios,
     describe_validation_error,
     place_checkout,
     place_many,
     random_request,
 )
+from starter.histories import mount as mount_histories
 from starter.launcher import LaunchError, Stack, running_stack
 from worker.clients import connect_temporal
 from worker.settings import Settings
+from workflows.checkout import CheckoutWorkflow
 
 app = typer.Typer(
     help="Checkout saga on Temporal: demo, checkouts and worker.",
@@ -140,7 +153,10 @@ def checkout(
     order_id: Annotated[str | None, typer.Option(help="Default: a new id.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Place one checkout against running parts (Temporal from the environment/profile)."""
+    """Place one checkout against running parts; prints the decision as soon as it is known.
+
+    What follows the decision (committing stock, compensations) goes on in the background.
+    """
     try:
         request = CheckoutRequest.model_validate(
             {
@@ -158,7 +174,8 @@ def checkout(
 
     async def place() -> CheckoutResult:
         client = await connect_temporal()
-        return await place_checkout(client, request, Settings().task_queue)
+        decision, _handle = await decide_checkout(client, request, Settings().task_queue)
+        return decision
 
     started = time.monotonic()
     result = asyncio.run(place())
@@ -226,6 +243,52 @@ def worker() -> None:
     from worker.runner import run_worker
 
     asyncio.run(run_worker())
+
+
+mount_histories(app)
+
+
+@app.command()
+def status(
+    order_id: Annotated[str, typer.Argument(help="The order's id.")],
+) -> None:
+    """Where a checkout is: status, current step, steps done, compensations (as JSON)."""
+
+    async def query() -> CheckoutProgress:
+        handle = await checkout_handle(order_id)
+        return await handle.query(CheckoutWorkflow.status)
+
+    try:
+        print(asyncio.run(query()).model_dump_json(indent=2))
+    except RPCError as err:
+        console.print(f"[red]no checkout for order {order_id}: {err.message}[/red]")
+        raise typer.Exit(1) from err
+
+
+@app.command()
+def cancel(
+    order_id: Annotated[str, typer.Argument(help="The order's id.")],
+    reason: Annotated[str, typer.Option(help="Why, in the customer's words.")] = (
+        "cancelled by the customer"
+    ),
+) -> None:
+    """Cancel a checkout before its confirmation; prints the answer (REJECTED, cancelled)."""
+
+    async def send() -> CheckoutResult:
+        handle = await checkout_handle(order_id)
+        return await handle.execute_update(CheckoutWorkflow.cancel, CancelCheckout(reason=reason))
+
+    try:
+        print(asyncio.run(send()).model_dump_json())
+    except WorkflowUpdateFailedError as err:
+        console.print(f"[red]{order_id}: {err.cause}[/red]")
+        raise typer.Exit(1) from err
+    except RPCError as err:
+        console.print(f"[red]no running checkout for order {order_id}: {err.message}[/red]")
+        raise typer.Exit(1) from err
+
+
+app.add_typer(attention, name="attention")
 
 
 def main() -> None:
