@@ -1,6 +1,7 @@
 """Placing checkouts: one, a demo mix, or many, and reading their outcomes."""
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -48,6 +49,8 @@ async def decide_checkout(
         )
         return decision, await start.workflow_handle()
     except WorkflowAlreadyStartedError:  # finished earlier: its answer is final
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await start.workflow_handle()  # the same error; retrieved so it isn't logged
         handle = client.get_workflow_handle_for(CheckoutWorkflow.run, workflow_id)
         return await handle.result(), handle
 

@@ -6,9 +6,6 @@ checks the outcome in each service's own records, not only in the workflow's ans
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -21,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from starter.checkouts import place_checkout
+from tests.cli import run_cli
 from worker.settings import Settings
 from workflows.checkout import checkout_workflow_id
 
@@ -201,23 +199,6 @@ async def test_same_order_started_twice_runs_once(
         )
     ]
     assert len(runs) == 1
-
-
-def run_cli(
-    env: WorkflowEnvironment, settings: Settings, *args: str
-) -> subprocess.CompletedProcess[str]:
-    """The real `checkout-saga` console script, pointed at the test's Temporal and worker."""
-    target = env.client.service_client.config.target_host
-    cli_env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": target,
-        "TEMPORAL_NAMESPACE": "default",
-        "CHECKOUT_TASK_QUEUE": settings.task_queue,
-    }
-    script = os.path.join(os.path.dirname(sys.executable), "checkout-saga")
-    return subprocess.run(
-        [script, *args], env=cli_env, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 async def test_invalid_input_names_the_field_and_writes_nothing(

@@ -1,5 +1,6 @@
 """Clients: Temporal (connection settings from envconfig) and one pooled httpx per service."""
 
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ async def connect_temporal(env: Mapping[str, str] | None = None) -> Client:
     """
     config = ClientConfig.load_client_connect_config(override_env_vars=env)
     config.setdefault("target_host", "localhost:7233")
-    return await Client.connect(**config, data_converter=pydantic_data_converter)
+    # Not the SDK's default "pid@hostname": histories get recorded into the repo.
+    identity = f"checkout-saga-{os.getpid()}"
+    return await Client.connect(**config, data_converter=pydantic_data_converter, identity=identity)
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,11 @@ class ServiceClients:
     orders: httpx.AsyncClient
     inventory: httpx.AsyncClient
     payments: httpx.AsyncClient
+    email: httpx.AsyncClient
+    warehouse: httpx.AsyncClient
+    analytics: httpx.AsyncClient
+    loyalty: httpx.AsyncClient
+    deadletters: httpx.AsyncClient
 
 
 @asynccontextmanager
@@ -43,5 +51,19 @@ async def service_clients(settings: Settings) -> AsyncIterator[ServiceClients]:
         client(settings.orders_url) as orders,
         client(settings.inventory_url) as inventory,
         client(settings.payments_url) as payments,
+        client(settings.email_url) as email,
+        client(settings.warehouse_url) as warehouse,
+        client(settings.analytics_url) as analytics,
+        client(settings.loyalty_url) as loyalty,
+        client(settings.deadletters_url) as deadletters,
     ):
-        yield ServiceClients(orders=orders, inventory=inventory, payments=payments)
+        yield ServiceClients(
+            orders=orders,
+            inventory=inventory,
+            payments=payments,
+            email=email,
+            warehouse=warehouse,
+            analytics=analytics,
+            loyalty=loyalty,
+            deadletters=deadletters,
+        )

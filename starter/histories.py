@@ -1,0 +1,301 @@
+"""Record workflow histories of the checkout's paths, and replay histories against this code.
+
+    checkout-saga histories capture [--out tests/histories] [--path NAME ...]
+    checkout-saga histories replay [DIR]
+    checkout-saga replay --query "WorkflowType='Checkout'" [--limit N]
+
+`capture` starts its own stack (Temporal, the services, a worker), drives one workflow per
+entry of PATHS and writes each one's history to DIR/<name>.json. A new path (a cancellation,
+a deadline, a fan-out) is one more entry in PATHS: a name and a coroutine that drives it and
+returns the id of the workflow whose history to keep.
+"""
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from models.checkout import CheckoutRequest
+from starter.checkouts import demo_scenarios, outcome_label, place_checkout
+from starter.launcher import LaunchError, running_stack
+from starter.replay import (
+    HistoryFileError,
+    ReplayOutcome,
+    describe_error,
+    history_files,
+    outcomes_table,
+    replay_files,
+    replay_query,
+    summary_line,
+)
+from worker.clients import connect_temporal
+from worker.settings import Settings
+from workflows.checkout import checkout_workflow_id
+
+DEFAULT_DIR = Path("tests/histories")
+# Fixed order ids (checkout-history-1, ...): the recorded workflow ids stay the same from one
+# capture to the next, so re-recording shows only what the code changed.
+RUN_ID = "history"
+PATH_TIMEOUT_SECONDS = 90.0
+# Exit codes of the replay commands.
+EXIT_FAILED = 1
+EXIT_NOTHING = 2
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+app = typer.Typer(
+    help="Record workflow histories of each checkout path; replay recorded histories.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+class CaptureError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Recorded:
+    workflow_id: str
+    outcome: str
+
+
+# Drives one path against a running stack: (client, task queue) -> the workflow to record.
+PathRun = Callable[[Client, str], Awaitable[Recorded]]
+
+
+@dataclass(frozen=True)
+class HistoryPath:
+    name: str  # the file: <out>/<name>.json
+    description: str
+    run: PathRun
+
+
+def demo_request(label: str, nth: int = 0) -> CheckoutRequest:
+    """The nth request of the demo mix with this label (order ids history-1, history-2...)."""
+    requests = [s.request for s in demo_scenarios(RUN_ID) if s.label == label and s.request]
+    if len(requests) <= nth:
+        raise CaptureError(f"no demo scenario #{nth} labelled {label!r}")
+    return requests[nth]
+
+
+def _expect(outcome: str, expected: str) -> None:
+    if outcome != expected:
+        raise CaptureError(f"expected {expected}, got {outcome}")
+
+
+def checkout_once(label: str, expected: str, nth: int = 0) -> PathRun:
+    """Place the demo request with this label once; its outcome must be `expected`."""
+
+    async def run(client: Client, task_queue: str) -> Recorded:
+        request = demo_request(label, nth)
+        outcome = outcome_label(await place_checkout(client, request, task_queue))
+        _expect(outcome, expected)
+        return Recorded(checkout_workflow_id(request.order_id), outcome)
+
+    return run
+
+
+def checkout_twice(label: str, expected: str, nth: int = 0) -> PathRun:
+    """The same order placed twice at once, then again after it finished: one workflow."""
+
+    async def run(client: Client, task_queue: str) -> Recorded:
+        request = demo_request(label, nth)
+        first, second = await asyncio.gather(
+            place_checkout(client, request, task_queue),
+            place_checkout(client, request, task_queue),
+        )
+        again = await place_checkout(client, request, task_queue)
+        if not first == second == again:
+            raise CaptureError("the same order got different answers")
+        outcome = outcome_label(first)
+        _expect(outcome, expected)
+        return Recorded(checkout_workflow_id(request.order_id), f"{outcome} (3 starts, 1 run)")
+
+    return run
+
+
+PATHS: list[HistoryPath] = [
+    HistoryPath("confirmed", "confirmed", checkout_once("confirmed", "CONFIRMED")),
+    HistoryPath(
+        "out-of-stock",
+        "out of stock: release, cancel",
+        checkout_once("out of stock", "REJECTED:out_of_stock"),
+    ),
+    HistoryPath(
+        "card-declined",
+        "card declined: refund, release, cancel",
+        checkout_once("card declined", "REJECTED:card_declined"),
+    ),
+    HistoryPath(
+        "transient-retries",
+        "payments 503 twice, retried, confirmed",
+        checkout_once("payments 503 twice, retried", "CONFIRMED"),
+    ),
+    HistoryPath(
+        "same-order-twice",
+        "same order started twice at once, then again",
+        checkout_twice("confirmed", "CONFIRMED", nth=1),
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Written:
+    path: HistoryPath
+    recorded: Recorded
+    file: Path
+    events: int
+
+
+async def _capture(client: Client, paths: list[HistoryPath], out: Path) -> list[Written]:
+    task_queue = Settings().task_queue
+    written = []
+    for path in paths:  # one at a time: each history is the path alone
+        try:
+            recorded = await asyncio.wait_for(
+                path.run(client, task_queue), timeout=PATH_TIMEOUT_SECONDS
+            )
+        except TimeoutError as err:
+            raise CaptureError(f"{path.name}: not done in {PATH_TIMEOUT_SECONDS:.0f} s") from err
+        except CaptureError as err:
+            raise CaptureError(f"{path.name}: {err}") from err
+        history = await client.get_workflow_handle(recorded.workflow_id).fetch_history()
+        file = out / f"{path.name}.json"
+        file.write_text(history.to_json() + "\n")
+        written.append(Written(path, recorded, file, len(history.events)))
+    return written
+
+
+def _select(names: list[str] | None) -> list[HistoryPath]:
+    if not names:
+        return list(PATHS)
+    known = {p.name: p for p in PATHS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown path(s) {', '.join(unknown)}; known: {', '.join(known)}",
+            param_hint="--path",
+        )
+    return [known[n] for n in dict.fromkeys(names)]
+
+
+@app.command()
+def capture(
+    out: Annotated[Path, typer.Option(help="Where the <path>.json files go.")] = DEFAULT_DIR,
+    path: Annotated[
+        list[str] | None,
+        typer.Option("--path", help="Only this path (repeatable); default: every path."),
+    ] = None,
+) -> None:
+    """Start a private stack, run one workflow per path, write each one's history as JSON."""
+    paths = _select(path)
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="checkout-saga-histories-"))
+
+    async def run_all(env: dict[str, str]) -> tuple[list[Written], list[ReplayOutcome]]:
+        client = await connect_temporal({**os.environ, **env})
+        written = await _capture(client, paths, out)
+        # What was just written must replay against this code, or it is no use as a net.
+        return written, await replay_files(w.file for w in written)
+
+    try:
+        with running_stack(
+            data_dir, ui=False, service_env={"PAYMENTS_FLAKY_FAILURES": "2"}
+        ) as stack:
+            written, replayed = asyncio.run(run_all(stack.env))
+    except (LaunchError, CaptureError) as err:
+        console.print(f"[red]Capture failed: {err}[/red]\nLogs of the parts: {data_dir}")
+        raise typer.Exit(1) from err
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+    table = Table(title=f"Histories written to {out}")
+    for column in ("path", "workflow id", "outcome", "events", "file", "replay"):
+        table.add_column(column, justify="right" if column == "events" else "left")
+    for item, outcome in zip(written, replayed, strict=True):
+        table.add_row(
+            item.path.name,
+            item.recorded.workflow_id,
+            item.recorded.outcome,
+            str(item.events),
+            str(item.file),
+            "[green]ok[/green]" if outcome.ok else "[red]failed[/red]",
+        )
+    console.print(table)
+    failed = [o for o in replayed if not o.ok]
+    for outcome in failed:
+        error = describe_error(outcome.error) if outcome.error else ""
+        console.print(f"[red]{outcome.source} does not replay: {error}[/red]")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _report(outcomes: list[ReplayOutcome], title: str, nothing: str) -> None:
+    if not outcomes:
+        console.print(f"[red]{nothing}[/red]")
+        raise typer.Exit(EXIT_NOTHING)
+    console.print(outcomes_table(outcomes, title))
+    console.print(summary_line(outcomes))
+    if any(not o.ok for o in outcomes):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("replay")
+def replay_dir(
+    directory: Annotated[
+        Path, typer.Argument(help="A directory of history JSON files.")
+    ] = DEFAULT_DIR,
+) -> None:
+    """Replay every DIR/*.json history against this code's workflows (exit 1 if any fails)."""
+    files = history_files(directory) if directory.is_dir() else []
+    try:
+        outcomes = asyncio.run(replay_files(files))
+    except HistoryFileError as err:
+        console.print(f"[red]Not a workflow history: {err}[/red]")
+        raise typer.Exit(EXIT_NOTHING) from err
+    _report(outcomes, f"Replay of {directory}", f"No history files (*.json) in {directory}")
+
+
+def replay_command(
+    query: Annotated[
+        str,
+        typer.Option(help="A visibility query, e.g. \"WorkflowType='Checkout'\"."),
+    ],
+    limit: Annotated[
+        int, typer.Option(min=1, max=100_000, help="At most this many workflows.")
+    ] = 100,
+) -> None:
+    """Replay live workflows that a query matches against this code's workflows.
+
+    Temporal from the environment/profile. Exit 1 if any fails to replay, 2 if none matched.
+    """
+
+    async def run() -> list[ReplayOutcome]:
+        try:
+            client = await connect_temporal()
+        except RuntimeError as err:
+            console.print(f"[red]Could not connect to Temporal: {err}[/red]")
+            raise typer.Exit(EXIT_NOTHING) from err
+        try:
+            return await replay_query(client, query, limit)
+        except RPCError as err:
+            console.print(f"[red]Query refused: {err}[/red]")
+            raise typer.Exit(EXIT_NOTHING) from err
+
+    _report(asyncio.run(run()), f"Replay of {query}", f"No workflow matches {query}")
+
+
+def mount(parent: typer.Typer) -> None:
+    """Add `histories capture|replay` and the top-level `replay --query` to the CLI."""
+    parent.add_typer(app, name="histories")
+    parent.command("replay")(replay_command)

@@ -1,0 +1,169 @@
+"""Replay: recorded histories still replay against today's code, and the net catches changes.
+
+tests/histories/*.json are recorded by `checkout-saga histories capture` (one per path of
+the checkout). A change to the workflow code that those histories no longer replay against
+would break the checkouts running at deploy time; guard it with `workflow.patched`.
+"""
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.workflow import NondeterminismError
+
+from models.checkout import CartItem, CheckoutRequest, CheckoutStatus
+from models.payments import CARD_DECLINED, CARD_OK
+from starter.checkouts import place_checkout
+from starter.histories import PATHS
+from starter.replay import history_files, load_history, replay_files, replayer
+from tests.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
+from tests.cli import run_cli
+from worker.settings import Settings
+from workflows.checkout import checkout_workflow_id
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORDED = history_files(HISTORIES)
+CONFIRMED = HISTORIES / "confirmed.json"
+
+
+def test_every_path_has_a_recorded_history() -> None:
+    assert RECORDED, f"no histories in {HISTORIES}: run `checkout-saga histories capture`"
+    missing = {p.name for p in PATHS} - {f.stem for f in RECORDED if f.parent == HISTORIES}
+    assert not missing, f"not recorded: {sorted(missing)}; run `checkout-saga histories capture`"
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[str(p.relative_to(HISTORIES)) for p in RECORDED])
+async def test_recorded_history_replays_against_current_workflows(path: Path) -> None:
+    history = load_history(path)
+    assert history.workflow_id.startswith("checkout-")
+
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
+
+
+async def test_unguarded_change_fails_replay_with_nondeterminism_error() -> None:
+    history = load_history(CONFIRMED)
+
+    result = await replayer([UnguardedFraudCheck]).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
+
+    assert isinstance(result.replay_failure, NondeterminismError), repr(result.replay_failure)
+    # Core's code for a command that does not match the recorded history.
+    assert "[TMPRL1100] Nondeterminism error" in str(result.replay_failure)
+    with pytest.raises(NondeterminismError):
+        await replayer([UnguardedFraudCheck]).replay_workflow(history)
+
+
+async def test_unguarded_change_fails_every_recorded_history() -> None:
+    outcomes = await replay_files(RECORDED, workflows=[UnguardedFraudCheck])
+
+    assert len(outcomes) == len(RECORDED) > 0
+    errors = {o.source: o.error for o in outcomes}
+    assert all(isinstance(e, NondeterminismError) for e in errors.values()), errors
+
+
+async def test_change_guarded_by_patched_replays_recorded_histories() -> None:
+    outcomes = await replay_files(RECORDED, workflows=[PatchedFraudCheck])
+
+    assert len(outcomes) == len(RECORDED) > 0
+    assert {o.source: o.error for o in outcomes if not o.ok} == {}
+
+
+async def test_replay_files_reports_each_recorded_history() -> None:
+    outcomes = await replay_files(RECORDED)
+
+    assert [o.source for o in outcomes] == [str(p) for p in RECORDED]
+    assert all(o.ok for o in outcomes), [(o.source, o.error) for o in outcomes]
+    assert {o.workflow_type for o in outcomes} == {"Checkout"}
+    assert len({o.run_id for o in outcomes}) == len(outcomes)
+
+
+def _seed_stock(services: dict[str, str], available: int) -> str:
+    sku = f"RPL-{uuid.uuid4().hex[:8].upper()}"
+    response = httpx.put(
+        f"{services['inventory']}/stock/{sku}",
+        json={"name": "Replay test", "available": available},
+        timeout=5,
+    )
+    response.raise_for_status()
+    return sku
+
+
+async def _wait_visible(env: WorkflowEnvironment, query: str, count: int) -> None:
+    for _ in range(100):  # 10 s at most
+        if (await env.client.count_workflows(query)).count >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{query} never listed {count} workflows")
+
+
+@pytest.mark.usefixtures("checkout_worker")
+async def test_replay_query_command_against_live_server(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, services: dict[str, str]
+) -> None:
+    sku = _seed_stock(services, 10)
+    batch = uuid.uuid4().hex[:8]
+    requests = [
+        CheckoutRequest(
+            order_id=f"replay-{batch}-{n}",
+            customer_id="customer-replay",
+            email="replay@example.com",
+            card_number=card,
+            items=[CartItem(sku=sku, quantity=1, unit_price_cents=500)],
+        )
+        for n, card in enumerate([CARD_OK, CARD_DECLINED])
+    ]
+    results = [
+        await place_checkout(dev_env.client, r, checkout_settings.task_queue) for r in requests
+    ]
+    assert [r.status for r in results] == [CheckoutStatus.CONFIRMED, CheckoutStatus.REJECTED]
+    ids = [checkout_workflow_id(r.order_id) for r in requests]
+    query = "WorkflowType = 'Checkout' AND WorkflowId IN ({})".format(
+        ", ".join(f"'{i}'" for i in ids)
+    )
+    await _wait_visible(dev_env, query, len(ids))
+
+    done = await asyncio.to_thread(run_cli, dev_env, checkout_settings, "replay", "--query", query)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "replayed 2 workflow(s): 2 ok, 0 failed" in done.stdout
+    assert all(i in done.stdout for i in ids), done.stdout
+
+    one = await asyncio.to_thread(
+        run_cli, dev_env, checkout_settings, "replay", "--query", query, "--limit", "1"
+    )
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert "replayed 1 workflow(s): 1 ok, 0 failed" in one.stdout
+
+
+async def test_replay_query_command_fails_when_nothing_matches(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings
+) -> None:
+    query = f"WorkflowId = 'checkout-no-such-order-{uuid.uuid4().hex[:8]}'"
+
+    done = await asyncio.to_thread(run_cli, dev_env, checkout_settings, "replay", "--query", query)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "No workflow matches" in done.stdout
+
+
+async def test_histories_replay_command_replays_recorded_files(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, tmp_path: Path
+) -> None:
+    done = await asyncio.to_thread(
+        run_cli, dev_env, checkout_settings, "histories", "replay", str(HISTORIES)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    n = len(RECORDED)
+    assert f"replayed {n} workflow(s): {n} ok, 0 failed" in done.stdout
+
+    empty = await asyncio.to_thread(
+        run_cli, dev_env, checkout_settings, "histories", "replay", str(tmp_path)
+    )
+    assert empty.returncode == 2, empty.stdout + empty.stderr
+    assert "No history files" in empty.stdout
