@@ -11,6 +11,7 @@ returns the id of the workflow whose history to keep.
 """
 
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -18,7 +19,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -172,9 +173,19 @@ async def _capture(client: Client, paths: list[HistoryPath], out: Path) -> list[
             raise CaptureError(f"{path.name}: {err}") from err
         history = await client.get_workflow_handle(recorded.workflow_id).fetch_history()
         file = out / f"{path.name}.json"
-        file.write_text(history.to_json() + "\n")
+        file.write_text(json.dumps(_scrubbed(history.to_json_dict()), indent=2) + "\n")
         written.append(Written(path, recorded, file, len(history.events)))
     return written
+
+
+def _scrubbed(node: Any) -> Any:
+    """The history without stack traces: they hold this machine's paths, and replay
+    never reads them."""
+    if isinstance(node, dict):
+        return {k: "" if k == "stackTrace" else _scrubbed(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_scrubbed(item) for item in node]
+    return node
 
 
 def _select(names: list[str] | None) -> list[HistoryPath]:
