@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from models.checkout import CheckoutProgress, SkipCompensation
+from models.checkout import CheckoutProgress, CheckoutResult, SkipCompensation
 from starter.checkouts import checkout_handle
 from worker.clients import connect_temporal
 from workflows.checkout import CheckoutWorkflow
@@ -26,7 +26,9 @@ QUERY = "WorkflowType = 'Checkout' AND CheckoutStatus = 'NEEDS_ATTENTION'"
 async def stuck_checkouts(client: Client, limit: int) -> list[CheckoutProgress]:
     found = []
     async for execution in client.list_workflows(QUERY, limit=limit):
-        handle = client.get_workflow_handle_for(CheckoutWorkflow.run, execution.id)
+        handle: WorkflowHandle[CheckoutWorkflow, CheckoutResult] = client.get_workflow_handle_for(
+            CheckoutWorkflow.run, execution.id
+        )
         found.append(await handle.query(CheckoutWorkflow.status))
     return found
 

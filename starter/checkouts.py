@@ -51,7 +51,9 @@ async def decide_checkout(
     except WorkflowAlreadyStartedError:  # finished earlier: its answer is final
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await start.workflow_handle()  # the same error; retrieved so it isn't logged
-        handle = client.get_workflow_handle_for(CheckoutWorkflow.run, workflow_id)
+        handle: WorkflowHandle[CheckoutWorkflow, CheckoutResult] = client.get_workflow_handle_for(
+            CheckoutWorkflow.run, workflow_id
+        )
         return await handle.result(), handle
 
 

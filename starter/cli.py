@@ -38,8 +38,10 @@ from starter.checkouts import (
     place_many,
     random_request,
 )
+from starter.dlq import dlq
 from starter.histories import mount as mount_histories
 from starter.launcher import LaunchError, Stack, running_stack
+from starter.reactions import reactions_table, wait_for_reactions
 from worker.clients import connect_temporal
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
@@ -76,7 +78,7 @@ def _outcomes_table() -> Table:
     return table
 
 
-async def _run_scenarios(stack: Stack, scenarios: list[Scenario]) -> Table:
+async def _run_scenarios(stack: Stack, scenarios: list[Scenario]) -> tuple[Table, Table]:
     client = await connect_temporal({**os.environ, **stack.env})
     task_queue = Settings().task_queue
 
@@ -94,7 +96,15 @@ async def _run_scenarios(stack: Stack, scenarios: list[Scenario]) -> Table:
         if scenario.request is None:
             reason = f"refused before any side effect: {scenario.invalid}"
             table.add_row("-", scenario.label, "[yellow]INVALID[/yellow]", "", reason, "-", "")
-    return table
+    reactions = await wait_for_reactions(
+        stack.service_urls,
+        [
+            (result, s.request.customer_id)
+            for s, (result, _) in zip(runs, results, strict=True)
+            if s.request is not None
+        ],
+    )
+    return table, reactions_table(reactions)
 
 
 @app.command()
@@ -111,8 +121,9 @@ def demo(
     try:
         with running_stack(directory) as stack:
             console.print(f"Temporal at {stack.temporal_address}; services: {stack.service_urls}")
-            table = asyncio.run(_run_scenarios(stack, demo_scenarios(uuid.uuid4().hex[:8])))
+            table, fanout = asyncio.run(_run_scenarios(stack, demo_scenarios(uuid.uuid4().hex[:8])))
             console.print(table)
+            console.print(fanout)
             console.print(f"Temporal Web UI: {stack.ui_url}/namespaces/default/workflows")
             if once:
                 return
@@ -289,6 +300,7 @@ def cancel(
 
 
 app.add_typer(attention, name="attention")
+app.add_typer(dlq, name="dlq")
 
 
 def main() -> None:

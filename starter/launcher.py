@@ -12,13 +12,23 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-SERVICES = ("orders", "inventory", "payments")
+SERVICES = (
+    "orders",
+    "inventory",
+    "payments",
+    # The fan-out's consumers and the dead letters they leave.
+    "email",
+    "warehouse",
+    "analytics",
+    "loyalty",
+    "deadletters",
+)
 READY_TIMEOUT_SECONDS = 30.0
 # Keyword search attributes the checkout keeps current (workflows.checkout.SEARCH_ATTRIBUTES).
 SEARCH_ATTRIBUTES = ("CheckoutStatus", "CheckoutStep", "CustomerId")
@@ -157,18 +167,56 @@ def start_temporal(
     return proc, ui_url
 
 
-def start_service(
-    name: str, data_dir: Path, env: Mapping[str, str] | None = None
+def _spawn_service(
+    name: str, data_dir: Path, env: Mapping[str, str] | None = None, port: int | None = None
 ) -> ManagedProcess:
     if name not in SERVICES:
         raise LaunchError(f"unknown service {name!r}; known: {', '.join(SERVICES)}")
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     args = [sys.executable, "-m", f"services.{name}", "--port", str(port)]
     args += ["--db", str(data_dir / f"{name}.sqlite")]
-    proc = _spawn(name, args, data_dir, url, env)
-    _wait_until(proc, lambda: _http_ok(f"{url}/health"), "health endpoint")
+    return _spawn(name, args, data_dir, url, env)
+
+
+def _wait_healthy(proc: ManagedProcess) -> None:
+    _wait_until(proc, lambda: _http_ok(f"{proc.address}/health"), "health endpoint")
+
+
+def start_service(
+    name: str, data_dir: Path, env: Mapping[str, str] | None = None
+) -> ManagedProcess:
+    proc = _spawn_service(name, data_dir, env)
+    _wait_healthy(proc)
     return proc
+
+
+def start_services(
+    names: Sequence[str], data_dir: Path, env: Mapping[str, str] | None = None
+) -> list[ManagedProcess]:
+    """Start several services at once (they boot in parallel), then wait for each to answer.
+
+    On failure every one started here is stopped again.
+    """
+    started: list[ManagedProcess] = []
+    ports: set[int] = set()
+    try:
+        for name in names:
+            port = free_port()
+            for _ in range(10):  # none is listening yet: keep their ports apart
+                if port not in ports:
+                    break
+                port = free_port()
+            ports.add(port)
+            started.append(_spawn_service(name, data_dir, env, port))
+        for proc in started:
+            _wait_healthy(proc)
+    except BaseException:
+        for proc in reversed(started):
+            with contextlib.suppress(Exception):
+                proc.stop()
+        raise
+    return started
 
 
 def worker_env(
@@ -236,10 +284,9 @@ def running_stack(
         temporal, stack.ui_url = start_temporal(data_dir, ui=ui)
         stack.processes.append(temporal)
         stack.temporal_address = temporal.address
-        for name in SERVICES:
-            service = start_service(name, data_dir, service_env)
+        for service in start_services(SERVICES, data_dir, service_env):
             stack.processes.append(service)
-            stack.service_urls[name] = service.address
+            stack.service_urls[service.name] = service.address
         for index in range(workers):
             stack.processes.append(start_worker(data_dir, stack.env, index))
         yield stack

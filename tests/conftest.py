@@ -10,7 +10,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from starter.launcher import SERVICES, start_service, venv_binary
+from starter.launcher import SERVICES, start_services, venv_binary
+from tests.fanout_probe import PROBE_WORKFLOWS
 from worker.clients import service_clients
 from worker.runner import build_worker
 from worker.settings import Settings
@@ -51,12 +52,12 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The real orders, inventory and payments services, each its own process."""
+    """Every real service (launcher.SERVICES: the checkout's, the fan-out's consumers and the
+    dead letters), each its own process, started in parallel."""
     data_dir = tmp_path_factory.mktemp("services")
     started = []
     try:
-        for name in SERVICES:
-            started.append(start_service(name, data_dir, {"PAYMENTS_FLAKY_FAILURES": "2"}))
+        started = start_services(SERVICES, data_dir, {"PAYMENTS_FLAKY_FAILURES": "2"})
         yield {proc.name: proc.address for proc in started}
     finally:
         for proc in reversed(started):
@@ -70,6 +71,11 @@ def checkout_settings(services: dict[str, str]) -> Settings:
         orders_url=AnyHttpUrl(services["orders"]),
         inventory_url=AnyHttpUrl(services["inventory"]),
         payments_url=AnyHttpUrl(services["payments"]),
+        email_url=AnyHttpUrl(services["email"]),
+        warehouse_url=AnyHttpUrl(services["warehouse"]),
+        analytics_url=AnyHttpUrl(services["analytics"]),
+        loyalty_url=AnyHttpUrl(services["loyalty"]),
+        deadletters_url=AnyHttpUrl(services["deadletters"]),
     )
 
 
@@ -77,9 +83,12 @@ def checkout_settings(services: dict[str, str]) -> Settings:
 async def checkout_worker(
     dev_env: WorkflowEnvironment, checkout_settings: Settings
 ) -> AsyncIterator[Worker]:
-    """The real checkout worker, in this process, against the dev server and the services."""
+    """The real checkout worker, in this process, against the dev server and the services;
+    plus the fan-out's test workflows (tests/fanout_probe.py) on the same task queue."""
     async with (
         service_clients(checkout_settings) as clients,
-        build_worker(dev_env.client, checkout_settings, clients) as worker,
+        build_worker(
+            dev_env.client, checkout_settings, clients, extra_workflows=PROBE_WORKFLOWS
+        ) as worker,
     ):
         yield worker

@@ -1,6 +1,7 @@
 """`checkout-saga demo --once`: the README's main command, as a new user runs it."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,15 @@ def test_demo_once_runs_the_mix_and_stops_everything(tmp_path: Path) -> None:
     )
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
-    assert out.count("CONFIRMED") == 3
-    assert out.count("REJECTED") == 2
+    checkouts, fanout = out.split("Fan-out (after the answer)")
+    assert checkouts.count("CONFIRMED") == 3
+    assert checkouts.count("REJECTED") == 2
+    # The fan-out: one receipt, one shipment, points and an analytics record per confirmed
+    # order; only the analytics record for a rejected one.
+    confirmed = r"│ CONFIRMED\s+│ 1\s+│ 1\s+│ [1-9]\d*\s+│ OrderConfirmed\s+│"
+    rejected = r"│ REJECTED\s+│ 0\s+│ 0\s+│ 0\s+│ OrderRejected\s+│"
+    assert len(re.findall(confirmed, fanout)) == 3, fanout
+    assert len(re.findall(rejected, fanout)) == 2, fanout
     assert "INVALID" in out and "items.0.quantity" in out
     # Compensations are shown for the rejected ones: the declined card undid everything.
     assert "refund_payment → release_stock → cancel_order" in out

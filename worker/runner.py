@@ -1,30 +1,62 @@
-"""Build and run the Worker: the checkout workflow and the activities of every service."""
+"""Build and run the Worker: the checkout workflow, the fan-out's consumer workflows, and the
+activities of every service."""
 
 import asyncio
 import logging
 import signal
+from collections.abc import Sequence
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.analytics import AnalyticsActivities
+from activities.deadletters import DeadLetterActivities
+from activities.email import EmailActivities
+from activities.events import EventActivities
 from activities.inventory import InventoryActivities
+from activities.loyalty import LoyaltyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
+from activities.warehouse import WarehouseActivities
 from worker.clients import ServiceClients, connect_temporal, service_clients
 from worker.settings import Settings
+from workflows.analytics import AnalyticsWorkflow
 from workflows.checkout import CheckoutWorkflow
+from workflows.loyalty import CustomerLoyaltyWorkflow
+from workflows.receipt import SendReceiptWorkflow
+from workflows.shipping import ShipOrderWorkflow
 
-WORKFLOWS = [CheckoutWorkflow]
+WORKFLOWS: list[type] = [
+    CheckoutWorkflow,
+    # The fan-out's consumers: jobs (child workflows) and long-lived reactions.
+    SendReceiptWorkflow,
+    ShipOrderWorkflow,
+    CustomerLoyaltyWorkflow,
+    AnalyticsWorkflow,
+]
 
 
-def build_worker(client: Client, settings: Settings, services: ServiceClients) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    services: ServiceClients,
+    extra_workflows: Sequence[type] = (),
+) -> Worker:
+    """`extra_workflows`: more workflow classes on the same task queue (tests use it)."""
     orders = OrderActivities(services.orders)
     inventory = InventoryActivities(services.inventory)
     payments = PaymentActivities(services.payments)
+    email = EmailActivities(services.email)
+    warehouse = WarehouseActivities(services.warehouse)
+    analytics = AnalyticsActivities(services.analytics)
+    loyalty = LoyaltyActivities(services.loyalty)
+    deadletters = DeadLetterActivities(services.deadletters)
+    # Signal-with-start from a workflow goes through this activity, which holds the client.
+    events = EventActivities(client)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
+        workflows=[*WORKFLOWS, *extra_workflows],
         activities=[
             orders.create_order,
             orders.confirm_order,
@@ -34,6 +66,12 @@ def build_worker(client: Client, settings: Settings, services: ServiceClients) -
             inventory.commit_stock,
             payments.charge_payment,
             payments.refund_payment,
+            email.send_email,
+            warehouse.create_shipment,
+            analytics.record_order_event,
+            loyalty.add_loyalty_points,
+            deadletters.record_dead_letter,
+            events.deliver_order_event,
         ],
     )
 

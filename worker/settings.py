@@ -15,6 +15,12 @@ class Settings(BaseSettings):
     orders_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8001")
     inventory_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8002")
     payments_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8003")
+    # The consumers of the checkout's events (fan-out), and the dead letters they give up on.
+    email_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8004")
+    warehouse_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8005")
+    analytics_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8006")
+    loyalty_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8007")
+    deadletters_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8008")
     # Per request to a service; keep it below the activities' 10 s start-to-close timeout.
     http_timeout_seconds: float = Field(default=5.0, gt=0, le=9)
     http_max_connections: int = Field(default=50, ge=1)

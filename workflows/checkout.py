@@ -11,6 +11,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows.fanout import announce_order_confirmed, announce_order_rejected
 from workflows.saga import CompensationPolicy, NothingToResolve, Saga, SagaStatus, run_to_completion
 
 with workflow.unsafe.imports_passed_through():
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         CompensationReport,
         SkipCompensation,
     )
+    from models.events import OrderConfirmed, OrderRejected
     from models.inventory import ReserveStock, StockLine
     from models.orders import CreateOrder, OrderCancellation, OrderLine
     from models.payments import ChargeRequest, Refund
@@ -63,6 +65,9 @@ COMPENSATION_RETRY = RetryPolicy(
 COMPENSATION_POLICY = CompensationPolicy(
     initial_backoff=timedelta(seconds=1), maximum_backoff=timedelta(seconds=30)
 )
+
+# Histories recorded before the checkout announced its outcome replay without announcing.
+ANNOUNCE_OUTCOME_PATCH = "announce-outcome"
 
 # The customer's words for the refusals they can act on; others pass on the service's words.
 REASON_FOR_CODE = {
@@ -241,6 +246,15 @@ class CheckoutWorkflow:
             start_to_close_timeout=STEP_TIMEOUT,
             retry_policy=FOREVER_RETRY,
         )
+        if workflow.patched(ANNOUNCE_OUTCOME_PATCH):
+            # Fire and forget: waits only until the jobs started and the signals went out.
+            await announce_order_confirmed(
+                OrderConfirmed.from_checkout(
+                    self._request,
+                    workflow_id=workflow.info().workflow_id,
+                    occurred_at=workflow.now(),
+                )
+            )
         return self._result(CheckoutStatus.CONFIRMED)
 
     async def _reject(self, failure: _Stopped | ActivityError) -> CheckoutResult:
@@ -257,6 +271,18 @@ class CheckoutWorkflow:
         self._decision = self._result(CheckoutStatus.REJECTED, failed_step, code, reason)
         self._publish()
         await self._saga.compensate()
+        if workflow.patched(ANNOUNCE_OUTCOME_PATCH):
+            # After the undo, so consumers hear of the rejection only once it is true.
+            await announce_order_rejected(
+                OrderRejected.from_checkout(
+                    self._request,
+                    workflow_id=workflow.info().workflow_id,
+                    occurred_at=workflow.now(),
+                    reason=reason,
+                    reason_code=code,
+                    failed_step=failed_step.value if failed_step else None,
+                )
+            )
         return self._result(CheckoutStatus.REJECTED, failed_step, code, reason)
 
     async def _enforce_deadline(self) -> None:

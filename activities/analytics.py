@@ -1,0 +1,16 @@
+"""Activities against the analytics service."""
+
+import httpx
+from temporalio import activity
+
+from activities.consumer import call_consumer
+from models.analytics import RecordedEvent, RecordEvent
+
+
+class AnalyticsActivities:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    @activity.defn(name="record_order_event")
+    async def record_order_event(self, record: RecordEvent) -> RecordedEvent:
+        return await call_consumer(self._http, "POST", "/events", RecordedEvent, record)

@@ -1,0 +1,16 @@
+"""Activities against the dead-letters service."""
+
+import httpx
+from temporalio import activity
+
+from activities.http import call_service
+from models.deadletters import DeadLetter, NewDeadLetter
+
+
+class DeadLetterActivities:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    @activity.defn(name="record_dead_letter")
+    async def record_dead_letter(self, letter: NewDeadLetter) -> DeadLetter:
+        return await call_service(self._http, "POST", "/deadletters", DeadLetter, letter)

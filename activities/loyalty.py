@@ -1,0 +1,16 @@
+"""Activities against the loyalty service."""
+
+import httpx
+from temporalio import activity
+
+from activities.consumer import call_consumer
+from models.loyalty import AddPoints, LedgerEntry
+
+
+class LoyaltyActivities:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    @activity.defn(name="add_loyalty_points")
+    async def add_loyalty_points(self, entry: AddPoints) -> LedgerEntry:
+        return await call_consumer(self._http, "POST", "/ledger", LedgerEntry, entry)

@@ -1,0 +1,16 @@
+"""Activities against the warehouse service."""
+
+import httpx
+from temporalio import activity
+
+from activities.consumer import call_consumer
+from models.warehouse import CreateShipment, Shipment
+
+
+class WarehouseActivities:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    @activity.defn(name="create_shipment")
+    async def create_shipment(self, shipment: CreateShipment) -> Shipment:
+        return await call_consumer(self._http, "POST", "/shipments", Shipment, shipment)

@@ -1,0 +1,1 @@
+"""Analytics service: `python -m services.analytics --port P --db FILE`."""

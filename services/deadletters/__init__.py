@@ -1,0 +1,1 @@
+"""Dead-letters service: `python -m services.deadletters --port P --db FILE`."""

@@ -1,0 +1,1 @@
+"""Email service: `python -m services.email --port P --db FILE`."""

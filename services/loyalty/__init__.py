@@ -1,0 +1,1 @@
+"""Loyalty service: `python -m services.loyalty --port P --db FILE`."""

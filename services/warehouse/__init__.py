@@ -1,0 +1,1 @@
+"""Warehouse service: `python -m services.warehouse --port P --db FILE`."""

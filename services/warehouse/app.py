@@ -1,0 +1,114 @@
+"""Warehouse service: shipments, one per order, requested by the order's confirmation event.
+
+A repeat of the same request answers the first shipment; another request for an order that
+already has a shipment is refused (409 `idempotency_key_reused`).
+"""
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import FastAPI, Path, Response
+
+from models.common import OrderId
+from models.inventory import StockLine
+from models.warehouse import CreateShipment, Shipment, ShipmentStatus
+from services.common import (
+    Database,
+    ServiceFailure,
+    create_service_app,
+    fingerprint,
+    idempotency_key_reused,
+)
+from services.faults import install_faults
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS shipments (
+    order_id     TEXT PRIMARY KEY,
+    event_id     TEXT NOT NULL UNIQUE,
+    request_hash TEXT NOT NULL,
+    customer_id  TEXT NOT NULL,
+    lines        TEXT NOT NULL,  -- JSON list of StockLine
+    status       TEXT NOT NULL,
+    created_at   TEXT NOT NULL
+);
+"""
+
+PathOrderId = Annotated[OrderId, Path()]
+
+
+def _shipment(row: sqlite3.Row) -> Shipment:
+    return Shipment(
+        order_id=row["order_id"],
+        event_id=row["event_id"],
+        customer_id=row["customer_id"],
+        lines=[StockLine.model_validate(line) for line in json.loads(row["lines"])],
+        status=ShipmentStatus(row["status"]),
+        created_at=row["created_at"],
+    )
+
+
+def _get(conn: sqlite3.Connection, order_id: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM shipments WHERE order_id = ?", (order_id,)
+    ).fetchone()
+    return row
+
+
+def create_app(db_path: str) -> FastAPI:
+    db = Database(db_path)
+    db.init(SCHEMA)
+    app = create_service_app("warehouse")
+    install_faults(app, "warehouse")
+
+    @app.post("/shipments", status_code=201)
+    def create_shipment(body: CreateShipment, response: Response) -> Shipment:
+        digest = fingerprint(body)
+        with db.write() as conn:
+            row = _get(conn, body.order_id)
+            if row is None:
+                other = conn.execute(
+                    "SELECT order_id FROM shipments WHERE event_id = ?", (body.event_id,)
+                ).fetchone()
+                if other is not None:
+                    raise idempotency_key_reused(body.event_id)
+                conn.execute(
+                    "INSERT INTO shipments (order_id, event_id, request_hash, customer_id, lines,"
+                    " status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        body.order_id,
+                        body.event_id,
+                        digest,
+                        body.customer_id,
+                        json.dumps([line.model_dump() for line in body.lines]),
+                        ShipmentStatus.REQUESTED,
+                        datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    ),
+                )
+                row = _get(conn, body.order_id)
+                assert row is not None
+            elif row["request_hash"] != digest:
+                raise idempotency_key_reused(body.order_id)
+            else:
+                response.status_code = 200
+            return _shipment(row)
+
+    @app.get("/shipments/{order_id}")
+    def get_shipment(order_id: PathOrderId) -> Shipment:
+        with db.read() as conn:
+            row = _get(conn, order_id)
+        if row is None:
+            raise ServiceFailure(404, "shipment_not_found", f"no shipment for {order_id!r}")
+        return _shipment(row)
+
+    @app.get("/shipments")
+    def list_shipments(order_id: str | None = None) -> list[Shipment]:
+        with db.read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM shipments WHERE ? IS NULL OR order_id = ? ORDER BY rowid",
+                (order_id, order_id),
+            ).fetchall()
+        return [_shipment(row) for row in rows]
+
+    return app

@@ -1,0 +1,246 @@
+"""Fan-out: announce a decision, fire and forget. Call it from any workflow.
+
+    await announce(event, jobs=[Job("receipt", "SendReceipt")],
+                   signals=[Reaction("analytics", "Analytics", "analytics", "order_confirmed")])
+
+1. **Jobs** are child workflows, one per event and consumer, started with
+   `ParentClosePolicy.ABANDON`: they outlive the caller, which waits only until each has
+   *started* (Temporal's rule: an abandoned child must have started before the parent
+   returns). The child id is `{event_id}:{consumer}` with `REJECT_DUPLICATE`, so announcing the
+   same event again starts nothing twice (`WorkflowAlreadyStartedError` is expected and fine).
+2. **Reactions** are signals to long-lived workflows, delivered with signal-with-start by a
+   (local) activity that holds the Temporal client, with its own retries. The target
+   workflows dedupe by event id.
+
+Nothing here fails the caller: a job that cannot be started or a signal that cannot be
+delivered is logged and written as a dead letter (best effort, a few seconds at most) for a
+redrive. Cancellation of the caller still propagates.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
+
+from workflows.analytics import (
+    ANALYTICS,
+    ANALYTICS_CONSUMER,
+    ANALYTICS_WORKFLOW_ID,
+    ORDER_REJECTED_SIGNAL,
+)
+from workflows.consumers import describe_failure, job_id, write_dead_letter
+from workflows.loyalty import (
+    CUSTOMER_LOYALTY,
+    LOYALTY,
+    ORDER_CONFIRMED_SIGNAL,
+    loyalty_workflow_id,
+)
+from workflows.receipt import RECEIPT, SEND_RECEIPT
+from workflows.shipping import SHIP_ORDER, SHIPPING
+
+with workflow.unsafe.imports_passed_through():
+    from activities.events import EventActivities
+    from models.consumers import Announcement
+    from models.deadletters import ConsumerKind, Delivery, DeliveryTarget
+    from models.events import OrderConfirmed, OrderRejected
+
+# Signal-with-start is one call to Temporal itself: short, a few quick retries.
+SIGNAL_TIMEOUT = timedelta(seconds=5)
+SIGNAL_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=1),
+    maximum_attempts=5,
+)
+# Writing the dead letter of a failed announcement: bounded, the caller must not wait long.
+ANNOUNCE_DEAD_LETTER_TIMEOUT = timedelta(seconds=3)
+ANNOUNCE_DEAD_LETTER_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=1),
+    maximum_attempts=3,
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A child workflow per event: `workflow` (its type) gets the event as its one input."""
+
+    consumer: str
+    workflow: str
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """A signal (with start) to a long-lived workflow; its input is the event."""
+
+    consumer: str
+    workflow: str
+    workflow_id: str
+    signal: str
+
+
+Event = OrderConfirmed | OrderRejected
+# What became of one job or reaction (see Announcement).
+_STARTED, _ALREADY_STARTED, _SIGNALLED, _FAILED = "started", "already", "signalled", "failed"
+
+
+async def announce(
+    event: Event, *, jobs: Sequence[Job] = (), signals: Sequence[Reaction] = ()
+) -> Announcement:
+    """Start `jobs` (abandoned children) and deliver `signals`, concurrently; return once each
+    job has started and each signal was delivered (or given up on). Never raises but for a
+    cancellation of the caller."""
+    report = Announcement(event_id=event.event_id)
+    outcomes = await asyncio.gather(
+        *(_start_job(event, job) for job in jobs),
+        *(_deliver(event, reaction) for reaction in signals),
+    )
+    # In the order given, whatever order they finished in.
+    for kind, name in outcomes:
+        {
+            _STARTED: report.jobs_started,
+            _ALREADY_STARTED: report.jobs_already_started,
+            _SIGNALLED: report.signalled,
+            _FAILED: report.failed,
+        }[kind].append(name)
+    return report
+
+
+async def announce_order_confirmed(event: OrderConfirmed) -> Announcement:
+    """Announce a confirmed order. Call it from the checkout after the decision, once the
+    stock is committed (`_after_confirmation`, after `commit_stock`), then return CONFIRMED.
+    It never raises (but for a cancellation) and never fails the checkout:
+
+        await announce_order_confirmed(
+            OrderConfirmed.from_checkout(
+                self._request, workflow_id=workflow.info().workflow_id, occurred_at=workflow.now()
+            )
+        )
+
+    Starts the jobs SendReceipt and ShipOrder (abandoned children, ids
+    `{event_id}:receipt` and `{event_id}:shipping`) and signals `order_confirmed` to
+    CustomerLoyalty (`loyalty-{customer_id}`) and Analytics (`analytics`). The checkout waits
+    only until the children have started and the signals are delivered (about 0.1 s, all at
+    once); the customer has had the decision before that.
+    """
+    return await announce(
+        event,
+        jobs=[Job(RECEIPT, SEND_RECEIPT), Job(SHIPPING, SHIP_ORDER)],
+        signals=[
+            Reaction(
+                LOYALTY,
+                CUSTOMER_LOYALTY,
+                loyalty_workflow_id(event.customer_id),
+                ORDER_CONFIRMED_SIGNAL,
+            ),
+            Reaction(ANALYTICS_CONSUMER, ANALYTICS, ANALYTICS_WORKFLOW_ID, ORDER_CONFIRMED_SIGNAL),
+        ],
+    )
+
+
+async def announce_order_rejected(event: OrderRejected) -> Announcement:
+    """Announce a rejected order. Call it from the checkout after the compensations, before
+    returning REJECTED (`_reject`, after `saga.compensate()`). It never raises (but for a
+    cancellation) and never fails the checkout:
+
+        await announce_order_rejected(
+            OrderRejected.from_checkout(
+                self._request,
+                workflow_id=workflow.info().workflow_id,
+                occurred_at=workflow.now(),
+                reason=reason,
+                reason_code=code,
+                failed_step=failed_step.value if failed_step else None,
+            )
+        )
+
+    Signals `order_rejected` to Analytics (`analytics`).
+    """
+    return await announce(
+        event,
+        signals=[
+            Reaction(ANALYTICS_CONSUMER, ANALYTICS, ANALYTICS_WORKFLOW_ID, ORDER_REJECTED_SIGNAL)
+        ],
+    )
+
+
+async def _start_job(event: Event, job: Job) -> tuple[str, str]:
+    child_id = job_id(event.event_id, job.consumer)
+    try:
+        await workflow.start_child_workflow(
+            job.workflow,
+            event,
+            id=child_id,
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        # Announced before (a repeat, a retry, a reset): the job runs or ran already.
+        return _ALREADY_STARTED, child_id
+    except Exception as failure:
+        if is_cancelled_exception(failure):
+            raise
+        error, _ = describe_failure(failure)
+        workflow.logger.warning("fan-out: job %s not started: %s", child_id, error)
+        target = DeliveryTarget(
+            kind=ConsumerKind.JOB,
+            workflow_type=job.workflow,
+            workflow_id=child_id,
+            task_queue=workflow.info().task_queue,
+        )
+        await _dead_letter_quietly(job.consumer, event, target, error)
+        return _FAILED, job.consumer
+    return _STARTED, child_id
+
+
+async def _deliver(event: Event, reaction: Reaction) -> tuple[str, str]:
+    target = DeliveryTarget(
+        kind=ConsumerKind.SIGNAL,
+        workflow_type=reaction.workflow,
+        workflow_id=reaction.workflow_id,
+        signal=reaction.signal,
+        task_queue=workflow.info().task_queue,
+    )
+    try:
+        await workflow.execute_local_activity_method(
+            EventActivities.deliver_order_event,
+            Delivery(target=target, event=event),
+            start_to_close_timeout=SIGNAL_TIMEOUT,
+            retry_policy=SIGNAL_RETRY,
+        )
+    except Exception as failure:
+        if is_cancelled_exception(failure):
+            raise
+        error, attempts = describe_failure(failure)
+        workflow.logger.warning(
+            "fan-out: %s not signalled to %s: %s", event.event_id, reaction.workflow_id, error
+        )
+        await _dead_letter_quietly(reaction.consumer, event, target, error, attempts)
+        return _FAILED, reaction.consumer
+    return _SIGNALLED, reaction.workflow_id
+
+
+async def _dead_letter_quietly(
+    consumer: str, event: Event, target: DeliveryTarget, error: str, attempts: int = 1
+) -> None:
+    try:
+        await write_dead_letter(
+            consumer,
+            event,
+            target,
+            error,
+            attempts,
+            start_to_close_timeout=ANNOUNCE_DEAD_LETTER_TIMEOUT,
+            retry_policy=ANNOUNCE_DEAD_LETTER_RETRY,
+        )
+    except Exception as failure:
+        if is_cancelled_exception(failure):
+            raise
+        # The store is down too: the log is all that is left of it.
+        workflow.logger.error(
+            "fan-out: dead letter for %s/%s not stored: %s", event.event_id, consumer, failure
+        )

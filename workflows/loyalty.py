@@ -1,0 +1,57 @@
+"""CustomerLoyalty: one long-lived workflow per customer (`loyalty-{customer_id}`).
+
+Signal `order_confirmed` (sent with signal-with-start by the fan-out) books the order's points
+in the loyalty service, once per event id. Continues as new after `continue_after` signals (or
+when Temporal suggests it), carrying the ids of the last handled events.
+"""
+
+from temporalio import workflow
+
+from workflows.consumers import CONSUMER_RETRY, CONSUMER_TIMEOUT, LongLivedConsumer
+
+with workflow.unsafe.imports_passed_through():
+    from activities.loyalty import LoyaltyActivities
+    from models.consumers import LoyaltyState
+    from models.events import OrderConfirmed
+    from models.loyalty import points_entry_for
+
+CUSTOMER_LOYALTY = "CustomerLoyalty"
+LOYALTY = "loyalty"
+ORDER_CONFIRMED_SIGNAL = "order_confirmed"
+
+
+def loyalty_workflow_id(customer_id: str) -> str:
+    return f"loyalty-{customer_id}"
+
+
+@workflow.defn(name=CUSTOMER_LOYALTY)
+class CustomerLoyaltyWorkflow:
+    @workflow.init
+    def __init__(self, state: LoyaltyState | None = None) -> None:
+        # Signals can arrive before run() starts (signal-with-start): the state is set here.
+        self._consumer = LongLivedConsumer(state or LoyaltyState())
+
+    @workflow.run
+    async def run(self, state: LoyaltyState | None = None) -> None:
+        workflow.continue_as_new(await self._consumer.run_until_due())
+
+    @workflow.signal(name=ORDER_CONFIRMED_SIGNAL)
+    async def order_confirmed(self, event: OrderConfirmed) -> None:
+        entry = points_entry_for(event)
+        applied = await self._consumer.handle(
+            LOYALTY,
+            event,
+            ORDER_CONFIRMED_SIGNAL,
+            lambda: workflow.execute_activity_method(
+                LoyaltyActivities.add_loyalty_points,
+                entry,
+                start_to_close_timeout=CONSUMER_TIMEOUT,
+                retry_policy=CONSUMER_RETRY,
+            ),
+        )
+        if applied:
+            self._consumer.state.points_awarded += entry.points
+
+    @workflow.query(name="state")
+    def state(self) -> LoyaltyState:
+        return self._consumer.snapshot()

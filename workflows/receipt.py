@@ -1,0 +1,41 @@
+"""SendReceipt: a job per confirmed order, started by the fan-out as an abandoned child."""
+
+from temporalio import workflow
+
+from workflows.consumers import (
+    CONSUMER_RETRY,
+    CONSUMER_TIMEOUT,
+    consume,
+    job_target,
+    redrive_number,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities
+    from models.consumers import ConsumerResult
+    from models.email import receipt_for
+    from models.events import OrderConfirmed
+
+SEND_RECEIPT = "SendReceipt"
+RECEIPT = "receipt"
+
+
+@workflow.defn(name=SEND_RECEIPT)
+class SendReceiptWorkflow:
+    """Mail the receipt (the email service keeps one mail per event id). Gives up after
+    CONSUMER_RETRY and leaves a dead letter. A redrive starts it again (memo `redrive`: n)."""
+
+    @workflow.run
+    async def run(self, event: OrderConfirmed) -> ConsumerResult:
+        return await consume(
+            RECEIPT,
+            event,
+            job_target(SEND_RECEIPT, event.event_id, RECEIPT),
+            lambda: workflow.execute_activity_method(
+                EmailActivities.send_email,
+                receipt_for(event),
+                start_to_close_timeout=CONSUMER_TIMEOUT,
+                retry_policy=CONSUMER_RETRY,
+            ),
+            redrive=redrive_number(),
+        )

@@ -1,0 +1,41 @@
+"""ShipOrder: a job per confirmed order, started by the fan-out as an abandoned child."""
+
+from temporalio import workflow
+
+from workflows.consumers import (
+    CONSUMER_RETRY,
+    CONSUMER_TIMEOUT,
+    consume,
+    job_target,
+    redrive_number,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from activities.warehouse import WarehouseActivities
+    from models.consumers import ConsumerResult
+    from models.events import OrderConfirmed
+    from models.warehouse import shipment_for
+
+SHIP_ORDER = "ShipOrder"
+SHIPPING = "shipping"
+
+
+@workflow.defn(name=SHIP_ORDER)
+class ShipOrderWorkflow:
+    """Ask the warehouse to ship the order (one shipment per order). Gives up after
+    CONSUMER_RETRY and leaves a dead letter. A redrive starts it again (memo `redrive`: n)."""
+
+    @workflow.run
+    async def run(self, event: OrderConfirmed) -> ConsumerResult:
+        return await consume(
+            SHIPPING,
+            event,
+            job_target(SHIP_ORDER, event.event_id, SHIPPING),
+            lambda: workflow.execute_activity_method(
+                WarehouseActivities.create_shipment,
+                shipment_for(event),
+                start_to_close_timeout=CONSUMER_TIMEOUT,
+                retry_policy=CONSUMER_RETRY,
+            ),
+            redrive=redrive_number(),
+        )
