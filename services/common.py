@@ -136,7 +136,10 @@ class Health(BaseModel):
 
 
 def create_service_app(name: str) -> FastAPI:
-    """A FastAPI app with ServiceError bodies for every failure and a GET /health."""
+    """A FastAPI app with ServiceError bodies for every failure, a GET /health, and fault
+    injection under /admin/fault (services.faults)."""
+    from services.faults import install_faults  # it builds on this module's error bodies
+
     app = FastAPI(title=f"{name} service")
     app.add_exception_handler(ServiceFailure, _on_service_failure)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
@@ -147,6 +150,7 @@ def create_service_app(name: str) -> FastAPI:
     def health() -> Health:
         return Health(status="ok", service=name)
 
+    install_faults(app, name)
     return app
 
 

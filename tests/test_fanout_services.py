@@ -67,10 +67,35 @@ def test_email_down_answers_503_but_health(api: Api) -> None:
         assert api.call("GET", "email", "/admin/fault").json() == {
             "fail": True,
             "delay_seconds": 0.0,
+            "paths": [],
         }
     finally:
         api.call("PUT", "email", "/admin/fault", {})
     assert api.call("POST", "email", "/emails", mail).status_code == 201
+
+
+def test_fault_limited_to_paths_spares_the_rest(api: Api) -> None:
+    """The core services take faults too; `paths` aims one at refunds, not at charges."""
+    charge_id = key()
+    charge = {
+        "charge_id": charge_id,
+        "order_id": "o-refund-down",
+        "amount_cents": 1200,
+        "currency": "EUR",
+        "card_number": "4242424242424242",
+    }
+    fault = {"fail": True, "paths": ["/charges/"]}
+    assert api.call("PUT", "payments", "/admin/fault", fault).status_code == 200
+    try:
+        charged = api.call("POST", "payments", "/charges", charge)
+        refund = api.call("POST", "payments", f"/charges/{charge_id}/refund", {"reason": "r"})
+        assert charged.status_code == 201
+        assert refund.status_code == 503 and refund.json()["code"] == "service_unavailable"
+        assert api.call("GET", "payments", "/health").status_code == 200
+    finally:
+        api.call("PUT", "payments", "/admin/fault", {})
+    refunded = api.call("POST", "payments", f"/charges/{charge_id}/refund", {"reason": "r"})
+    assert refunded.status_code == 200 and refunded.json()["status"] == "REFUNDED"
 
 
 def test_warehouse_one_shipment_per_order_and_slow_fault(api: Api) -> None:

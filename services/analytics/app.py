@@ -7,7 +7,6 @@ from fastapi import FastAPI, Response
 
 from models.analytics import EventCounts, RecordedEvent, RecordEvent
 from services.common import Database, create_service_app, fingerprint, idempotency_key_reused
-from services.faults import install_faults
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -45,7 +44,6 @@ def create_app(db_path: str) -> FastAPI:
     db = Database(db_path)
     db.init(SCHEMA)
     app = create_service_app("analytics")
-    install_faults(app, "analytics")
 
     @app.post("/events", status_code=201)
     def record_event(body: RecordEvent, response: Response) -> RecordedEvent:

@@ -18,7 +18,6 @@ from services.common import (
     fingerprint,
     idempotency_key_reused,
 )
-from services.faults import install_faults
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS emails (
@@ -58,7 +57,6 @@ def create_app(db_path: str) -> FastAPI:
     db = Database(db_path)
     db.init(SCHEMA)
     app = create_service_app("email")
-    install_faults(app, "email")
 
     @app.post("/emails", status_code=201)
     def send_email(body: SendEmail, response: Response) -> SentEmail:

@@ -1,6 +1,7 @@
-"""Fault injection for the fan-out's services: `PUT /admin/fault {"fail": true}` makes every
+"""Fault injection for every service: `PUT /admin/fault {"fail": true}` makes every
 business endpoint answer 503 (the service is "down"), `{"delay_seconds": 3}` makes each wait
-first (the service is "slow"). `GET /health`, `/admin/*` and the docs are never affected.
+first (the service is "slow"); `"paths": ["/charges/"]` limits either to the requests whose
+path starts with one of them. `GET /health`, `/admin/*` and the docs are never affected.
 State lives in the process: a restart clears it. Meant for tests and demos on loopback."""
 
 import asyncio
@@ -32,6 +33,8 @@ def install_faults(app: FastAPI, service: str) -> None:
         if request.url.path.startswith(UNAFFECTED_PREFIXES):
             return await call_next(request)
         faults = current[0]
+        if faults.paths and not request.url.path.startswith(tuple(faults.paths)):
+            return await call_next(request)
         if faults.delay_seconds > 0:
             await asyncio.sleep(faults.delay_seconds)
         if faults.fail:

@@ -9,7 +9,6 @@ from fastapi import FastAPI, Path, Response
 from models.common import CustomerId
 from models.loyalty import AddPoints, LedgerEntry, LoyaltyBalance
 from services.common import Database, create_service_app, fingerprint, idempotency_key_reused
-from services.faults import install_faults
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
@@ -47,7 +46,6 @@ def create_app(db_path: str) -> FastAPI:
     db = Database(db_path)
     db.init(SCHEMA)
     app = create_service_app("loyalty")
-    install_faults(app, "loyalty")
 
     @app.post("/ledger", status_code=201)
     def add_points(body: AddPoints, response: Response) -> LedgerEntry:

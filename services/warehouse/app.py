@@ -21,7 +21,6 @@ from services.common import (
     fingerprint,
     idempotency_key_reused,
 )
-from services.faults import install_faults
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS shipments (
@@ -60,7 +59,6 @@ def create_app(db_path: str) -> FastAPI:
     db = Database(db_path)
     db.init(SCHEMA)
     app = create_service_app("warehouse")
-    install_faults(app, "warehouse")
 
     @app.post("/shipments", status_code=201)
     def create_shipment(body: CreateShipment, response: Response) -> Shipment:
