@@ -21,13 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from models.checkout import CheckoutRequest
+from models.checkout import (
+    CancelCheckout,
+    CheckoutProgress,
+    CheckoutRequest,
+    CheckoutResult,
+    CheckoutStep,
+    SkipCompensation,
+)
+from models.events import ORDER_CONFIRMED, event_id
 from starter.checkouts import demo_scenarios, outcome_label, place_checkout
 from starter.launcher import LaunchError, running_stack
 from starter.replay import (
@@ -42,7 +51,12 @@ from starter.replay import (
 )
 from worker.clients import connect_temporal
 from worker.settings import Settings
-from workflows.checkout import checkout_workflow_id
+from workflows.analytics import ANALYTICS_WORKFLOW_ID
+from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.consumers import job_id
+from workflows.loyalty import loyalty_workflow_id
+from workflows.receipt import RECEIPT
+from workflows.shipping import SHIPPING
 
 DEFAULT_DIR = Path("tests/histories")
 # Fixed order ids (checkout-history-1, ...): the recorded workflow ids stay the same from one
@@ -71,8 +85,17 @@ class Recorded:
     outcome: str
 
 
-# Drives one path against a running stack: (client, task queue) -> the workflow to record.
-PathRun = Callable[[Client, str], Awaitable[Recorded]]
+@dataclass(frozen=True)
+class CaptureStack:
+    """What a path drives: the client, the worker's task queue, the services' addresses."""
+
+    client: Client
+    task_queue: str
+    service_urls: dict[str, str]
+
+
+# Drives one path against a running stack -> the workflow whose history to record.
+PathRun = Callable[[CaptureStack], Awaitable[Recorded]]
 
 
 @dataclass(frozen=True)
@@ -98,9 +121,9 @@ def _expect(outcome: str, expected: str) -> None:
 def checkout_once(label: str, expected: str, nth: int = 0) -> PathRun:
     """Place the demo request with this label once; its outcome must be `expected`."""
 
-    async def run(client: Client, task_queue: str) -> Recorded:
+    async def run(stack: CaptureStack) -> Recorded:
         request = demo_request(label, nth)
-        outcome = outcome_label(await place_checkout(client, request, task_queue))
+        outcome = outcome_label(await place_checkout(stack.client, request, stack.task_queue))
         _expect(outcome, expected)
         return Recorded(checkout_workflow_id(request.order_id), outcome)
 
@@ -110,13 +133,13 @@ def checkout_once(label: str, expected: str, nth: int = 0) -> PathRun:
 def checkout_twice(label: str, expected: str, nth: int = 0) -> PathRun:
     """The same order placed twice at once, then again after it finished: one workflow."""
 
-    async def run(client: Client, task_queue: str) -> Recorded:
+    async def run(stack: CaptureStack) -> Recorded:
         request = demo_request(label, nth)
+        client, queue = stack.client, stack.task_queue
         first, second = await asyncio.gather(
-            place_checkout(client, request, task_queue),
-            place_checkout(client, request, task_queue),
+            place_checkout(client, request, queue), place_checkout(client, request, queue)
         )
-        again = await place_checkout(client, request, task_queue)
+        again = await place_checkout(client, request, queue)
         if not first == second == again:
             raise CaptureError("the same order got different answers")
         outcome = outcome_label(first)
@@ -126,8 +149,127 @@ def checkout_twice(label: str, expected: str, nth: int = 0) -> PathRun:
     return run
 
 
+def _variant(request: CheckoutRequest, suffix: str, **changes: Any) -> CheckoutRequest:
+    """The request under its own order id (history-3-cancel), with `changes` applied."""
+    update = {"order_id": f"{request.order_id}-{suffix}", **changes}
+    return CheckoutRequest.model_validate(request.model_dump() | update)
+
+
+async def _start(
+    stack: CaptureStack, request: CheckoutRequest
+) -> WorkflowHandle[CheckoutWorkflow, CheckoutResult]:
+    """Start the checkout without waiting for its decision."""
+    return await stack.client.start_workflow(
+        CheckoutWorkflow.run,
+        request,
+        id=checkout_workflow_id(request.order_id),
+        task_queue=stack.task_queue,
+    )
+
+
+async def _wait_for(
+    handle: WorkflowHandle[CheckoutWorkflow, CheckoutResult],
+    reached: Callable[[CheckoutProgress], bool],
+) -> None:
+    for _ in range(120):  # bounded: about 30 s
+        if reached(await handle.query(CheckoutWorkflow.status)):
+            return
+        await asyncio.sleep(0.25)
+    raise CaptureError(f"{handle.id} never reached the state this path needs")
+
+
+def cancelled_while_charging() -> PathRun:
+    """The card's first two charges fail with 503; the customer cancels during the retries."""
+
+    async def run(stack: CaptureStack) -> Recorded:
+        request = _variant(demo_request("payments 503 twice, retried"), "cancel")
+        handle = await _start(stack, request)
+        await _wait_for(handle, lambda p: p.current_step == CheckoutStep.CHARGE_PAYMENT)
+        await handle.execute_update(
+            CheckoutWorkflow.cancel, CancelCheckout(reason="changed my mind")
+        )
+        outcome = outcome_label(await handle.result())
+        _expect(outcome, "REJECTED:cancelled")
+        return Recorded(handle.id, outcome)
+
+    return run
+
+
+def deadline_while_charging() -> PathRun:
+    """Not confirmed within a 1 s deadline (the charge is still in its retries)."""
+
+    async def run(stack: CaptureStack) -> Recorded:
+        base = demo_request("payments 503 twice, retried")
+        options = base.options.model_copy(update={"decision_deadline_seconds": 1})
+        request = _variant(base, "deadline", options=options.model_dump())
+        result = await place_checkout(stack.client, request, stack.task_queue)
+        outcome = outcome_label(result)
+        _expect(outcome, "REJECTED:deadline_exceeded")
+        return Recorded(checkout_workflow_id(request.order_id), outcome)
+
+    return run
+
+
+def refund_stuck_then_skipped() -> PathRun:
+    """Card declined while refunds fail: the refund needs attention; an operator skips it."""
+
+    async def run(stack: CaptureStack) -> Recorded:
+        base = demo_request("card declined")
+        options = base.options.model_copy(update={"compensation_attempts_before_attention": 1})
+        request = _variant(base, "attention", options=options.model_dump())
+        payments = stack.service_urls["payments"]
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            fault = {"fail": True, "paths": ["/charges/"]}  # refunds, not charges
+            (await http.put(f"{payments}/admin/fault", json=fault)).raise_for_status()
+            try:
+                handle = await _start(stack, request)
+                await _wait_for(handle, lambda p: bool(p.stuck))
+                await handle.execute_update(
+                    CheckoutWorkflow.skip_compensation,
+                    SkipCompensation(reason="refunded by hand"),
+                )
+            finally:
+                (await http.put(f"{payments}/admin/fault", json={})).raise_for_status()
+        outcome = outcome_label(await handle.result())
+        _expect(outcome, "REJECTED:card_declined")
+        return Recorded(handle.id, f"{outcome} (refund skipped)")
+
+    return run
+
+
+def fanout_job(consumer: str) -> PathRun:
+    """The job of the confirmed order (record after "confirmed"): its child workflow."""
+
+    async def run(stack: CaptureStack) -> Recorded:
+        request = demo_request("confirmed")
+        event = event_id(checkout_workflow_id(request.order_id), ORDER_CONFIRMED)
+        handle = stack.client.get_workflow_handle(job_id(event, consumer))
+        result = await handle.result()
+        status = result.get("status") if isinstance(result, dict) else None
+        return Recorded(handle.id, str(status))
+
+    return run
+
+
+def long_lived(workflow_id: str) -> PathRun:
+    """A long-lived consumer as it stands (running): it got the confirmed orders' events."""
+
+    async def run(stack: CaptureStack) -> Recorded:
+        handle = stack.client.get_workflow_handle(workflow_id)
+        for _ in range(80):  # bounded: about 20 s for the signals of the paths before
+            state = await handle.query("state")
+            if state.get("applied", 0) >= 1:
+                return Recorded(workflow_id, f"running, {state['applied']} applied")
+            await asyncio.sleep(0.25)
+        raise CaptureError(f"{workflow_id} applied nothing")
+
+    return run
+
+
 PATHS: list[HistoryPath] = [
-    HistoryPath("confirmed", "confirmed", checkout_once("confirmed", "CONFIRMED")),
+    HistoryPath(
+        "confirmed", "confirmed, then the fan-out", checkout_once("confirmed", "CONFIRMED")
+    ),
     HistoryPath(
         "out-of-stock",
         "out of stock: release, cancel",
@@ -148,6 +290,19 @@ PATHS: list[HistoryPath] = [
         "same order started twice at once, then again",
         checkout_twice("confirmed", "CONFIRMED", nth=1),
     ),
+    HistoryPath("cancelled", "cancel update during the charge", cancelled_while_charging()),
+    HistoryPath("deadline", "deadline passed during the charge", deadline_while_charging()),
+    HistoryPath(
+        "needs-attention", "refund stuck, skipped by an operator", refund_stuck_then_skipped()
+    ),
+    HistoryPath("receipt-job", "SendReceipt of the confirmed order", fanout_job(RECEIPT)),
+    HistoryPath("shipping-job", "ShipOrder of the confirmed order", fanout_job(SHIPPING)),
+    HistoryPath(
+        "loyalty",
+        "CustomerLoyalty of the confirmed order's customer",
+        long_lived(loyalty_workflow_id(demo_request("confirmed").customer_id)),
+    ),
+    HistoryPath("analytics", "Analytics, after every path", long_lived(ANALYTICS_WORKFLOW_ID)),
 ]
 
 
@@ -159,14 +314,12 @@ class Written:
     events: int
 
 
-async def _capture(client: Client, paths: list[HistoryPath], out: Path) -> list[Written]:
-    task_queue = Settings().task_queue
+async def _capture(stack: CaptureStack, paths: list[HistoryPath], out: Path) -> list[Written]:
+    client = stack.client
     written = []
     for path in paths:  # one at a time: each history is the path alone
         try:
-            recorded = await asyncio.wait_for(
-                path.run(client, task_queue), timeout=PATH_TIMEOUT_SECONDS
-            )
+            recorded = await asyncio.wait_for(path.run(stack), timeout=PATH_TIMEOUT_SECONDS)
         except TimeoutError as err:
             raise CaptureError(f"{path.name}: not done in {PATH_TIMEOUT_SECONDS:.0f} s") from err
         except CaptureError as err:
@@ -214,9 +367,12 @@ def capture(
     out.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="checkout-saga-histories-"))
 
-    async def run_all(env: dict[str, str]) -> tuple[list[Written], list[ReplayOutcome]]:
+    async def run_all(
+        env: dict[str, str], service_urls: dict[str, str]
+    ) -> tuple[list[Written], list[ReplayOutcome]]:
         client = await connect_temporal({**os.environ, **env})
-        written = await _capture(client, paths, out)
+        stack = CaptureStack(client, Settings().task_queue, service_urls)
+        written = await _capture(stack, paths, out)
         # What was just written must replay against this code, or it is no use as a net.
         return written, await replay_files(w.file for w in written)
 
@@ -224,7 +380,7 @@ def capture(
         with running_stack(
             data_dir, ui=False, service_env={"PAYMENTS_FLAKY_FAILURES": "2"}
         ) as stack:
-            written, replayed = asyncio.run(run_all(stack.env))
+            written, replayed = asyncio.run(run_all(stack.env, dict(stack.service_urls)))
     except (LaunchError, CaptureError) as err:
         console.print(f"[red]Capture failed: {err}[/red]\nLogs of the parts: {data_dir}")
         raise typer.Exit(1) from err

@@ -6,6 +6,7 @@ would break the checkouts running at deploy time; guard it with `workflow.patche
 """
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
@@ -18,15 +19,24 @@ from models.checkout import CartItem, CheckoutRequest, CheckoutStatus
 from models.payments import CARD_DECLINED, CARD_OK
 from starter.checkouts import place_checkout
 from starter.histories import PATHS
-from starter.replay import history_files, load_history, replay_files, replayer
+from starter.replay import history_files, load_history, replay_files, replayer, workflow_type
 from tests.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
 from tests.cli import run_cli
+from worker.runner import WORKFLOWS
 from worker.settings import Settings
-from workflows.checkout import checkout_workflow_id
+from workflows.analytics import ANALYTICS
+from workflows.checkout import ANNOUNCE_OUTCOME_PATCH, checkout_workflow_id
+from workflows.loyalty import CUSTOMER_LOYALTY
+from workflows.receipt import SEND_RECEIPT
+from workflows.shipping import SHIP_ORDER
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORDED = history_files(HISTORIES)
+# Every recorded checkout, of today's code and of code before a patch (sub-directories).
+CHECKOUTS = [p for p in RECORDED if workflow_type(load_history(p)) == "Checkout"]
 CONFIRMED = HISTORIES / "confirmed.json"
+# Recorded before the checkout announced its outcome (workflow.patched("announce-outcome")).
+BEFORE_FANOUT = HISTORIES / "before-fanout"
 
 
 def test_every_path_has_a_recorded_history() -> None:
@@ -38,7 +48,6 @@ def test_every_path_has_a_recorded_history() -> None:
 @pytest.mark.parametrize("path", RECORDED, ids=[str(p.relative_to(HISTORIES)) for p in RECORDED])
 async def test_recorded_history_replays_against_current_workflows(path: Path) -> None:
     history = load_history(path)
-    assert history.workflow_id.startswith("checkout-")
 
     result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
 
@@ -59,18 +68,44 @@ async def test_unguarded_change_fails_replay_with_nondeterminism_error() -> None
         await replayer([UnguardedFraudCheck]).replay_workflow(history)
 
 
-async def test_unguarded_change_fails_every_recorded_history() -> None:
-    outcomes = await replay_files(RECORDED, workflows=[UnguardedFraudCheck])
+def test_every_kind_of_workflow_is_recorded() -> None:
+    recorded = {workflow_type(load_history(p)) for p in RECORDED}
+    assert recorded == {"Checkout", SEND_RECEIPT, SHIP_ORDER, CUSTOMER_LOYALTY, ANALYTICS}
+    assert len(WORKFLOWS) == len(recorded)  # a new workflow type needs its history too
+    assert history_files(BEFORE_FANOUT), "the histories from before the fan-out are kept"
 
-    assert len(outcomes) == len(RECORDED) > 0
+
+def test_patch_marker_only_in_histories_recorded_after_it() -> None:
+    """Today's checkouts announce their outcome behind the patch; older ones replay without."""
+
+    def patches(path: Path) -> set[str]:
+        found = set()
+        for event in load_history(path).events:
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_patch":
+                for payload in marker.details["patch-data"].payloads:
+                    found.add(json.loads(payload.data)["id"])
+        return found
+
+    old = [p for p in CHECKOUTS if p.parent == BEFORE_FANOUT]
+    new = [p for p in CHECKOUTS if p.parent == HISTORIES]
+    assert old and new
+    assert all(ANNOUNCE_OUTCOME_PATCH not in patches(p) for p in old)
+    assert all(ANNOUNCE_OUTCOME_PATCH in patches(p) for p in new)
+
+
+async def test_unguarded_change_fails_every_recorded_history() -> None:
+    outcomes = await replay_files(CHECKOUTS, workflows=[UnguardedFraudCheck])
+
+    assert len(outcomes) == len(CHECKOUTS) > 0
     errors = {o.source: o.error for o in outcomes}
     assert all(isinstance(e, NondeterminismError) for e in errors.values()), errors
 
 
 async def test_change_guarded_by_patched_replays_recorded_histories() -> None:
-    outcomes = await replay_files(RECORDED, workflows=[PatchedFraudCheck])
+    outcomes = await replay_files(CHECKOUTS, workflows=[PatchedFraudCheck])
 
-    assert len(outcomes) == len(RECORDED) > 0
+    assert len(outcomes) == len(CHECKOUTS) > 0
     assert {o.source: o.error for o in outcomes if not o.ok} == {}
 
 
@@ -79,7 +114,7 @@ async def test_replay_files_reports_each_recorded_history() -> None:
 
     assert [o.source for o in outcomes] == [str(p) for p in RECORDED]
     assert all(o.ok for o in outcomes), [(o.source, o.error) for o in outcomes]
-    assert {o.workflow_type for o in outcomes} == {"Checkout"}
+    assert {o.workflow_type for o in outcomes} >= {"Checkout", "SendReceipt", "CustomerLoyalty"}
     assert len({o.run_id for o in outcomes}) == len(outcomes)
 
 
