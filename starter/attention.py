@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import sys
 from typing import Annotated
 
 import typer
@@ -19,7 +20,8 @@ attention = typer.Typer(
     help="Checkouts whose compensation is stuck (NEEDS_ATTENTION): list, retry, skip.",
     no_args_is_help=True,
 )
-console = Console()
+# Wide when piped, so order ids stay whole in logs and scripts.
+console = Console(width=None if sys.stdout.isatty() else 160)
 QUERY = "WorkflowType = 'Checkout' AND CheckoutStatus = 'NEEDS_ATTENTION'"
 
 
@@ -49,8 +51,9 @@ def list_stuck(
             print(json.dumps(progress.model_dump(mode="json")))
         return
     table = Table(title=f"{len(stuck)} checkout(s) need attention")
-    for column in ("order", "decision", "stuck", "attempts", "last error"):
-        table.add_column(column)
+    for column in ("order", "decision", "stuck", "attempts"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("last error")
     for progress in stuck:
         for report in progress.compensations:
             if report.name in progress.stuck:
