@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from models.common import ServiceError
@@ -39,6 +40,8 @@ async def call_service(
             type=SERVICE_UNAVAILABLE,
         ) from err
     status = response.status_code
+    # One line per call, with the activity's workflow (and so the order) attached.
+    activity.logger.info("%s %s%s answered %d", method, service.rstrip("/"), path, status)
     if status >= 500 or status in TRANSIENT_STATUS:
         raise ApplicationError(
             f"{method} {path} to {service} answered {status}", type=SERVICE_UNAVAILABLE

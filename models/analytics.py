@@ -2,6 +2,7 @@
 
 from pydantic import BaseModel, Field
 
+from models.checkout import MAX_ORDER_TOTAL_CENTS
 from models.common import Currency, IdempotencyKey, OrderId
 from models.events import OrderConfirmed, OrderRejected
 
@@ -10,7 +11,8 @@ class RecordEvent(BaseModel):
     event_id: IdempotencyKey
     event_type: str = Field(pattern=r"^[A-Za-z]{1,64}$")
     order_id: OrderId
-    total_cents: int = Field(ge=0)
+    # Bounded like an order's total (and so SQLite's integers).
+    total_cents: int = Field(ge=0, le=MAX_ORDER_TOTAL_CENTS)
     currency: Currency
 
 

@@ -41,6 +41,9 @@ class DeadLetterStatus(StrEnum):
     REDRIVEN = "REDRIVEN"
 
 
+MAX_COUNT = 1_000_000
+
+
 class NewDeadLetter(BaseModel):
     """What a consumer writes when it gives up: the event, who failed, why, how often."""
 
@@ -52,10 +55,11 @@ class NewDeadLetter(BaseModel):
     event: OrderEvent
     target: DeliveryTarget
     error: str = Field(min_length=1, max_length=4000)
-    attempts: int = Field(ge=1)
+    # Bounded (as SQLite's integers must be); far beyond any retry policy here.
+    attempts: int = Field(ge=1, le=MAX_COUNT)
     # Which redrive failed (0: the first delivery), so a failing redrive n reopens the record
     # and the next one is n + 1.
-    redrive: int = Field(default=0, ge=0)
+    redrive: int = Field(default=0, ge=0, le=MAX_COUNT)
 
 
 class DeadLetter(NewDeadLetter):
@@ -70,7 +74,7 @@ class DeadLetter(NewDeadLetter):
 class MarkRedriven(BaseModel):
     """Body of POST /deadletters/{id}/redriven: redrive `redrive` was delivered."""
 
-    redrive: int = Field(ge=1)
+    redrive: int = Field(ge=1, le=MAX_COUNT)
 
 
 def letter_id(event_id: str, consumer: str) -> str:

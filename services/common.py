@@ -8,13 +8,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.common import ServiceError
+from telemetry.services import observe_service
 
 BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -76,10 +77,18 @@ def fingerprint(request: BaseModel) -> str:
 class ServiceFailure(Exception):
     """A refusal the client should see, rendered as a ServiceError body."""
 
-    def __init__(self, status_code: int, code: str, message: str, field: str | None = None):
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status_code = status_code
         self.error = ServiceError(code=code, message=message, field=field)
+        self.headers = headers
 
 
 def error_response(
@@ -100,7 +109,7 @@ _REQUEST_PARTS = {"body", "query", "path", "header", "cookie"}
 
 def _on_service_failure(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceFailure)
-    return error_response(exc.status_code, exc.error)
+    return error_response(exc.status_code, exc.error, exc.headers)
 
 
 def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -109,6 +118,8 @@ def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     loc = [str(part) for part in first.get("loc", ())]
     if loc and loc[0] in _REQUEST_PARTS:
         loc = loc[1:]
+    if first.get("type") == "json_invalid":
+        loc = []  # not JSON at all: no field to name (the number there is a character offset)
     # Only pydantic's msg: the input itself may be a card number and is never echoed.
     error = ServiceError(
         code="invalid_request",
@@ -138,9 +149,13 @@ class Health(BaseModel):
 def create_service_app(name: str) -> FastAPI:
     """A FastAPI app with ServiceError bodies for every failure, a GET /health, and fault
     injection under /admin/fault (services.faults)."""
+    from services.auth import require_service_token, token_from_env  # they build on this
     from services.faults import install_faults  # it builds on this module's error bodies
 
-    app = FastAPI(title=f"{name} service")
+    # No token, no service (services.auth): every route but /health needs the bearer token.
+    app = FastAPI(
+        title=f"{name} service", dependencies=[Depends(require_service_token(token_from_env()))]
+    )
     app.add_exception_handler(ServiceFailure, _on_service_failure)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
@@ -161,4 +176,17 @@ def serve(make_app: Callable[[str], FastAPI], argv: Sequence[str]) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db", required=True, help="SQLite file, created if missing")
     args = parser.parse_args(argv)
-    uvicorn.run(make_app(args.db), host=args.host, port=args.port, log_level="warning")
+    from services.auth import MissingServiceToken, token_from_env
+
+    try:
+        token_from_env()  # before anything is created: no token, no service
+    except MissingServiceToken as err:
+        parser.exit(2, f"refusing to start: {err}\n")
+    app = make_app(args.db)
+    tracer_provider = observe_service(app)  # JSON logs; spans if CHECKOUT_TRACING is on
+    try:
+        # log_config=None: uvicorn's own lines go through the JSON handler too.
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", log_config=None)
+    finally:
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # send the last spans

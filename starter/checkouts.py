@@ -14,9 +14,11 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
@@ -55,6 +57,12 @@ async def decide_checkout(
             CheckoutWorkflow.run, workflow_id
         )
         return await handle.result(), handle
+    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # The server was unreachable or the call timed out: the caller may call again (same
+        # order). The start operation holds the same error; retrieved so it isn't logged.
+        with contextlib.suppress(RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            await start.workflow_handle()
+        raise
 
 
 async def place_checkout(

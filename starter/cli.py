@@ -28,6 +28,8 @@ from models.checkout import (
 )
 from models.payments import CARD_OK
 from starter.attention import attention
+from starter.bench import mount as mount_bench
+from starter.chaos import chaos as chaos_command
 from starter.checkouts import (
     Scenario,
     checkout_handle,
@@ -40,8 +42,9 @@ from starter.checkouts import (
 )
 from starter.dlq import dlq
 from starter.histories import mount as mount_histories
-from starter.launcher import LaunchError, Stack, running_stack
+from starter.launcher import LaunchError, Stack, running_stack, write_env_file
 from starter.reactions import reactions_table, wait_for_reactions
+from telemetry.tracing import configure_tracing
 from worker.clients import connect_temporal
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
@@ -103,6 +106,7 @@ async def _run_scenarios(stack: Stack, scenarios: list[Scenario]) -> tuple[Table
             for s, (result, _) in zip(runs, results, strict=True)
             if s.request is not None
         ],
+        headers=stack.service_headers,
     )
     return table, reactions_table(reactions)
 
@@ -125,6 +129,12 @@ def demo(
             console.print(table)
             console.print(fanout)
             console.print(f"Temporal Web UI: {stack.ui_url}/namespaces/default/workflows")
+            for proc in stack.processes:
+                if proc.name.startswith("worker-") and proc.address:
+                    console.print(f"Metrics of {proc.name}: {proc.address}")
+            if stack.codec_url:
+                console.print(f"Payloads are encrypted; the UI decodes them via {stack.codec_url}")
+            console.print(f"To talk to it from another shell: source {write_env_file(stack)}")
             if once:
                 return
             console.print("Running; press Ctrl-C to stop every process started here.")
@@ -251,12 +261,34 @@ def run(
 @app.command()
 def worker() -> None:
     """Run a worker (same as `python -m worker`): settings from the environment."""
+    from telemetry.logs import configure_logging
     from worker.runner import run_worker
 
+    configure_logging()
     asyncio.run(run_worker())
 
 
+@app.command("codec-server")
+def codec_server(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    ui_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="A Web UI origin allowed to call it (repeatable; default :8233)."),
+    ] = None,
+) -> None:
+    """Decode (and encode) payloads for the Temporal Web UI with CHECKOUT_CODEC_KEYS."""
+    from worker.codec_server import main as serve_codec
+
+    args = ["--host", host, "--port", str(port)]
+    for origin in ui_origin or []:
+        args += ["--ui-origin", origin]
+    serve_codec(args)
+
+
 mount_histories(app)
+mount_bench(app)
+app.command("chaos")(chaos_command)
 
 
 @app.command()
@@ -305,10 +337,15 @@ app.add_typer(dlq, name="dlq")
 
 def main() -> None:
     code: int | str | None = 0
+    # With CHECKOUT_TRACING on, a checkout started here is the root of its trace (its client
+    # picks the provider up: worker.clients); `worker` sets up its own.
+    tracing = None if sys.argv[1:2] == ["worker"] else configure_tracing("checkout-starter")
     try:
         app()
     except SystemExit as exit_:
         code = exit_.code
+    if tracing is not None:
+        tracing.shutdown()  # send the last spans
     sys.stdout.flush()
     sys.stderr.flush()
     # temporalio can abort at interpreter exit (sdk-python #300): leave without finalizers.

@@ -36,7 +36,7 @@ from models.deadletters import (
     MarkRedriven,
     redrive_workflow_id,
 )
-from worker.clients import connect_temporal
+from worker.clients import connect_temporal, service_headers
 from worker.settings import Settings
 from workflows.consumers import REDRIVE_MEMO
 
@@ -73,6 +73,13 @@ class RedriveOutcome:
 
 def _base_url(url: str | None) -> str:
     return url or str(Settings().deadletters_url)
+
+
+def _deadletters_client(url: str | None) -> httpx.AsyncClient:
+    """The dead-letter service's client, with the services' bearer token (services.auth)."""
+    return httpx.AsyncClient(
+        base_url=_base_url(url), timeout=10, headers=service_headers(Settings())
+    )
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -190,12 +197,12 @@ def list_command(
     """Show the dead letters: which event, which consumer, why, how often."""
 
     async def fetch() -> list[DeadLetter]:
-        async with httpx.AsyncClient(base_url=_base_url(url), timeout=10) as http:
+        async with _deadletters_client(url) as http:
             return await list_letters(http, status, consumer)
 
     try:
         letters = asyncio.run(fetch())
-    except (DeadLetterError, httpx.HTTPError) as err:
+    except (DeadLetterError, httpx.HTTPError, RuntimeError) as err:
         console.print(f"[red]Could not read the dead letters: {err}[/red]")
         raise typer.Exit(1) from err
     if as_json:
@@ -221,7 +228,7 @@ def redrive(
 
     async def run() -> list[RedriveOutcome]:
         client = await connect_temporal()
-        async with httpx.AsyncClient(base_url=_base_url(url), timeout=10) as http:
+        async with _deadletters_client(url) as http:
             if letter_id is not None:
                 letters = [await get_letter(http, letter_id)]
             else:

@@ -37,6 +37,7 @@ from models.checkout import (
     SkipCompensation,
 )
 from models.events import ORDER_CONFIRMED, event_id
+from services.auth import SERVICE_TOKEN_ENV, bearer_headers
 from starter.checkouts import demo_scenarios, outcome_label, place_checkout
 from starter.launcher import LaunchError, running_stack
 from starter.replay import (
@@ -92,6 +93,7 @@ class CaptureStack:
     client: Client
     task_queue: str
     service_urls: dict[str, str]
+    service_headers: dict[str, str]  # the services' bearer token (services.auth)
 
 
 # Drives one path against a running stack -> the workflow whose history to record.
@@ -218,7 +220,7 @@ def refund_stuck_then_skipped() -> PathRun:
         options = base.options.model_copy(update={"compensation_attempts_before_attention": 1})
         request = _variant(base, "attention", options=options.model_dump())
         payments = stack.service_urls["payments"]
-        async with httpx.AsyncClient(timeout=10.0) as http:
+        async with httpx.AsyncClient(timeout=10.0, headers=stack.service_headers) as http:
             fault = {"fail": True, "paths": ["/charges/"]}  # refunds, not charges
             (await http.put(f"{payments}/admin/fault", json=fault)).raise_for_status()
             try:
@@ -371,14 +373,19 @@ def capture(
         env: dict[str, str], service_urls: dict[str, str]
     ) -> tuple[list[Written], list[ReplayOutcome]]:
         client = await connect_temporal({**os.environ, **env})
-        stack = CaptureStack(client, Settings().task_queue, service_urls)
+        headers = bearer_headers(env[SERVICE_TOKEN_ENV])
+        stack = CaptureStack(client, Settings().task_queue, service_urls, headers)
         written = await _capture(stack, paths, out)
         # What was just written must replay against this code, or it is no use as a net.
         return written, await replay_files(w.file for w in written)
 
     try:
         with running_stack(
-            data_dir, ui=False, service_env={"PAYMENTS_FLAKY_FAILURES": "2"}
+            # In clear: the recorded histories are replayed in CI, where no key is kept.
+            data_dir,
+            ui=False,
+            service_env={"PAYMENTS_FLAKY_FAILURES": "2"},
+            encrypt=False,
         ) as stack:
             written, replayed = asyncio.run(run_all(stack.env, dict(stack.service_urls)))
     except (LaunchError, CaptureError) as err:

@@ -6,6 +6,7 @@ is stopped (SIGTERM, then SIGKILL) by the Stack that started it, newest first.
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -17,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from services.auth import SERVICE_TOKEN_ENV, bearer_headers, new_token
+from worker.codec import CODEC_KEYS_ENV, format_keys, new_key
 
 SERVICES = (
     "orders",
@@ -32,6 +36,9 @@ SERVICES = (
 READY_TIMEOUT_SECONDS = 30.0
 # Keyword search attributes the checkout keeps current (workflows.checkout.SEARCH_ATTRIBUTES).
 SEARCH_ATTRIBUTES = ("CheckoutStatus", "CheckoutStep", "CustomerId")
+# The dev server's SQLite pragmas: without fsync per commit the server is ~1.7x faster
+# (README "Performance"); a power loss may lose its last writes, a process crash does not.
+DEV_SERVER_SQLITE_PRAGMAS = ("synchronous=OFF",)
 
 
 class LaunchError(RuntimeError):
@@ -132,10 +139,17 @@ def _http_ok(url: str) -> bool:
 
 
 def start_temporal(
-    data_dir: Path, *, ui: bool = True, extra_args: list[str] | None = None
+    data_dir: Path,
+    *,
+    ui: bool = True,
+    extra_args: list[str] | None = None,
+    port: int | None = None,
+    sqlite_pragmas: Sequence[str] = DEV_SERVER_SQLITE_PRAGMAS,
 ) -> tuple[ManagedProcess, str | None]:
-    """A Temporal dev server on a SQLite file in data_dir; returns it and the Web UI URL."""
-    port = free_port()
+    """A Temporal dev server on a SQLite file in data_dir; returns it and the Web UI URL.
+
+    `port`: a given one (a restart on the same database and address), else a free one."""
+    port = port or free_port()
     args = [
         str(venv_binary("temporal")),
         "server",
@@ -151,6 +165,8 @@ def start_temporal(
     ]
     for attribute in SEARCH_ATTRIBUTES:
         args += ["--search-attribute", f"{attribute}=Keyword"]
+    for pragma in sqlite_pragmas:
+        args += ["--sqlite-pragma", pragma]
     ui_url = None
     if ui:
         ui_port = free_port()
@@ -184,9 +200,10 @@ def _wait_healthy(proc: ManagedProcess) -> None:
 
 
 def start_service(
-    name: str, data_dir: Path, env: Mapping[str, str] | None = None
+    name: str, data_dir: Path, env: Mapping[str, str] | None = None, port: int | None = None
 ) -> ManagedProcess:
-    proc = _spawn_service(name, data_dir, env)
+    """`port`: a given one (a restart on the same address and SQLite file), else a free one."""
+    proc = _spawn_service(name, data_dir, env, port)
     _wait_healthy(proc)
     return proc
 
@@ -243,8 +260,46 @@ def worker_env(
     return env
 
 
-def start_worker(data_dir: Path, env: Mapping[str, str], index: int = 0) -> ManagedProcess:
-    proc = _spawn(f"worker-{index}", [sys.executable, "-m", "worker"], data_dir, "", env)
+def relaunch(
+    proc: ManagedProcess, data_dir: Path, env: Mapping[str, str] | None = None
+) -> ManagedProcess:
+    """Start an exited server again with the same command line: same port, same SQLite file.
+
+    Ready when it answers: /health for a service, the frontend port for Temporal."""
+    if proc.alive():
+        raise LaunchError(f"{proc.name} is still running")
+    args = [str(arg) for arg in proc.process.args]  # type: ignore[union-attr]
+    new = _spawn(proc.name, args, data_dir, proc.address, env)
+    if proc.address.startswith("http"):
+        _wait_healthy(new)
+    else:
+        port = int(proc.address.rsplit(":", 1)[1])
+        _wait_until(new, lambda: _port_open(port), "frontend")
+    return new
+
+
+def start_codec_server(
+    data_dir: Path, env: Mapping[str, str], port: int, ui_origin: str
+) -> ManagedProcess:
+    """The codec server (worker.codec_server) the Web UI decrypts payloads with."""
+    url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "worker.codec_server", "--port", str(port)]
+    proc = _spawn("codec-server", [*args, "--ui-origin", ui_origin], data_dir, url, env)
+    _wait_healthy(proc)
+    return proc
+
+
+def start_worker(
+    data_dir: Path, env: Mapping[str, str], index: int = 0, module: str = "worker"
+) -> ManagedProcess:
+    """`python -m MODULE` (a checkout worker; the bench's bare worker is `bench.worker`)."""
+    name = f"worker-{index}" if module == "worker" else f"{module}-{index}"
+    address = ""
+    if module == "worker":  # its own Prometheus endpoint (worker.telemetry), its URL the address
+        metrics = f"127.0.0.1:{free_port()}"
+        env = {**env, "CHECKOUT_METRICS_ADDRESS": metrics}
+        address = f"http://{metrics}/metrics"
+    proc = _spawn(name, [sys.executable, "-m", module], data_dir, address, env)
     _wait_until(proc, lambda: "worker polling" in proc.log_tail(50), "worker")
     return proc
 
@@ -258,16 +313,40 @@ class Stack:
     ui_url: str | None = None
     service_urls: dict[str, str] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
+    # What the services were started with, so one restarted later gets the same.
+    service_env: dict[str, str] = field(default_factory=dict)
+    # This stack's own secrets: the services' token, and the payload key ("" = in clear).
+    service_token: str = field(default_factory=new_token, repr=False)
+    codec_keys: str = field(default_factory=lambda: format_keys([new_key("stack")]), repr=False)
+    codec_url: str | None = None
 
     @property
     def env(self) -> dict[str, str]:
-        return worker_env(self.data_dir, self.temporal_address, self.service_urls)
+        env = worker_env(self.data_dir, self.temporal_address, self.service_urls)
+        env[SERVICE_TOKEN_ENV] = self.service_token
+        env[CODEC_KEYS_ENV] = self.codec_keys
+        return env
+
+    @property
+    def service_headers(self) -> dict[str, str]:
+        """What a caller of this stack's services sends (services.auth)."""
+        return bearer_headers(self.service_token)
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
             with contextlib.suppress(Exception):
                 proc.stop()
         self.processes.clear()
+
+
+def write_env_file(stack: Stack) -> Path:
+    """`DATA_DIR/stack.env` (mode 600): `export` lines for the stack's connection, token and
+    key, so `source` it and `checkout-saga checkout ...` talks to this stack."""
+    path = stack.data_dir / "stack.env"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in stack.env.items()))
+    return path
 
 
 @contextlib.contextmanager
@@ -277,14 +356,31 @@ def running_stack(
     ui: bool = True,
     workers: int = 1,
     service_env: Mapping[str, str] | None = None,
+    sqlite_pragmas: Sequence[str] = DEV_SERVER_SQLITE_PRAGMAS,
+    encrypt: bool = True,
 ) -> Iterator[Stack]:
+    """`encrypt`: payloads encrypted with a key made for this stack (and, with the UI, a
+    codec server for it); False records them in clear (the replay tests' histories)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(data_dir)
+    stack = Stack(data_dir, service_env=dict(service_env or {}))
+    stack.service_env[SERVICE_TOKEN_ENV] = stack.service_token
+    if not encrypt:
+        stack.codec_keys = ""
     try:
-        temporal, stack.ui_url = start_temporal(data_dir, ui=ui)
+        codec_args = []
+        if ui and encrypt:
+            codec_port = free_port()
+            stack.codec_url = f"http://127.0.0.1:{codec_port}"
+            codec_args = ["--ui-codec-endpoint", stack.codec_url]
+        temporal, stack.ui_url = start_temporal(
+            data_dir, ui=ui, sqlite_pragmas=sqlite_pragmas, extra_args=codec_args
+        )
         stack.processes.append(temporal)
         stack.temporal_address = temporal.address
-        for service in start_services(SERVICES, data_dir, service_env):
+        if stack.codec_url is not None and stack.ui_url is not None:
+            codec = start_codec_server(data_dir, stack.env, codec_port, stack.ui_url)
+            stack.processes.append(codec)
+        for service in start_services(SERVICES, data_dir, stack.service_env):
             stack.processes.append(service)
             stack.service_urls[service.name] = service.address
         for index in range(workers):

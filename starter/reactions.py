@@ -69,10 +69,13 @@ async def wait_for_reactions(
     urls: Mapping[str, str],
     orders: Sequence[tuple[CheckoutResult, str]],
     wait_seconds: float = WAIT_SECONDS,
+    headers: Mapping[str, str] | None = None,
 ) -> list[Reactions]:
-    """Each (result, customer id)'s reactions, once all have settled or `wait_seconds` passed."""
+    """Each (result, customer id)'s reactions, once all have settled or `wait_seconds` passed.
+
+    `headers`: the services' bearer token (services.auth)."""
     deadline = time.monotonic() + wait_seconds
-    async with httpx.AsyncClient(timeout=5.0) as http:
+    async with httpx.AsyncClient(timeout=5.0, headers=headers) as http:
         while True:
             seen = await asyncio.gather(
                 *(_reactions(http, urls, result, customer) for result, customer in orders)

@@ -15,9 +15,9 @@ from pathlib import Path
 from google.protobuf import json_format
 from rich.table import Table
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from worker.codec import data_converter
 from worker.runner import WORKFLOWS
 
 
@@ -38,10 +38,13 @@ class ReplayOutcome:
 
 
 def replayer(workflows: Sequence[type] | None = None) -> Replayer:
-    """The worker's workflows and data converter: what a deploy of this code would run."""
+    """The worker's workflows and data converter: what a deploy of this code would run.
+
+    Encrypted histories need the keys of CHECKOUT_CODEC_KEYS; histories in clear (recorded
+    before encryption) replay with or without them."""
     return Replayer(
         workflows=list(WORKFLOWS if workflows is None else workflows),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
     )
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: real Temporal servers from the venv's binaries, never downloaded."""
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -10,12 +11,20 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from services.auth import SERVICE_TOKEN_ENV, new_token
 from starter.launcher import SERVICES, start_services, venv_binary
 from tests.fanout_probe import PROBE_WORKFLOWS
 from worker.clients import service_clients
+from worker.codec import CODEC_KEYS_ENV, data_converter, format_keys, new_key
 from worker.runner import build_worker
 from worker.settings import Settings
 from workflows.checkout import SEARCH_ATTRIBUTES
+
+# Made fresh for the session, in the environment of this process and so of every process the
+# tests start (services, workers, CLI runs): the services' bearer token (services.auth) and
+# the payload key (worker.codec), as the launcher does for a stack.
+os.environ[SERVICE_TOKEN_ENV] = new_token()
+os.environ[CODEC_KEYS_ENV] = format_keys([new_key("tests")])
 
 
 @pytest.fixture(scope="session")
@@ -39,10 +48,10 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A real Temporal dev server (SQLite in memory), no Web UI."""
+    """A real Temporal dev server (SQLite in memory), no Web UI; payloads encrypted."""
     async with await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(venv_binary("temporal")),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         ui=False,
         dev_server_log_level="warn",
         search_attributes=SEARCH_ATTRIBUTES,

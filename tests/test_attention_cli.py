@@ -23,6 +23,7 @@ from models.checkout import (
     CheckoutStatus,
 )
 from models.payments import CARD_DECLINED
+from services.auth import headers_from_env
 from starter.attention import QUERY
 from tests.cli import run_cli
 from worker.settings import Settings
@@ -35,17 +36,22 @@ pytestmark = pytest.mark.usefixtures("checkout_worker")
 def refunds_down(services: dict[str, str]) -> Iterator[str]:
     """Refunds answer 503 until the test clears the fault; charges still work."""
     url = f"{services['payments']}/admin/fault"
-    httpx.put(url, json={"fail": True, "paths": ["/charges/"]}, timeout=5).raise_for_status()
+    httpx.put(
+        url, json={"fail": True, "paths": ["/charges/"]}, timeout=5, headers=headers_from_env()
+    ).raise_for_status()
     try:
         yield url
     finally:
-        httpx.put(url, json={}, timeout=5).raise_for_status()
+        httpx.put(url, json={}, timeout=5, headers=headers_from_env()).raise_for_status()
 
 
 def declined_request(services: dict[str, str]) -> CheckoutRequest:
     sku = f"ATT-{uuid.uuid4().hex[:8].upper()}"
     httpx.put(
-        f"{services['inventory']}/stock/{sku}", json={"name": sku, "available": 3}, timeout=5
+        f"{services['inventory']}/stock/{sku}",
+        json={"name": sku, "available": 3},
+        timeout=5,
+        headers=headers_from_env(),
     ).raise_for_status()
     return CheckoutRequest(
         order_id=f"attention-{uuid.uuid4().hex[:10]}",
@@ -103,7 +109,9 @@ async def test_operator_lists_retries_and_skips_stuck_refunds(
     code, out = await asyncio.to_thread(cli, "skip", skipped, "--reason", " ")
     assert code == 2 and "reason" in out, out
 
-    async with httpx.AsyncClient(timeout=5) as http:  # the fault is fixed
+    async with httpx.AsyncClient(
+        timeout=5, headers=headers_from_env()
+    ) as http:  # the fault is fixed
         (await http.put(refunds_down, json={})).raise_for_status()
     code, out = await asyncio.to_thread(cli, "retry", retried)
     assert code == 0 and f"{retried}: retrying refund_payment" in out, out

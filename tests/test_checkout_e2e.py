@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
+from services.auth import headers_from_env
 from starter.checkouts import place_checkout
 from tests.cli import run_cli
 from worker.settings import Settings
@@ -32,7 +33,7 @@ class Shop:
         self.urls = urls
 
     def get(self, service: str, path: str) -> Any:
-        response = httpx.get(self.urls[service] + path, timeout=5)
+        response = httpx.get(self.urls[service] + path, timeout=5, headers=headers_from_env())
         response.raise_for_status()
         return response.json()
 
@@ -41,6 +42,7 @@ class Shop:
             f"{self.urls['inventory']}/stock/{sku}",
             json={"name": sku.title(), "available": available},
             timeout=5,
+            headers=headers_from_env(),
         )
         response.raise_for_status()
         return sku

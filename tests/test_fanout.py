@@ -41,6 +41,7 @@ from models.deadletters import (
 from models.events import OrderConfirmed, OrderRejected, event_id
 from models.orders import OrderLine
 from models.payments import CARD_DECLINED, CARD_OK
+from services.auth import headers_from_env
 from starter.checkouts import decide_checkout
 from tests.cli import run_cli
 from tests.fanout_probe import (
@@ -66,7 +67,9 @@ class Consumers:
         self.urls = urls
 
     def get(self, service: str, path: str, **params: str) -> Any:
-        response = httpx.get(self.urls[service] + path, params=params, timeout=10)
+        response = httpx.get(
+            self.urls[service] + path, params=params, timeout=10, headers=headers_from_env()
+        )
         response.raise_for_status()
         return response.json()
 
@@ -97,6 +100,7 @@ class Consumers:
             f"{self.urls[service]}/admin/fault",
             json={"fail": fail, "delay_seconds": delay_seconds},
             timeout=10,
+            headers=headers_from_env(),
         )
         response.raise_for_status()
 
@@ -552,7 +556,10 @@ async def test_undeliverable_signal_does_not_fail_the_announcer(
 def checkout_request(consumers: Consumers, card: str = CARD_OK) -> CheckoutRequest:
     sku = f"FAN-{uuid.uuid4().hex[:8].upper()}"
     response = httpx.put(
-        f"{consumers.urls['inventory']}/stock/{sku}", json={"name": sku, "available": 5}, timeout=5
+        f"{consumers.urls['inventory']}/stock/{sku}",
+        json={"name": sku, "available": 5},
+        timeout=5,
+        headers=headers_from_env(),
     )
     response.raise_for_status()
     return CheckoutRequest(

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.auth import headers_from_env
 from workflows.consumers import RecentIds
 
 
@@ -16,7 +17,9 @@ class Api:
         self.urls = urls
 
     def call(self, method: str, service: str, path: str, body: Any = None) -> httpx.Response:
-        return httpx.request(method, self.urls[service] + path, json=body, timeout=15)
+        return httpx.request(
+            method, self.urls[service] + path, json=body, timeout=15, headers=headers_from_env()
+        )
 
 
 @pytest.fixture
@@ -68,6 +71,10 @@ def test_email_down_answers_503_but_health(api: Api) -> None:
             "fail": True,
             "delay_seconds": 0.0,
             "paths": [],
+            "error_rate": 0.0,
+            "hang_seconds": 0.0,
+            "hang_rate": 1.0,
+            "seed": None,
         }
     finally:
         api.call("PUT", "email", "/admin/fault", {})

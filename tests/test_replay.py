@@ -17,6 +17,7 @@ from temporalio.workflow import NondeterminismError
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutStatus
 from models.payments import CARD_DECLINED, CARD_OK
+from services.auth import headers_from_env
 from starter.checkouts import place_checkout
 from starter.histories import PATHS
 from starter.replay import history_files, load_history, replay_files, replayer, workflow_type
@@ -124,6 +125,7 @@ def _seed_stock(services: dict[str, str], available: int) -> str:
         f"{services['inventory']}/stock/{sku}",
         json={"name": "Replay test", "available": available},
         timeout=5,
+        headers=headers_from_env(),
     )
     response.raise_for_status()
     return sku

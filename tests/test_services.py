@@ -23,6 +23,7 @@ from models.common import ServiceError
 from models.inventory import Reservation, ReservationStatus, StockLevel
 from models.orders import Order, OrderStatus
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK, Charge, ChargeStatus
+from services.auth import headers_from_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 10.0
@@ -129,19 +130,25 @@ def payments_service(start_service: StartService) -> Service:
 
 @pytest.fixture
 def orders(orders_service: Service) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=orders_service.url, timeout=30) as client:
+    with httpx.Client(
+        base_url=orders_service.url, timeout=30, headers=headers_from_env()
+    ) as client:
         yield client
 
 
 @pytest.fixture
 def inventory(inventory_service: Service) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=inventory_service.url, timeout=30) as client:
+    with httpx.Client(
+        base_url=inventory_service.url, timeout=30, headers=headers_from_env()
+    ) as client:
         yield client
 
 
 @pytest.fixture
 def payments(payments_service: Service) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=payments_service.url, timeout=30) as client:
+    with httpx.Client(
+        base_url=payments_service.url, timeout=30, headers=headers_from_env()
+    ) as client:
         yield client
 
 
@@ -356,7 +363,7 @@ def test_malformed_body_is_422_not_500(orders: httpx.Client, content: bytes) -> 
 def test_catalogue_seeded_once(start_service: StartService, tmp_path: Path) -> None:
     db_path = tmp_path / "inventory.sqlite"
     first = start_service("inventory", db_path=db_path)
-    with httpx.Client(base_url=first.url) as client:
+    with httpx.Client(base_url=first.url, headers=headers_from_env()) as client:
         levels = {s["sku"]: (s["name"], s["available"]) for s in client.get("/stock").json()}
         assert levels == {
             "MUG-BLUE": ("Blue mug", 100),
@@ -373,7 +380,7 @@ def test_catalogue_seeded_once(start_service: StartService, tmp_path: Path) -> N
 
     # A restart on the same file must not refill what was sold.
     second = start_service("inventory", db_path=db_path)
-    with httpx.Client(base_url=second.url) as client:
+    with httpx.Client(base_url=second.url, headers=headers_from_env()) as client:
         assert client.get("/stock/MUG-BLUE").json()["available"] == 5
         assert len(client.get("/stock").json()) == 5
 
@@ -498,7 +505,7 @@ def test_bad_reservation_is_422_naming_the_field(inventory: httpx.Client) -> Non
 async def test_concurrent_reservations_never_oversell(inventory_service: Service) -> None:
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(
-        base_url=inventory_service.url, timeout=60, limits=limits
+        base_url=inventory_service.url, timeout=60, limits=limits, headers=headers_from_env()
     ) as client:
         sku = f"T-{uuid.uuid4().hex[:12].upper()}"
         put = await client.put(f"/stock/{sku}", json={"name": "Scarce", "available": 10})
@@ -574,7 +581,7 @@ def test_flaky_card_fails_twice_then_succeeds(payments: httpx.Client) -> None:
 def test_flaky_failures_from_environment(start_service: StartService) -> None:
     service = start_service("payments", env={"PAYMENTS_FLAKY_FAILURES": "1"})
     body = charge_body(new_id("ch"), CARD_FLAKY)
-    with httpx.Client(base_url=service.url) as client:
+    with httpx.Client(base_url=service.url, headers=headers_from_env()) as client:
         assert [client.post("/charges", json=body).status_code for _ in range(2)] == [503, 201]
 
 

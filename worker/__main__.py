@@ -5,11 +5,12 @@ import logging
 import os
 import sys
 
+from telemetry.logs import configure_logging
 from worker.runner import run_worker
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()  # JSON lines with the order and workflow ids (CHECKOUT_LOG_FORMAT)
     code = 0
     try:
         asyncio.run(run_worker())

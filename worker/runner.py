@@ -18,8 +18,12 @@ from activities.loyalty import LoyaltyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.warehouse import WarehouseActivities
+from telemetry.settings import TelemetrySettings
+from telemetry.tracing import configure_tracing
 from worker.clients import ServiceClients, connect_temporal, service_clients
 from worker.settings import Settings
+from worker.telemetry import metrics_runtime
+from worker.tuning import worker_tuning
 from workflows.analytics import AnalyticsWorkflow
 from workflows.checkout import CheckoutWorkflow
 from workflows.loyalty import CustomerLoyaltyWorkflow
@@ -73,16 +77,32 @@ def build_worker(
             deadletters.record_dead_letter,
             events.deliver_order_event,
         ],
+        **worker_tuning(settings),
     )
 
 
 async def run_worker() -> None:
     settings = Settings()
-    client = await connect_temporal()
+    # Tracing (CHECKOUT_TRACING) and the Prometheus endpoint (CHECKOUT_METRICS_ADDRESS).
+    observe = TelemetrySettings()
+    tracer_provider = configure_tracing("checkout-worker", observe)
+    runtime = metrics_runtime(observe.metrics_address) if observe.metrics_address else None
+    client = await connect_temporal(runtime=runtime, tracer_provider=tracer_provider)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with service_clients(settings) as services, build_worker(client, settings, services):
-        logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
-        await stop.wait()
+    try:
+        async with (
+            service_clients(settings, tracer_provider) as services,
+            build_worker(client, settings, services),
+        ):
+            if observe.metrics_address:
+                logging.getLogger(__name__).info(
+                    "metrics at http://%s/metrics", observe.metrics_address
+                )
+            logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
+            await stop.wait()
+    finally:
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # send the last spans

@@ -4,7 +4,7 @@ The Temporal connection is not here: it comes from temporalio.envconfig (TEMPORA
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE).
 """
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,3 +24,14 @@ class Settings(BaseSettings):
     # Per request to a service; keep it below the activities' 10 s start-to-close timeout.
     http_timeout_seconds: float = Field(default=5.0, gt=0, le=9)
     http_max_connections: int = Field(default=50, ge=1)
+    # Sent as `Authorization: Bearer ...` on every call to a service (services.auth); the
+    # worker refuses to start without it.
+    service_token: SecretStr | None = None
+    # Worker tuning (worker/tuning.py); None keeps the SDK's default. See README "Performance".
+    worker_max_concurrent_activities: int | None = Field(default=None, ge=1)
+    worker_max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)
+    worker_workflow_task_pollers: int | None = Field(default=None, ge=2)
+    worker_activity_task_pollers: int | None = Field(default=None, ge=1)
+    # Our workflow modules (constants and functions only) are not re-imported by the sandbox
+    # for every workflow run (README "Performance"). False: re-import them each time.
+    worker_sandbox_passthrough: bool = True

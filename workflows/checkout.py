@@ -5,14 +5,34 @@ the workflow); committing the stock and announcing the outcome happen after it.
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    is_cancelled_exception,
+)
 
 from workflows.fanout import announce_order_confirmed, announce_order_rejected
-from workflows.saga import CompensationPolicy, NothingToResolve, Saga, SagaStatus, run_to_completion
+from workflows.metrics import (
+    count_compensation_run,
+    count_compensation_stuck,
+    count_confirmed,
+    count_rejected,
+)
+from workflows.saga import (
+    CompensationPolicy,
+    CompensationState,
+    NothingToResolve,
+    Saga,
+    SagaStatus,
+    run_to_completion,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.http import SERVICE_UNAVAILABLE
@@ -68,6 +88,11 @@ COMPENSATION_POLICY = CompensationPolicy(
 
 # Histories recorded before the checkout announced its outcome replay without announcing.
 ANNOUNCE_OUTCOME_PATCH = "announce-outcome"
+# Checkouts started before `options.local_steps` existed ran their steps as activities.
+LOCAL_STEPS_PATCH = "local-steps"
+
+A = TypeVar("A")
+R = TypeVar("R")
 
 # The customer's words for the refusals they can act on; others pass on the service's words.
 REASON_FOR_CODE = {
@@ -118,11 +143,14 @@ class CheckoutWorkflow:
         self._decision: CheckoutResult | None = None
         self._final: CheckoutResult | None = None
         self._published: tuple[str, str] | None = None
+        self._local_steps = False
 
     @workflow.run
     async def run(self, request: CheckoutRequest) -> CheckoutResult:
         workflow.upsert_search_attributes([CUSTOMER_ID.value_set(request.customer_id)])
         self._publish()
+        # Asked for by the request, and recorded (patch marker) so the choice replays.
+        self._local_steps = request.options.local_steps and workflow.patched(LOCAL_STEPS_PATCH)
         self._steps = asyncio.ensure_future(self._run_steps())
         deadline = asyncio.ensure_future(self._enforce_deadline())
         failure: _Stopped | ActivityError | None = None
@@ -160,7 +188,7 @@ class CheckoutWorkflow:
 
         await saga.step(
             CheckoutStep.CREATE_ORDER,
-            lambda: workflow.execute_activity_method(
+            lambda: self._step_activity(
                 OrderActivities.create_order,
                 CreateOrder(
                     order_id=request.order_id,
@@ -181,7 +209,7 @@ class CheckoutWorkflow:
         )
         await saga.step(
             CheckoutStep.RESERVE_STOCK,
-            lambda: workflow.execute_activity_method(
+            lambda: self._step_activity(
                 InventoryActivities.reserve_stock,
                 ReserveStock(
                     reservation_id=reservation_id,
@@ -201,7 +229,7 @@ class CheckoutWorkflow:
         )
         await saga.step(
             CheckoutStep.CHARGE_PAYMENT,
-            lambda: workflow.execute_activity_method(
+            lambda: self._step_activity(
                 PaymentActivities.charge_payment,
                 ChargeRequest(
                     charge_id=charge_id,
@@ -226,25 +254,37 @@ class CheckoutWorkflow:
         self._pivot_started = True
         await saga.step(
             CheckoutStep.CONFIRM_ORDER,
-            lambda: workflow.execute_activity_method(
-                OrderActivities.confirm_order,
-                request.order_id,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=FOREVER_RETRY,
+            lambda: self._step_activity(
+                OrderActivities.confirm_order, request.order_id, retry_policy=FOREVER_RETRY
             ),
             pivot=True,
         )
         self._decision = self._result(CheckoutStatus.CONFIRMED)
+        count_confirmed()
+        workflow.logger.info("checkout decided: CONFIRMED")
         self._publish()
+
+    def _step_activity(
+        self,
+        activity: Callable[[Any, A], Awaitable[R]],
+        arg: A,
+        *,
+        retry_policy: RetryPolicy,
+        start_to_close_timeout: timedelta = STEP_TIMEOUT,
+    ) -> Awaitable[R]:
+        """A forward step's call: an activity, or a local activity (options.local_steps):
+        run by this worker inside the workflow task, recorded as a marker."""
+        if self._local_steps:
+            return _local_step(activity, arg, retry_policy, start_to_close_timeout)
+        return workflow.execute_activity_method(
+            activity, arg, start_to_close_timeout=start_to_close_timeout, retry_policy=retry_policy
+        )
 
     async def _after_confirmation(self) -> CheckoutResult:
         """Forward only: the stock is sold; retried until done."""
         reservation_id = idempotency_key(workflow.info().workflow_id, CheckoutStep.RESERVE_STOCK)
-        await workflow.execute_activity_method(
-            InventoryActivities.commit_stock,
-            reservation_id,
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=FOREVER_RETRY,
+        await self._step_activity(
+            InventoryActivities.commit_stock, reservation_id, retry_policy=FOREVER_RETRY
         )
         if workflow.patched(ANNOUNCE_OUTCOME_PATCH):
             # Fire and forget: waits only until the jobs started and the signals went out.
@@ -269,8 +309,13 @@ class CheckoutWorkflow:
         self._undo_reason = f"{failed_step or 'checkout'} failed: {code}"
         reason = REASON_FOR_CODE.get(code, "{detail}").format(detail=detail)
         self._decision = self._result(CheckoutStatus.REJECTED, failed_step, code, reason)
+        count_rejected(code)
+        workflow.logger.info("checkout decided: REJECTED (%s at %s)", code, failed_step or "start")
         self._publish()
         await self._saga.compensate()
+        for record in self._saga.compensations:
+            if record.state is CompensationState.DONE:
+                count_compensation_run(record.name)
         if workflow.patched(ANNOUNCE_OUTCOME_PATCH):
             # After the undo, so consumers hear of the rejection only once it is true.
             await announce_order_rejected(
@@ -367,10 +412,14 @@ class CheckoutWorkflow:
         """Keep the search attributes current, so the Web UI can list checkouts by them."""
         current = (self._status(), self._saga.current_step or "")
         if current != self._published:
+            attention = SagaStatus.NEEDS_ATTENTION.value
+            stuck_now = current[0] == attention and (self._published or ("", ""))[0] != attention
             self._published = current
             workflow.upsert_search_attributes(
                 [CHECKOUT_STATUS.value_set(current[0]), CHECKOUT_STEP.value_set(current[1])]
             )
+            for name in self._saga.stuck if stuck_now else []:
+                count_compensation_stuck(name)
 
     def _reports(self) -> list[CompensationReport]:
         return [
@@ -405,6 +454,36 @@ class CheckoutWorkflow:
             compensations_done=self._saga.compensations_done,
             compensations=self._reports(),
         )
+
+
+async def _local_step(
+    activity: Callable[[Any, A], Awaitable[R]],
+    arg: A,
+    retry_policy: RetryPolicy,
+    start_to_close_timeout: timedelta,
+) -> R:
+    """A local activity whose failure looks like an activity's: the SDK raises a failed local
+    activity's error bare (ApplicationError, TimeoutError, CancelledError), the checkout and
+    the saga expect an ActivityError with that error as its cause."""
+    try:
+        return await workflow.execute_local_activity_method(
+            activity,
+            arg,
+            start_to_close_timeout=start_to_close_timeout,
+            retry_policy=retry_policy,
+        )
+    except FailureError as err:
+        if isinstance(err, ActivityError):
+            raise
+        raise ActivityError(
+            "Local activity error",
+            scheduled_event_id=0,
+            started_event_id=0,
+            identity="",
+            activity_type=getattr(activity, "__name__", "local_activity"),
+            activity_id="",
+            retry_state=None,
+        ) from err
 
 
 def _check_stuck(saga: Saga, name: str | None) -> None:

@@ -17,6 +17,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
+from workflows.metrics import count_dead_letter
+
 with workflow.unsafe.imports_passed_through():
     from activities.consumer import attempts_of
     from activities.deadletters import DeadLetterActivities
@@ -109,6 +111,7 @@ async def write_dead_letter(
         start_to_close_timeout=start_to_close_timeout,
         retry_policy=retry_policy,
     )
+    count_dead_letter(consumer)
 
 
 async def consume(

@@ -1,45 +1,78 @@
 """Fault injection for every service: `PUT /admin/fault {"fail": true}` makes every
 business endpoint answer 503 (the service is "down"), `{"delay_seconds": 3}` makes each wait
-first (the service is "slow"); `"paths": ["/charges/"]` limits either to the requests whose
-path starts with one of them. `GET /health`, `/admin/*` and the docs are never affected.
-State lives in the process: a restart clears it. Meant for tests and demos on loopback."""
+first (the service is "slow"), `{"error_rate": 0.2}` answers a fifth of them 503 (flaky),
+`{"hang_seconds": 8, "hang_rate": 0.1}` handles a tenth of them, then holds the answer 8 s
+(past the caller's timeout: the work is done, the caller never hears of it and calls again,
+which the idempotency keys must answer with the first result); `"paths":
+["/charges/"]` limits any of these to the requests whose path starts with one of them.
+`GET /admin/fault/counts` tells how many faults were injected. `GET /health`, `/admin/*` and
+the docs are never affected. State lives in the process: a restart clears it. Meant for tests,
+demos and chaos runs on loopback."""
 
 import asyncio
+import random
 
 from fastapi import FastAPI, Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
 
 from models.common import ServiceError
-from models.faults import Faults
+from models.faults import FaultCounts, Faults
 from services.common import error_response
 
 UNAFFECTED_PREFIXES = ("/health", "/admin", "/docs", "/openapi.json", "/redoc")
 
 
+class _FaultState:
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.rng = random.Random()
+        self.counts = FaultCounts()
+
+    def set(self, faults: Faults) -> None:
+        self.faults = faults
+        self.rng = random.Random(faults.seed)
+
+    def draw(self, rate: float) -> bool:
+        return rate >= 1.0 or (rate > 0.0 and self.rng.random() < rate)
+
+
 def install_faults(app: FastAPI, service: str) -> None:
-    current: list[Faults] = [Faults()]
+    state = _FaultState()
 
     @app.put("/admin/fault")
     def set_fault(body: Faults) -> Faults:
-        current[0] = body
+        state.set(body)
         return body
 
     @app.get("/admin/fault")
     def get_fault() -> Faults:
-        return current[0]
+        return state.faults
+
+    @app.get("/admin/fault/counts")
+    def get_fault_counts() -> FaultCounts:
+        return state.counts
 
     @app.middleware("http")
     async def inject(request: Request, call_next: RequestResponseEndpoint) -> Response:
         if request.url.path.startswith(UNAFFECTED_PREFIXES):
             return await call_next(request)
-        faults = current[0]
+        faults, counts = state.faults, state.counts
+        counts.requests += 1
         if faults.paths and not request.url.path.startswith(tuple(faults.paths)):
             return await call_next(request)
         if faults.delay_seconds > 0:
+            counts.delays += 1
             await asyncio.sleep(faults.delay_seconds)
-        if faults.fail:
+        if faults.fail or state.draw(faults.error_rate):
+            counts.errors += 1
+            reason = "down" if faults.fail else "flaky"
             error = ServiceError(
-                code="service_unavailable", message=f"{service} is down (injected fault)"
+                code="service_unavailable", message=f"{service} is {reason} (injected fault)"
             )
             return error_response(503, error)
-        return await call_next(request)
+        hang = faults.hang_seconds > 0 and state.draw(faults.hang_rate)
+        response = await call_next(request)
+        if hang:  # the work is done; its answer is held past the caller's timeout
+            counts.hangs += 1
+            await asyncio.sleep(faults.hang_seconds)
+        return response

@@ -1,0 +1,551 @@
+"""`checkout-saga bench`: what the saga layer costs and what the fan-out buys, in one run.
+
+It starts its own dev server, services and workers, then measures, one after the other:
+
+- `bare`: the checkout's shape on bare Temporal (bench/bare.py: four no-op activities before
+  the answer, one after, answered by update-with-start): the engine's ceiling here.
+- `saga`: the real checkout (decide_checkout) with the real services and the fan-out.
+- `direct`: the same checkout as a chain of synchronous HTTP calls (bench/direct.py).
+- `bare_local`, `saga_local`: the same with local activities (options.local_steps).
+- `saga_slow`, `direct_slow`, `saga_local_slow`: with the email and warehouse services slowed.
+
+Each mode: the answer's p50/p95/p99 unloaded (one checkout at a time), then a burst of
+concurrent checkouts: checkouts/s, the answer's p50/p95/p99 under the burst, and the CPU
+seconds per checkout of each kind of process (server, workers, services, and the client:
+this process, which for `direct` is the chain itself), read with psutil once the work that
+follows the answer (commit, fan-out) has settled.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import psutil
+import typer
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+
+from bench.bare import BARE_TASK_QUEUE, BareWorkflow
+from bench.direct import DirectClients, direct_checkout, direct_clients
+from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, CheckoutStatus
+from models.payments import CARD_OK
+from starter.checkouts import decide_checkout
+from starter.launcher import (
+    DEV_SERVER_SQLITE_PRAGMAS,
+    SERVICES,
+    LaunchError,
+    ManagedProcess,
+    Stack,
+    running_stack,
+    start_worker,
+)
+from worker.clients import connect_temporal
+from worker.settings import Settings
+
+BENCH_SKU = "BENCH-ITEM"
+BENCH_STOCK = 10_000_000
+SLOWED_SERVICES = ("email", "warehouse")
+ROLES = ("server", "worker", "services", "client")
+# The work after the answer has settled when our processes use less than this share of a
+# core over a window; give up waiting after SETTLE_LIMIT_SECONDS.
+SETTLE_WINDOW_SECONDS = 1.0
+SETTLE_CPU_SHARE = 0.15
+SETTLE_LIMIT_SECONDS = 90.0
+UNLOADED_WINDOW_SECONDS = 0.25
+UNLOADED_LIMIT_SECONDS = 10.0
+# Targets of issue 8 (ratios, not absolute times).
+TARGET_THROUGHPUT_RATIO = 0.9
+TARGET_P50_RATIO = 1.25
+TARGET_SLOW_P50_RATIO = 1.1
+
+# One checkout: places it under this id; True when the answer is CONFIRMED.
+Call = Callable[[str], Awaitable[bool]]
+
+
+@dataclass
+class ModeFigures:
+    mode: str
+    checkouts: int
+    errors: int
+    seconds: float
+    per_second: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    burst_p50_ms: float
+    burst_p95_ms: float
+    burst_p99_ms: float
+    cpu_s_per_checkout: dict[str, float]
+    settle_seconds: float
+    first_errors: list[str]
+
+
+@dataclass
+class BenchConfig:
+    checkouts: int
+    samples: int
+    slow_samples: int
+    slow_seconds: float
+    workers: int
+    sqlite_pragmas: list[str]
+    local_steps: bool
+    worker_env: dict[str, str] = field(default_factory=dict)
+    cpu_count: int | None = field(default_factory=os.cpu_count)
+
+
+@dataclass
+class BenchReport:
+    config: BenchConfig
+    modes: dict[str, ModeFigures]
+
+    def ratios(self) -> dict[str, float | None]:
+        """The issue's three ratios for the checkout (`saga`), and the same for `saga_local`."""
+
+        def ratio(a: float | None, b: float | None) -> float | None:
+            return round(a / b, 3) if a is not None and b else None
+
+        def figure(mode: str, name: str) -> float | None:
+            figures = self.modes.get(mode)
+            return None if figures is None else float(getattr(figures, name))
+
+        ratios: dict[str, float | None] = {}
+        for saga in ("saga", "saga_local"):
+            if saga not in self.modes:
+                continue
+            ratios[f"{saga}_vs_bare_throughput"] = ratio(
+                figure(saga, "per_second"), figure("bare", "per_second")
+            )
+            ratios[f"{saga}_vs_bare_p50"] = ratio(figure(saga, "p50_ms"), figure("bare", "p50_ms"))
+            ratios[f"{saga}_slow_vs_fast_p50"] = ratio(
+                figure(f"{saga}_slow", "p50_ms"), figure(saga, "p50_ms")
+            )
+        return ratios
+
+    def targets_met(self) -> dict[str, bool | None]:
+        return {
+            name: None if value is None else _meets(value, *target_of(name))
+            for name, value in self.ratios().items()
+        }
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "config": asdict(self.config),
+                **{name: asdict(figures) for name, figures in self.modes.items()},
+                "ratios": self.ratios(),
+                "targets_met": self.targets_met(),
+            }
+        )
+
+
+def target_of(ratio_name: str) -> tuple[str, float]:
+    """The issue's target for a ratio: (">=" or "<=", bound)."""
+    if ratio_name.endswith("_throughput"):
+        return (">=", TARGET_THROUGHPUT_RATIO)
+    if ratio_name.endswith("_slow_vs_fast_p50"):
+        return ("<=", TARGET_SLOW_P50_RATIO)
+    return ("<=", TARGET_P50_RATIO)
+
+
+def _meets(value: float, op: str, bound: float) -> bool:
+    return value >= bound if op == ">=" else value <= bound
+
+
+def percentiles_ms(seconds: list[float]) -> tuple[float, float, float]:
+    """p50, p95, p99 in milliseconds (inclusive method: within the samples' range)."""
+    if not seconds:
+        return (0.0, 0.0, 0.0)
+    if len(seconds) == 1:
+        only = round(seconds[0] * 1000, 1)
+        return (only, only, only)
+    cuts = statistics.quantiles(seconds, n=100, method="inclusive")
+    return (round(cuts[49] * 1000, 1), round(cuts[94] * 1000, 1), round(cuts[98] * 1000, 1))
+
+
+class CpuMeter:
+    """CPU seconds (user + system) used so far by each role's processes."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._groups: dict[str, list[psutil.Process]] = {role: [] for role in ROLES}
+        for proc in stack.processes:
+            self._groups[_role(proc)].append(psutil.Process(proc.process.pid))
+        self._groups["client"].append(psutil.Process())
+
+    def read(self) -> dict[str, float]:
+        return {role: sum(_cpu(p) for p in procs) for role, procs in self._groups.items()}
+
+    def busy(self) -> float:
+        """CPU seconds of everything but this process (the client)."""
+        figures = self.read()
+        return sum(v for role, v in figures.items() if role != "client")
+
+
+def _role(proc: ManagedProcess) -> str:
+    if proc.name == "temporal":
+        return "server"
+    if proc.name in SERVICES:
+        return "services"
+    return "worker"
+
+
+def _cpu(process: psutil.Process) -> float:
+    """User + system seconds, with those of waited-for children. (Not `children()`: it scans
+    every process of the machine, which costs this process more than what it measures.)"""
+    with contextlib.suppress(psutil.Error):
+        times = process.cpu_times()
+        return times.user + times.system + times.children_user + times.children_system
+    return 0.0
+
+
+async def settle(
+    meter: CpuMeter,
+    window: float = SETTLE_WINDOW_SECONDS,
+    limit: float = SETTLE_LIMIT_SECONDS,
+) -> float:
+    """Wait until the work after the answers (commit, fan-out) is done; seconds waited."""
+    started = time.monotonic()
+    before = meter.busy()
+    while time.monotonic() - started < limit:
+        await asyncio.sleep(window)
+        now = meter.busy()
+        if now - before < SETTLE_CPU_SHARE * window:
+            break
+        before = now
+    return time.monotonic() - started
+
+
+async def _timed(call: Call, order_id: str) -> tuple[float, str | None]:
+    """Seconds until the answer, and what went wrong (None: CONFIRMED)."""
+    started = time.monotonic()
+    try:
+        error = None if await call(order_id) else f"{order_id}: not confirmed"
+    except Exception as err:
+        error = f"{order_id}: {type(err).__name__}: {err}"
+    return time.monotonic() - started, error
+
+
+async def measure(
+    mode: str, call: Call, *, samples: int, burst: int, meter: CpuMeter, run_id: str
+) -> ModeFigures:
+    """Unloaded samples one at a time, then a burst of `burst` concurrent checkouts."""
+    unloaded = []
+    for i in range(samples):
+        # Unloaded: nothing else in flight, not even the previous checkout's fan-out.
+        await settle(meter, window=UNLOADED_WINDOW_SECONDS, limit=UNLOADED_LIMIT_SECONDS)
+        unloaded.append(await _timed(call, f"{run_id}-{mode}-u{i}"))
+    await settle(meter)
+    cpu_before = meter.read()
+    started = time.monotonic()
+    loaded = await asyncio.gather(*(_timed(call, f"{run_id}-{mode}-b{i}") for i in range(burst)))
+    seconds = time.monotonic() - started
+    settle_seconds = await settle(meter)
+    cpu_after = meter.read()
+    p50, p95, p99 = percentiles_ms([s for s, error in unloaded if error is None])
+    b50, b95, b99 = percentiles_ms([s for s, error in loaded if error is None])
+    errors = [error for _, error in unloaded + loaded if error is not None]
+    per_checkout = {role: round((cpu_after[role] - cpu_before[role]) / burst, 4) for role in ROLES}
+    per_checkout["total"] = round(sum(per_checkout.values()), 4)
+    return ModeFigures(
+        mode=mode,
+        checkouts=burst,
+        errors=len(errors),
+        first_errors=errors[:3],
+        seconds=round(seconds, 3),
+        per_second=round(burst / seconds, 2),
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        burst_p50_ms=b50,
+        burst_p95_ms=b95,
+        burst_p99_ms=b99,
+        cpu_s_per_checkout=per_checkout,
+        settle_seconds=round(settle_seconds, 1),
+    )
+
+
+def bench_request(order_id: str, local_steps: bool = False) -> CheckoutRequest:
+    customer = f"bench-{sum(order_id.encode()) % 20}"
+    return CheckoutRequest(
+        order_id=order_id,
+        customer_id=customer,
+        email=f"{customer}@example.com",
+        card_number=CARD_OK,
+        items=[CartItem(sku=BENCH_SKU, quantity=1, unit_price_cents=1000)],
+        options=CheckoutOptions(local_steps=local_steps),
+    )
+
+
+def bare_call(client: Client, local: bool) -> Call:
+    async def call(order_id: str) -> bool:
+        start = WithStartWorkflowOperation(
+            BareWorkflow.run,
+            local,
+            id=f"bench-{order_id}",
+            task_queue=BARE_TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        answer = await client.execute_update_with_start_workflow(
+            BareWorkflow.decision, start_workflow_operation=start
+        )
+        return answer == "CONFIRMED"
+
+    return call
+
+
+def saga_call(client: Client, task_queue: str, local_steps: bool) -> Call:
+    async def call(order_id: str) -> bool:
+        request = bench_request(order_id, local_steps)
+        decision, _ = await decide_checkout(client, request, task_queue)
+        return decision.status is CheckoutStatus.CONFIRMED
+
+    return call
+
+
+def direct_call(clients: DirectClients) -> Call:
+    async def call(order_id: str) -> bool:
+        await direct_checkout(clients, bench_request(order_id))
+        return True
+
+    return call
+
+
+async def _prepare_services(urls: dict[str, str], headers: dict[str, str]) -> None:
+    async with httpx.AsyncClient(headers=headers, timeout=10.0) as http:
+        response = await http.put(
+            f"{urls['inventory']}/stock/{BENCH_SKU}",
+            json={"name": "Benchmark item", "available": BENCH_STOCK},
+        )
+        response.raise_for_status()
+
+
+async def _slow_down(urls: dict[str, str], headers: dict[str, str], seconds: float) -> None:
+    body = {"delay_seconds": seconds} if seconds > 0 else {}
+    async with httpx.AsyncClient(headers=headers, timeout=10.0) as http:
+        for name in SLOWED_SERVICES:
+            (await http.put(f"{urls[name]}/admin/fault", json=body)).raise_for_status()
+
+
+async def run_bench(
+    stack: Stack, config: BenchConfig, progress: Callable[[str], None] = lambda _: None
+) -> BenchReport:
+    env = {**os.environ, **stack.env}
+    headers = stack.service_headers
+    await _prepare_services(stack.service_urls, headers)
+    client = await connect_temporal(env)
+    task_queue = Settings().task_queue
+    meter = CpuMeter(stack)
+    run_id = uuid.uuid4().hex[:8]
+    modes: dict[str, ModeFigures] = {}
+    async with direct_clients(stack.service_urls, headers) as http:
+        calls: dict[str, Call] = {
+            "bare": bare_call(client, local=False),
+            "saga": saga_call(client, task_queue, local_steps=False),
+            "direct": direct_call(http),
+        }
+        slowed = ["saga", "direct"]
+        if config.local_steps:
+            calls["bare_local"] = bare_call(client, local=True)
+            calls["saga_local"] = saga_call(client, task_queue, local_steps=True)
+            slowed.append("saga_local")
+        # Warm up: connections, workflow caches, the services' first SQLite writes.
+        for mode, call in calls.items():
+            await asyncio.gather(*(_timed(call, f"{run_id}-{mode}-w{i}") for i in range(5)))
+        plan = [(mode, call, config.samples) for mode, call in calls.items()]
+        for mode, call, samples in plan:
+            progress(f"{mode}: {samples} one at a time, then {config.checkouts} at once")
+            modes[mode] = await measure(
+                mode, call, samples=samples, burst=config.checkouts, meter=meter, run_id=run_id
+            )
+        await _slow_down(stack.service_urls, headers, config.slow_seconds)
+        try:
+            for mode in slowed:
+                slow = f"{mode}_slow"
+                progress(
+                    f"{slow}: {', '.join(SLOWED_SERVICES)} slowed by {config.slow_seconds:g} s"
+                )
+                modes[slow] = await measure(
+                    slow,
+                    calls[mode],
+                    samples=config.slow_samples,
+                    burst=config.checkouts,
+                    meter=meter,
+                    run_id=run_id,
+                )
+        finally:
+            await _slow_down(stack.service_urls, headers, 0)
+    return BenchReport(config, modes)
+
+
+@contextlib.contextmanager
+def bench_stack(data_dir: Path, config: BenchConfig) -> Iterator[Stack]:
+    """The dev server (headless), every service, the checkout workers and the bare worker."""
+    with running_stack(
+        data_dir, ui=False, workers=0, sqlite_pragmas=config.sqlite_pragmas
+    ) as stack:
+        env = {**stack.env, **config.worker_env}
+        for index in range(config.workers):
+            stack.processes.append(start_worker(data_dir, env, index))
+        stack.processes.append(start_worker(data_dir, env, 0, module="bench.worker"))
+        yield stack
+
+
+def report_table(report: BenchReport) -> Table:
+    config = report.config
+    table = Table(
+        title=(
+            f"bench: burst of {config.checkouts}, {config.samples} unloaded samples "
+            f"({config.slow_samples} when slowed), {config.workers} worker(s), "
+            f"{config.cpu_count} CPUs"
+        )
+    )
+    table.add_column("mode")
+    for column in (
+        "checkouts/s",
+        "answer p50 ms",
+        "p95",
+        "p99",
+        "burst p50 ms",
+        "p95",
+        "p99",
+        "CPU s/checkout server",
+        "worker",
+        "services",
+        "client",
+        "total",
+        "errors",
+    ):
+        table.add_column(column, justify="right")
+    for figures in report.modes.values():
+        cpu = figures.cpu_s_per_checkout
+        table.add_row(
+            figures.mode,
+            f"{figures.per_second:.1f}",
+            f"{figures.p50_ms:.0f}",
+            f"{figures.p95_ms:.0f}",
+            f"{figures.p99_ms:.0f}",
+            f"{figures.burst_p50_ms:.0f}",
+            f"{figures.burst_p95_ms:.0f}",
+            f"{figures.burst_p99_ms:.0f}",
+            *(f"{cpu[role]:.3f}" for role in (*ROLES, "total")),
+            str(figures.errors),
+        )
+    return table
+
+
+def ratios_table(report: BenchReport) -> Table:
+    table = Table(title="targets (ratios)")
+    for column in ("ratio", "value", "target", "met"):
+        table.add_column(column)
+    met = report.targets_met()
+    for name, value in report.ratios().items():
+        op, bound = target_of(name)
+        shown = "-" if value is None else f"{value:.2f}"
+        table.add_row(name, shown, f"{op} {bound}", str(met[name]))
+    return table
+
+
+def bench_command(
+    checkouts: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Burst size: checkouts started at once.")
+    ] = 100,
+    samples: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Unloaded samples (one at a time) per mode.")
+    ] = 20,
+    slow_samples: Annotated[
+        int, typer.Option(min=1, max=1000, help="Unloaded samples with slow email/warehouse.")
+    ] = 5,
+    slow_seconds: Annotated[
+        float, typer.Option(min=0.1, max=30, help="Delay added to email and warehouse.")
+    ] = 2.0,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Checkout worker processes.")] = 1,
+    sqlite_pragma: Annotated[
+        list[str] | None,
+        typer.Option(help="Dev server SQLite pragma (repeatable); default: the launcher's."),
+    ] = None,
+    default_sqlite: Annotated[
+        bool, typer.Option(help="No SQLite pragma at all (the dev server's own defaults).")
+    ] = False,
+    local_steps: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure local activities: bare_local, and saga_local (the checkout "
+            "with options.local_steps), fast and slowed."
+        ),
+    ] = True,
+    max_concurrent_activities: Annotated[
+        int | None, typer.Option(min=1, help="Worker tuning: activity slots per worker.")
+    ] = None,
+    max_concurrent_workflow_tasks: Annotated[
+        int | None, typer.Option(min=2, help="Worker tuning: workflow task slots per worker.")
+    ] = None,
+    sandbox_passthrough: Annotated[
+        bool,
+        typer.Option(help="Worker tuning: our workflow modules passed through the sandbox."),
+    ] = True,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="SQLite files and logs (default: a new temp dir).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line with every figure.")] = (
+        False
+    ),
+) -> None:
+    """Benchmark bare Temporal, the checkout saga and direct HTTP calls side by side.
+
+    Starts its own dev server, services and workers; prints a table (or one JSON line).
+    """
+    worker_env = {"CHECKOUT_WORKER_SANDBOX_PASSTHROUGH": str(sandbox_passthrough).lower()}
+    if max_concurrent_activities is not None:
+        worker_env["CHECKOUT_WORKER_MAX_CONCURRENT_ACTIVITIES"] = str(max_concurrent_activities)
+    if max_concurrent_workflow_tasks is not None:
+        worker_env["CHECKOUT_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS"] = str(
+            max_concurrent_workflow_tasks
+        )
+    pragmas = [] if default_sqlite else list(sqlite_pragma or DEV_SERVER_SQLITE_PRAGMAS)
+    config = BenchConfig(
+        checkouts=checkouts,
+        samples=samples,
+        slow_samples=slow_samples,
+        slow_seconds=slow_seconds,
+        workers=workers,
+        sqlite_pragmas=pragmas,
+        local_steps=local_steps,
+        worker_env=worker_env,
+    )
+    errors = Console(stderr=True)
+    directory = data_dir or Path(tempfile.mkdtemp(prefix="checkout-saga-bench-"))
+    errors.print(f"Data and logs: {directory}")
+    try:
+        with bench_stack(directory, config) as stack:
+            report = asyncio.run(run_bench(stack, config, progress=errors.print))
+    except LaunchError as err:
+        errors.print(f"[red]Could not start the bench: {err}[/red]")
+        raise typer.Exit(1) from err
+    if as_json:
+        print(report.as_json())
+    else:
+        console = Console(width=None if sys.stdout.isatty() else 200)
+        console.print(report_table(report))
+        console.print(ratios_table(report))
+    failed = [error for figures in report.modes.values() for error in figures.first_errors]
+    for error in failed:
+        errors.print(f"[red]{error}[/red]")
+    if failed:
+        raise typer.Exit(1)
+
+
+def mount(parent: typer.Typer) -> None:
+    """Add `bench` to the CLI."""
+    parent.command("bench")(bench_command)

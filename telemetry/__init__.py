@@ -1,0 +1,1 @@
+"""Operating the parts: tracing, metrics and logs, set up the same way in every process."""

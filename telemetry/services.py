@@ -1,0 +1,38 @@
+"""A service process's telemetry: JSON logs and, when tracing is on, a server span per request
+that continues the caller's trace (the W3C traceparent the worker's httpx clients send)."""
+
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+
+from telemetry.logs import configure_logging
+from telemetry.settings import TelemetrySettings
+from telemetry.tracing import configure_tracing
+
+
+def service_name(app: FastAPI) -> str:
+    """The service's name, from the title services.common gives its app ("orders service")."""
+    return app.title.removesuffix(" service")
+
+
+def instrument_service_app(app: FastAPI, tracer_provider: TracerProvider) -> None:
+    """A server span per request (not for /health probes), child of the caller's span."""
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracer_provider,
+        excluded_urls="health",
+        exclude_spans=["receive", "send"],  # one span per request, not per ASGI message
+    )
+
+
+def observe_service(
+    app: FastAPI, settings: TelemetrySettings | None = None
+) -> TracerProvider | None:
+    """Set up this service's process; returns the tracer provider to shut down at exit, None
+    when tracing is off."""
+    settings = settings or TelemetrySettings()
+    configure_logging(settings)
+    provider = configure_tracing(service_name(app), settings)
+    if provider is not None:
+        instrument_service_app(app, provider)
+    return provider

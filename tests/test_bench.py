@@ -1,0 +1,119 @@
+"""`checkout-saga bench --json` with a tiny burst: every figure is there and makes sense.
+
+Not the targets (those depend on the machine; README "Performance"): the shape of the JSON
+line, and what holds on any machine: the direct chain waits for the slowed services, the saga
+answers without them.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from starter.bench import ROLES, percentiles_ms
+from worker.settings import Settings
+from worker.tuning import worker_tuning
+
+MODES = (
+    "bare",
+    "saga",
+    "direct",
+    "bare_local",
+    "saga_local",
+    "saga_slow",
+    "direct_slow",
+    "saga_local_slow",
+)
+SLOW_SECONDS = 1.5
+
+
+def test_bench_json_has_every_figure(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "checkout-saga"
+    done = subprocess.run(
+        [
+            str(script),
+            "bench",
+            "--json",
+            "--checkouts",
+            "4",
+            "--samples",
+            "3",
+            "--slow-samples",
+            "2",
+            "--slow-seconds",
+            str(SLOW_SECONDS),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, done.stdout
+    report = json.loads(lines[0])
+
+    assert report["config"]["checkouts"] == 4
+    assert report["config"]["sqlite_pragmas"] == ["synchronous=OFF"]
+    for mode in MODES:
+        figures = report[mode]
+        assert figures["mode"] == mode
+        assert figures["checkouts"] == 4
+        assert figures["errors"] == 0, figures["first_errors"]
+        assert figures["per_second"] > 0
+        assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+        assert 0 < figures["burst_p50_ms"] <= figures["burst_p95_ms"] <= figures["burst_p99_ms"]
+        cpu = figures["cpu_s_per_checkout"]
+        assert set(cpu) == {*ROLES, "total"}
+        assert all(value >= 0 for value in cpu.values())
+        assert cpu["total"] > 0
+        if mode != "bare":
+            assert cpu["services"] > 0
+    # Only Temporal modes use the server and workers.
+    assert report["saga"]["cpu_s_per_checkout"]["server"] > 0
+    assert report["saga"]["cpu_s_per_checkout"]["worker"] > 0
+    assert report["bare"]["cpu_s_per_checkout"]["worker"] > 0
+
+    # The direct chain waits for email and warehouse, one after the other...
+    slowed_by_ms = 2 * SLOW_SECONDS * 1000
+    assert report["direct_slow"]["p50_ms"] >= report["direct"]["p50_ms"] + 0.95 * slowed_by_ms
+    # ...the saga answers before the fan-out reaches them.
+    for saga in ("saga_slow", "saga_local_slow"):
+        assert report[saga]["p50_ms"] < report["direct_slow"]["p50_ms"] - slowed_by_ms / 2
+
+    ratios = report["ratios"]
+    assert set(ratios) == {
+        f"{saga}_{ratio}"
+        for saga in ("saga", "saga_local")
+        for ratio in ("vs_bare_throughput", "vs_bare_p50", "slow_vs_fast_p50")
+    }
+    assert all(value is not None and value > 0 for value in ratios.values())
+    assert set(report["targets_met"]) == set(ratios)
+    # Every process the bench started has stopped.
+    pids = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert pids.stdout.strip() == "", f"left running: {pids.stdout}"
+
+
+def test_percentiles_stay_within_the_samples() -> None:
+    samples = [i / 1000 for i in range(1, 101)]  # 1 ms .. 100 ms
+    p50, p95, p99 = percentiles_ms(samples)
+    assert (p50, p95, p99) == (50.5, 95.1, 99.0)
+    assert percentiles_ms([0.2]) == (200.0, 200.0, 200.0)
+    assert percentiles_ms([]) == (0.0, 0.0, 0.0)
+
+
+def test_worker_tuning_passes_only_what_is_set() -> None:
+    assert worker_tuning(Settings(worker_sandbox_passthrough=False)) == {}
+    assert set(worker_tuning(Settings())) == {"workflow_runner"}
+    tuning = worker_tuning(
+        Settings(
+            worker_max_concurrent_activities=500,
+            worker_workflow_task_pollers=4,
+            worker_sandbox_passthrough=False,
+        )
+    )
+    assert set(tuning) == {"max_concurrent_activities", "workflow_task_poller_behavior"}
+    assert tuning["max_concurrent_activities"] == 500
+    assert tuning["workflow_task_poller_behavior"].maximum == 4
