@@ -4,11 +4,12 @@ import argparse
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import uvicorn
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -72,6 +73,48 @@ def fingerprint(request: BaseModel) -> str:
     """Hash of the canonical JSON of a validated request: same meaning, same hash."""
     canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def row_by_key(
+    conn: sqlite3.Connection, table: str, key_column: str, key: str
+) -> sqlite3.Row | None:
+    """The row of `table` whose `key_column` is `key` (names are the service's constants)."""
+    row: sqlite3.Row | None = conn.execute(
+        f"SELECT * FROM {table} WHERE {key_column} = ?", (key,)
+    ).fetchone()
+    return row
+
+
+def record_once(
+    conn: sqlite3.Connection,
+    table: str,
+    key_column: str,
+    values: Mapping[str, object],
+    request_hash: str,
+    response: Response,
+) -> sqlite3.Row:
+    """Insert `values` (plus `request_hash`) unless a row has their key: the first request is
+    201, the same request again answers the first row with 200 and changes nothing, another
+    request under the same key is 409 `idempotency_key_reused`. Call it inside `db.write()`."""
+    key = str(values[key_column])
+    row = row_by_key(conn, table, key_column, key)
+    if row is None:
+        columns = [*values, "request_hash"]
+        conn.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            (*values.values(), request_hash),
+        )
+        row = row_by_key(conn, table, key_column, key)
+        assert row is not None
+    elif row["request_hash"] != request_hash:
+        raise idempotency_key_reused(key)
+    else:
+        response.status_code = 200
+    return row
 
 
 class ServiceFailure(Exception):

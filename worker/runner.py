@@ -1,9 +1,7 @@
 """Build and run the Worker: the checkout workflow, the fan-out's consumer workflows, and the
 activities of every service."""
 
-import asyncio
 import logging
-import signal
 from collections.abc import Sequence
 
 from temporalio.client import Client
@@ -21,6 +19,7 @@ from activities.warehouse import WarehouseActivities
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import configure_tracing
 from worker.clients import ServiceClients, connect_temporal, service_clients
+from worker.process import stop_on_signals
 from worker.settings import Settings
 from worker.telemetry import metrics_runtime
 from worker.tuning import worker_tuning
@@ -88,10 +87,7 @@ async def run_worker() -> None:
     tracer_provider = configure_tracing("checkout-worker", observe)
     runtime = metrics_runtime(observe.metrics_address) if observe.metrics_address else None
     client = await connect_temporal(runtime=runtime, tracer_provider=tracer_provider)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         async with (
             service_clients(settings, tracer_provider) as services,

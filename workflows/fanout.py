@@ -111,22 +111,11 @@ async def announce(
 
 
 async def announce_order_confirmed(event: OrderConfirmed) -> Announcement:
-    """Announce a confirmed order. Call it from the checkout after the decision, once the
-    stock is committed (`_after_confirmation`, after `commit_stock`), then return CONFIRMED.
-    It never raises (but for a cancellation) and never fails the checkout:
-
-        await announce_order_confirmed(
-            OrderConfirmed.from_checkout(
-                self._request, workflow_id=workflow.info().workflow_id, occurred_at=workflow.now()
-            )
-        )
-
-    Starts the jobs SendReceipt and ShipOrder (abandoned children, ids
-    `{event_id}:receipt` and `{event_id}:shipping`) and signals `order_confirmed` to
-    CustomerLoyalty (`loyalty-{customer_id}`) and Analytics (`analytics`). The checkout waits
-    only until the children have started and the signals are delivered (about 0.1 s, all at
-    once); the customer has had the decision before that.
-    """
+    """Announce a confirmed order (the checkout does, after `commit_stock`). Starts the jobs
+    SendReceipt and ShipOrder (abandoned children, ids `{event_id}:receipt` and
+    `{event_id}:shipping`) and signals `order_confirmed` to CustomerLoyalty
+    (`loyalty-{customer_id}`) and Analytics (`analytics`). Waits only until the children have
+    started and the signals are delivered; never raises but for a cancellation."""
     return await announce(
         event,
         jobs=[Job(RECEIPT, SEND_RECEIPT), Job(SHIPPING, SHIP_ORDER)],
@@ -143,23 +132,8 @@ async def announce_order_confirmed(event: OrderConfirmed) -> Announcement:
 
 
 async def announce_order_rejected(event: OrderRejected) -> Announcement:
-    """Announce a rejected order. Call it from the checkout after the compensations, before
-    returning REJECTED (`_reject`, after `saga.compensate()`). It never raises (but for a
-    cancellation) and never fails the checkout:
-
-        await announce_order_rejected(
-            OrderRejected.from_checkout(
-                self._request,
-                workflow_id=workflow.info().workflow_id,
-                occurred_at=workflow.now(),
-                reason=reason,
-                reason_code=code,
-                failed_step=failed_step.value if failed_step else None,
-            )
-        )
-
-    Signals `order_rejected` to Analytics (`analytics`).
-    """
+    """Announce a rejected order (the checkout does, after the compensations): signals
+    `order_rejected` to Analytics (`analytics`). Never raises but for a cancellation."""
     return await announce(
         event,
         signals=[

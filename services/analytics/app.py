@@ -1,12 +1,17 @@
 """Analytics service: order events counted per type, each event id counted once."""
 
 import sqlite3
-from datetime import UTC, datetime
 
 from fastapi import FastAPI, Response
 
 from models.analytics import EventCounts, RecordedEvent, RecordEvent
-from services.common import Database, create_service_app, fingerprint, idempotency_key_reused
+from services.common import (
+    Database,
+    create_service_app,
+    fingerprint,
+    now_iso,
+    record_once,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -33,13 +38,6 @@ def _event(row: sqlite3.Row) -> RecordedEvent:
     )
 
 
-def _get(conn: sqlite3.Connection, event_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM events WHERE event_id = ?", (event_id,)
-    ).fetchone()
-    return row
-
-
 def create_app(db_path: str) -> FastAPI:
     db = Database(db_path)
     db.init(SCHEMA)
@@ -47,29 +45,16 @@ def create_app(db_path: str) -> FastAPI:
 
     @app.post("/events", status_code=201)
     def record_event(body: RecordEvent, response: Response) -> RecordedEvent:
-        digest = fingerprint(body)
-        with db.write() as conn:
-            row = _get(conn, body.event_id)
-            if row is None:
-                conn.execute(
-                    "INSERT INTO events (event_id, request_hash, event_type, order_id,"
-                    " total_cents, currency, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        body.event_id,
-                        digest,
-                        body.event_type,
-                        body.order_id,
-                        body.total_cents,
-                        body.currency,
-                        datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    ),
-                )
-                row = _get(conn, body.event_id)
-                assert row is not None
-            elif row["request_hash"] != digest:
-                raise idempotency_key_reused(body.event_id)
-            else:
-                response.status_code = 200  # counted already
+        values = {
+            "event_id": body.event_id,
+            "event_type": body.event_type,
+            "order_id": body.order_id,
+            "total_cents": body.total_cents,
+            "currency": body.currency,
+            "recorded_at": now_iso(),
+        }
+        with db.write() as conn:  # a repeat answers the event already counted
+            row = record_once(conn, "events", "event_id", values, fingerprint(body), response)
             return _event(row)
 
     @app.get("/events")

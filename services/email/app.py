@@ -4,7 +4,6 @@ The key is the event's id, so a receipt announced twice is sent once.
 """
 
 import sqlite3
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Path, Response
@@ -16,7 +15,9 @@ from services.common import (
     ServiceFailure,
     create_service_app,
     fingerprint,
-    idempotency_key_reused,
+    now_iso,
+    record_once,
+    row_by_key,
 )
 
 SCHEMA = """
@@ -46,13 +47,6 @@ def _email(row: sqlite3.Row) -> SentEmail:
     )
 
 
-def _get(conn: sqlite3.Connection, email_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM emails WHERE email_id = ?", (email_id,)
-    ).fetchone()
-    return row
-
-
 def create_app(db_path: str) -> FastAPI:
     db = Database(db_path)
     db.init(SCHEMA)
@@ -60,35 +54,22 @@ def create_app(db_path: str) -> FastAPI:
 
     @app.post("/emails", status_code=201)
     def send_email(body: SendEmail, response: Response) -> SentEmail:
-        digest = fingerprint(body)
-        with db.write() as conn:
-            row = _get(conn, body.email_id)
-            if row is None:
-                conn.execute(
-                    "INSERT INTO emails (email_id, request_hash, order_id, to_addr, subject,"
-                    " body, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        body.email_id,
-                        digest,
-                        body.order_id,
-                        body.to,
-                        body.subject,
-                        body.body,
-                        datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    ),
-                )
-                row = _get(conn, body.email_id)
-                assert row is not None
-            elif row["request_hash"] != digest:
-                raise idempotency_key_reused(body.email_id)
-            else:
-                response.status_code = 200  # a repeat: already sent, nothing sent again
+        values = {
+            "email_id": body.email_id,
+            "order_id": body.order_id,
+            "to_addr": body.to,
+            "subject": body.subject,
+            "body": body.body,
+            "sent_at": now_iso(),
+        }
+        with db.write() as conn:  # a repeat answers the mail already sent
+            row = record_once(conn, "emails", "email_id", values, fingerprint(body), response)
             return _email(row)
 
     @app.get("/emails/{email_id}")
     def get_email(email_id: PathEmailId) -> SentEmail:
         with db.read() as conn:
-            row = _get(conn, email_id)
+            row = row_by_key(conn, "emails", "email_id", email_id)
         if row is None:
             raise ServiceFailure(404, "email_not_found", f"no email {email_id!r}", "email_id")
         return _email(row)

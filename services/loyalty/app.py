@@ -1,14 +1,19 @@
 """Loyalty service: a points ledger, one entry per idempotency key (the event's id)."""
 
 import sqlite3
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Path, Response
 
 from models.common import CustomerId
 from models.loyalty import AddPoints, LedgerEntry, LoyaltyBalance
-from services.common import Database, create_service_app, fingerprint, idempotency_key_reused
+from services.common import (
+    Database,
+    create_service_app,
+    fingerprint,
+    now_iso,
+    record_once,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
@@ -35,13 +40,6 @@ def _entry(row: sqlite3.Row) -> LedgerEntry:
     )
 
 
-def _get(conn: sqlite3.Connection, entry_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM ledger WHERE entry_id = ?", (entry_id,)
-    ).fetchone()
-    return row
-
-
 def create_app(db_path: str) -> FastAPI:
     db = Database(db_path)
     db.init(SCHEMA)
@@ -49,28 +47,15 @@ def create_app(db_path: str) -> FastAPI:
 
     @app.post("/ledger", status_code=201)
     def add_points(body: AddPoints, response: Response) -> LedgerEntry:
-        digest = fingerprint(body)
-        with db.write() as conn:
-            row = _get(conn, body.entry_id)
-            if row is None:
-                conn.execute(
-                    "INSERT INTO ledger (entry_id, request_hash, customer_id, order_id, points,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        body.entry_id,
-                        digest,
-                        body.customer_id,
-                        body.order_id,
-                        body.points,
-                        datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    ),
-                )
-                row = _get(conn, body.entry_id)
-                assert row is not None
-            elif row["request_hash"] != digest:
-                raise idempotency_key_reused(body.entry_id)
-            else:
-                response.status_code = 200  # booked already
+        values = {
+            "entry_id": body.entry_id,
+            "customer_id": body.customer_id,
+            "order_id": body.order_id,
+            "points": body.points,
+            "created_at": now_iso(),
+        }
+        with db.write() as conn:  # a repeat answers the entry already booked
+            row = record_once(conn, "ledger", "entry_id", values, fingerprint(body), response)
             return _entry(row)
 
     @app.get("/ledger")

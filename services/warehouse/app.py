@@ -6,7 +6,6 @@ already has a shipment is refused (409 `idempotency_key_reused`).
 
 import json
 import sqlite3
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Path, Response
@@ -20,6 +19,9 @@ from services.common import (
     create_service_app,
     fingerprint,
     idempotency_key_reused,
+    now_iso,
+    record_once,
+    row_by_key,
 )
 
 SCHEMA = """
@@ -48,13 +50,6 @@ def _shipment(row: sqlite3.Row) -> Shipment:
     )
 
 
-def _get(conn: sqlite3.Connection, order_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM shipments WHERE order_id = ?", (order_id,)
-    ).fetchone()
-    return row
-
-
 def create_app(db_path: str) -> FastAPI:
     db = Database(db_path)
     db.init(SCHEMA)
@@ -62,40 +57,26 @@ def create_app(db_path: str) -> FastAPI:
 
     @app.post("/shipments", status_code=201)
     def create_shipment(body: CreateShipment, response: Response) -> Shipment:
-        digest = fingerprint(body)
-        with db.write() as conn:
-            row = _get(conn, body.order_id)
-            if row is None:
-                other = conn.execute(
-                    "SELECT order_id FROM shipments WHERE event_id = ?", (body.event_id,)
-                ).fetchone()
-                if other is not None:
-                    raise idempotency_key_reused(body.event_id)
-                conn.execute(
-                    "INSERT INTO shipments (order_id, event_id, request_hash, customer_id, lines,"
-                    " status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        body.order_id,
-                        body.event_id,
-                        digest,
-                        body.customer_id,
-                        json.dumps([line.model_dump() for line in body.lines]),
-                        ShipmentStatus.REQUESTED,
-                        datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    ),
-                )
-                row = _get(conn, body.order_id)
-                assert row is not None
-            elif row["request_hash"] != digest:
-                raise idempotency_key_reused(body.order_id)
-            else:
-                response.status_code = 200
+        values = {
+            "order_id": body.order_id,
+            "event_id": body.event_id,
+            "customer_id": body.customer_id,
+            "lines": json.dumps([line.model_dump() for line in body.lines]),
+            "status": ShipmentStatus.REQUESTED,
+            "created_at": now_iso(),
+        }
+        with db.write() as conn:  # one shipment per order; a repeat answers it
+            if row_by_key(conn, "shipments", "order_id", body.order_id) is None and row_by_key(
+                conn, "shipments", "event_id", body.event_id
+            ):
+                raise idempotency_key_reused(body.event_id)  # that event shipped another order
+            row = record_once(conn, "shipments", "order_id", values, fingerprint(body), response)
             return _shipment(row)
 
     @app.get("/shipments/{order_id}")
     def get_shipment(order_id: PathOrderId) -> Shipment:
         with db.read() as conn:
-            row = _get(conn, order_id)
+            row = row_by_key(conn, "shipments", "order_id", order_id)
         if row is None:
             raise ServiceFailure(404, "shipment_not_found", f"no shipment for {order_id!r}")
         return _shipment(row)
