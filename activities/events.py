@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from models.deadletters import ConsumerKind, Delivery
+from models.events import AFTER_ANSWER
 
 
 async def signal_with_start(client: Client, delivery: Delivery) -> str:
@@ -27,6 +28,7 @@ async def signal_with_start(client: Client, delivery: Delivery) -> str:
         task_queue=target.task_queue,
         start_signal=target.signal,
         start_signal_args=[delivery.event],
+        priority=AFTER_ANSWER,  # when it starts the target: its tasks, whoever signals it
     )
     return handle.result_run_id or ""
 

@@ -180,6 +180,20 @@ async def _wait_for(
     raise CaptureError(f"{handle.id} never reached the state this path needs")
 
 
+def local_steps_confirmed() -> PathRun:
+    """The confirmed order again with `options.local_steps` (its steps as local activities)."""
+
+    async def run(stack: CaptureStack) -> Recorded:
+        base = demo_request("confirmed")
+        options = base.options.model_copy(update={"local_steps": True})
+        request = _variant(base, "local", options=options.model_dump())
+        outcome = outcome_label(await place_checkout(stack.client, request, stack.task_queue))
+        _expect(outcome, "CONFIRMED")
+        return Recorded(checkout_workflow_id(request.order_id), outcome)
+
+    return run
+
+
 def cancelled_while_charging() -> PathRun:
     """The card's first two charges fail with 503; the customer cancels during the retries."""
 
@@ -292,6 +306,7 @@ PATHS: list[HistoryPath] = [
         "same order started twice at once, then again",
         checkout_twice("confirmed", "CONFIRMED", nth=1),
     ),
+    HistoryPath("local-steps", "confirmed, its steps as local activities", local_steps_confirmed()),
     HistoryPath("cancelled", "cancel update during the charge", cancelled_while_charging()),
     HistoryPath("deadline", "deadline passed during the charge", deadline_while_charging()),
     HistoryPath(

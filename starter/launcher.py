@@ -39,6 +39,9 @@ SEARCH_ATTRIBUTES = ("CheckoutStatus", "CheckoutStep", "CustomerId")
 # The dev server's SQLite pragmas: without fsync per commit the server is ~1.7x faster
 # (README "Performance"); a power loss may lose its last writes, a process crash does not.
 DEV_SERVER_SQLITE_PRAGMAS = ("synchronous=OFF",)
+# Task queue priority: the work after an answer runs after the work customers wait for
+# (models.events.AFTER_ANSWER). Servers of this version ignore priorities without it.
+DEV_SERVER_DYNAMIC_CONFIG = ("matching.useNewMatcher=true",)
 
 
 class LaunchError(RuntimeError):
@@ -167,6 +170,8 @@ def start_temporal(
         args += ["--search-attribute", f"{attribute}=Keyword"]
     for pragma in sqlite_pragmas:
         args += ["--sqlite-pragma", pragma]
+    for setting in DEV_SERVER_DYNAMIC_CONFIG:
+        args += ["--dynamic-config-value", setting]
     ui_url = None
     if ui:
         ui_port = free_port()

@@ -463,12 +463,14 @@ async def test_loyalty_continue_as_new_carries_dedup_state(
     assert state.generation == 2
     # The new run called the loyalty service once (the new event): the duplicate was known.
     history = await client.get_workflow_handle(loyalty_workflow_id(customer)).fetch_history()
-    scheduled = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
+    # Consumers call their service through a local activity: one marker per call.
+    calls = [
+        json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)
         for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
     ]
-    assert scheduled == ["add_loyalty_points"]
+    assert [call["activity_type"] for call in calls] == ["add_loyalty_points"]
     assert sorted(e["points"] for e in consumers.ledger(customer)) == [10, 20, 30, 40]
 
 

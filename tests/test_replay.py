@@ -26,7 +26,13 @@ from tests.cli import run_cli
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.analytics import ANALYTICS
-from workflows.checkout import ANNOUNCE_OUTCOME_PATCH, checkout_workflow_id
+from workflows.checkout import (
+    ANNOUNCE_OUTCOME_PATCH,
+    COMMIT_AS_ACTIVITY_PATCH,
+    LOCAL_STEPS_PATCH,
+    checkout_workflow_id,
+)
+from workflows.consumers import LOCAL_CONSUMERS_PATCH
 from workflows.loyalty import CUSTOMER_LOYALTY
 from workflows.receipt import SEND_RECEIPT
 from workflows.shipping import SHIP_ORDER
@@ -38,6 +44,8 @@ CHECKOUTS = [p for p in RECORDED if workflow_type(load_history(p)) == "Checkout"
 CONFIRMED = HISTORIES / "confirmed.json"
 # Recorded before the checkout announced its outcome (workflow.patched("announce-outcome")).
 BEFORE_FANOUT = HISTORIES / "before-fanout"
+# Consumers recorded while they called their service with an activity (LOCAL_CONSUMERS_PATCH).
+BEFORE_LOCAL_CONSUMERS = HISTORIES / "before-local-consumers"
 
 
 def test_every_path_has_a_recorded_history() -> None:
@@ -74,25 +82,44 @@ def test_every_kind_of_workflow_is_recorded() -> None:
     assert recorded == {"Checkout", SEND_RECEIPT, SHIP_ORDER, CUSTOMER_LOYALTY, ANALYTICS}
     assert len(WORKFLOWS) == len(recorded)  # a new workflow type needs its history too
     assert history_files(BEFORE_FANOUT), "the histories from before the fan-out are kept"
+    assert history_files(BEFORE_LOCAL_CONSUMERS), "and those from before local consumer calls"
+
+
+def patches(path: Path) -> set[str]:
+    """The ids of the patch markers (`workflow.patched`) in a recorded history."""
+    found = set()
+    for event in load_history(path).events:
+        marker = event.marker_recorded_event_attributes
+        if marker.marker_name == "core_patch":
+            for payload in marker.details["patch-data"].payloads:
+                found.add(json.loads(payload.data)["id"])
+    return found
 
 
 def test_patch_marker_only_in_histories_recorded_after_it() -> None:
     """Today's checkouts announce their outcome behind the patch; older ones replay without."""
-
-    def patches(path: Path) -> set[str]:
-        found = set()
-        for event in load_history(path).events:
-            marker = event.marker_recorded_event_attributes
-            if marker.marker_name == "core_patch":
-                for payload in marker.details["patch-data"].payloads:
-                    found.add(json.loads(payload.data)["id"])
-        return found
-
     old = [p for p in CHECKOUTS if p.parent == BEFORE_FANOUT]
     new = [p for p in CHECKOUTS if p.parent == HISTORIES]
     assert old and new
     assert all(ANNOUNCE_OUTCOME_PATCH not in patches(p) for p in old)
     assert all(ANNOUNCE_OUTCOME_PATCH in patches(p) for p in new)
+
+
+def test_consumers_recorded_before_local_calls_replay_beside_todays() -> None:
+    """Consumers call their service through a local activity behind a patch; the histories
+    of the four consumers from before it (activities) are kept and replay too."""
+    consumers = [p for p in RECORDED if p not in CHECKOUTS]
+    old = [p for p in consumers if p.parent == BEFORE_LOCAL_CONSUMERS]
+    new = [p for p in consumers if p.parent == HISTORIES]
+    assert len(old) == len(new) == 4
+    assert all(LOCAL_CONSUMERS_PATCH not in patches(p) for p in old)
+    assert all(LOCAL_CONSUMERS_PATCH in patches(p) for p in new)
+
+
+def test_local_steps_history_commits_the_stock_with_an_activity() -> None:
+    recorded = patches(HISTORIES / "local-steps.json")
+    assert {LOCAL_STEPS_PATCH, COMMIT_AS_ACTIVITY_PATCH} <= recorded
+    assert COMMIT_AS_ACTIVITY_PATCH not in patches(CONFIRMED)  # read only with local steps
 
 
 async def test_unguarded_change_fails_every_recorded_history() -> None:

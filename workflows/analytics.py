@@ -7,7 +7,7 @@ record the event in the analytics service, once per event id. Continues as new a
 
 from temporalio import workflow
 
-from workflows.consumers import CONSUMER_RETRY, CONSUMER_TIMEOUT, Event, LongLivedConsumer
+from workflows.consumers import Event, LongLivedConsumer, consumer_call
 
 with workflow.unsafe.imports_passed_through():
     from activities.analytics import AnalyticsActivities
@@ -45,12 +45,7 @@ class AnalyticsWorkflow:
             ANALYTICS_CONSUMER,
             event,
             signal,
-            lambda: workflow.execute_activity_method(
-                AnalyticsActivities.record_order_event,
-                record_for(event),
-                start_to_close_timeout=CONSUMER_TIMEOUT,
-                retry_policy=CONSUMER_RETRY,
-            ),
+            lambda: consumer_call(AnalyticsActivities.record_order_event, record_for(event)),
         )
         if applied:
             counts = self._consumer.state.counts

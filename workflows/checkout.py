@@ -14,11 +14,11 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
-    FailureError,
     is_cancelled_exception,
 )
 
 from workflows.fanout import announce_order_confirmed, announce_order_rejected
+from workflows.local import execute_local
 from workflows.metrics import (
     count_compensation_run,
     count_compensation_stuck,
@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
         CompensationReport,
         SkipCompensation,
     )
-    from models.events import OrderConfirmed, OrderRejected
+    from models.events import AFTER_ANSWER, OrderConfirmed, OrderRejected
     from models.inventory import ReserveStock, StockLine
     from models.orders import CreateOrder, OrderCancellation, OrderLine
     from models.payments import ChargeRequest, Refund
@@ -90,6 +90,10 @@ COMPENSATION_POLICY = CompensationPolicy(
 ANNOUNCE_OUTCOME_PATCH = "announce-outcome"
 # Checkouts started before `options.local_steps` existed ran their steps as activities.
 LOCAL_STEPS_PATCH = "local-steps"
+# With local steps, committing the stock as a local activity held the customer's answer until
+# the commit was done too (a workflow task ends when its local activities do); since this
+# patch the commit is an activity, so the answer leaves as soon as it is known.
+COMMIT_AS_ACTIVITY_PATCH = "commit-as-activity"
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -275,7 +279,12 @@ class CheckoutWorkflow:
         """A forward step's call: an activity, or a local activity (options.local_steps):
         run by this worker inside the workflow task, recorded as a marker."""
         if self._local_steps:
-            return _local_step(activity, arg, retry_policy, start_to_close_timeout)
+            return execute_local(
+                activity,
+                arg,
+                start_to_close_timeout=start_to_close_timeout,
+                retry_policy=retry_policy,
+            )
         return workflow.execute_activity_method(
             activity, arg, start_to_close_timeout=start_to_close_timeout, retry_policy=retry_policy
         )
@@ -283,9 +292,18 @@ class CheckoutWorkflow:
     async def _after_confirmation(self) -> CheckoutResult:
         """Forward only: the stock is sold; retried until done."""
         reservation_id = idempotency_key(workflow.info().workflow_id, CheckoutStep.RESERVE_STOCK)
-        await self._step_activity(
-            InventoryActivities.commit_stock, reservation_id, retry_policy=FOREVER_RETRY
-        )
+        if self._local_steps and not workflow.patched(COMMIT_AS_ACTIVITY_PATCH):
+            await self._step_activity(
+                InventoryActivities.commit_stock, reservation_id, retry_policy=FOREVER_RETRY
+            )
+        else:
+            await workflow.execute_activity_method(
+                InventoryActivities.commit_stock,
+                reservation_id,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=FOREVER_RETRY,
+                priority=AFTER_ANSWER,
+            )
         if workflow.patched(ANNOUNCE_OUTCOME_PATCH):
             # Fire and forget: waits only until the jobs started and the signals went out.
             await announce_order_confirmed(
@@ -454,36 +472,6 @@ class CheckoutWorkflow:
             compensations_done=self._saga.compensations_done,
             compensations=self._reports(),
         )
-
-
-async def _local_step(
-    activity: Callable[[Any, A], Awaitable[R]],
-    arg: A,
-    retry_policy: RetryPolicy,
-    start_to_close_timeout: timedelta,
-) -> R:
-    """A local activity whose failure looks like an activity's: the SDK raises a failed local
-    activity's error bare (ApplicationError, TimeoutError, CancelledError), the checkout and
-    the saga expect an ActivityError with that error as its cause."""
-    try:
-        return await workflow.execute_local_activity_method(
-            activity,
-            arg,
-            start_to_close_timeout=start_to_close_timeout,
-            retry_policy=retry_policy,
-        )
-    except FailureError as err:
-        if isinstance(err, ActivityError):
-            raise
-        raise ActivityError(
-            "Local activity error",
-            scheduled_event_id=0,
-            started_event_id=0,
-            identity="",
-            activity_type=getattr(activity, "__name__", "local_activity"),
-            activity_id="",
-            retry_state=None,
-        ) from err
 
 
 def _check_stuck(saga: Saga, name: str | None) -> None:

@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.events import EventActivities
     from models.consumers import Announcement
     from models.deadletters import ConsumerKind, Delivery, DeliveryTarget
-    from models.events import OrderConfirmed, OrderRejected
+    from models.events import AFTER_ANSWER, OrderConfirmed, OrderRejected
 
 # Signal-with-start is one call to Temporal itself: short, a few quick retries.
 SIGNAL_TIMEOUT = timedelta(seconds=5)
@@ -151,6 +151,7 @@ async def _start_job(event: Event, job: Job) -> tuple[str, str]:
             id=child_id,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            priority=AFTER_ANSWER,
         )
     except WorkflowAlreadyStartedError:
         # Announced before (a repeat, a retry, a reset): the job runs or ran already.

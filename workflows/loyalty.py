@@ -7,7 +7,7 @@ when Temporal suggests it), carrying the ids of the last handled events.
 
 from temporalio import workflow
 
-from workflows.consumers import CONSUMER_RETRY, CONSUMER_TIMEOUT, LongLivedConsumer
+from workflows.consumers import LongLivedConsumer, consumer_call
 
 with workflow.unsafe.imports_passed_through():
     from activities.loyalty import LoyaltyActivities
@@ -42,12 +42,7 @@ class CustomerLoyaltyWorkflow:
             LOYALTY,
             event,
             ORDER_CONFIRMED_SIGNAL,
-            lambda: workflow.execute_activity_method(
-                LoyaltyActivities.add_loyalty_points,
-                entry,
-                start_to_close_timeout=CONSUMER_TIMEOUT,
-                retry_policy=CONSUMER_RETRY,
-            ),
+            lambda: consumer_call(LoyaltyActivities.add_loyalty_points, entry),
         )
         if applied:
             self._consumer.state.points_awarded += entry.points

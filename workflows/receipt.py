@@ -3,9 +3,8 @@
 from temporalio import workflow
 
 from workflows.consumers import (
-    CONSUMER_RETRY,
-    CONSUMER_TIMEOUT,
     consume,
+    consumer_call,
     job_target,
     redrive_number,
 )
@@ -31,11 +30,6 @@ class SendReceiptWorkflow:
             RECEIPT,
             event,
             job_target(SEND_RECEIPT, event.event_id, RECEIPT),
-            lambda: workflow.execute_activity_method(
-                EmailActivities.send_email,
-                receipt_for(event),
-                start_to_close_timeout=CONSUMER_TIMEOUT,
-                retry_policy=CONSUMER_RETRY,
-            ),
+            lambda: consumer_call(EmailActivities.send_email, receipt_for(event)),
             redrive=redrive_number(),
         )

@@ -3,9 +3,8 @@
 from temporalio import workflow
 
 from workflows.consumers import (
-    CONSUMER_RETRY,
-    CONSUMER_TIMEOUT,
     consume,
+    consumer_call,
     job_target,
     redrive_number,
 )
@@ -31,11 +30,6 @@ class ShipOrderWorkflow:
             SHIPPING,
             event,
             job_target(SHIP_ORDER, event.event_id, SHIPPING),
-            lambda: workflow.execute_activity_method(
-                WarehouseActivities.create_shipment,
-                shipment_for(event),
-                start_to_close_timeout=CONSUMER_TIMEOUT,
-                retry_policy=CONSUMER_RETRY,
-            ),
+            lambda: consumer_call(WarehouseActivities.create_shipment, shipment_for(event)),
             redrive=redrive_number(),
         )
