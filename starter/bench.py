@@ -97,6 +97,9 @@ class ModeFigures:
     cpu_s_per_checkout: dict[str, float]
     settle_seconds: float
     first_errors: list[str]
+    # Slowed modes: the p50 of fast samples taken in turn with the slowed ones (same moment,
+    # same state of the server), which the slowed p50 is compared with.
+    paired_fast_p50_ms: float | None = None
 
 
 @dataclass
@@ -135,9 +138,9 @@ class BenchReport:
                 figure(saga, "per_second"), figure("bare", "per_second")
             )
             ratios[f"{saga}_vs_bare_p50"] = ratio(figure(saga, "p50_ms"), figure("bare", "p50_ms"))
-            ratios[f"{saga}_slow_vs_fast_p50"] = ratio(
-                figure(f"{saga}_slow", "p50_ms"), figure(saga, "p50_ms")
-            )
+            slow = self.modes.get(f"{saga}_slow")
+            fast_p50 = (slow.paired_fast_p50_ms if slow else None) or figure(saga, "p50_ms")
+            ratios[f"{saga}_slow_vs_fast_p50"] = ratio(figure(f"{saga}_slow", "p50_ms"), fast_p50)
         return ratios
 
     def targets_met(self) -> dict[str, bool | None]:
@@ -256,12 +259,21 @@ async def measure(
     meter: CpuMeter,
     client: Client,
     run_id: str,
+    slow_down: Callable[[bool], Awaitable[None]] | None = None,
 ) -> ModeFigures:
-    """Unloaded samples one at a time, then a burst of `burst` concurrent checkouts."""
-    unloaded = []
+    """Unloaded samples one at a time, then a burst of `burst` concurrent checkouts.
+
+    With `slow_down` (turns the slowed services' delay on or off), each unloaded sample is
+    paired with a fast one just before it, and the burst runs slowed."""
+    unloaded, paired_fast = [], []
     for i in range(samples):
+        if slow_down is not None:
+            await slow_down(False)
+            await _unloaded(meter, client)
+            paired_fast.append(await _timed(call, f"{run_id}-{mode}-f{i}"))
+            await slow_down(True)
         # Unloaded: nothing else in flight, not even the previous checkout's fan-out.
-        await settle(meter, client, window=UNLOADED_WINDOW_SECONDS, limit=UNLOADED_LIMIT_SECONDS)
+        await _unloaded(meter, client)
         unloaded.append(await _timed(call, f"{run_id}-{mode}-u{i}"))
     await settle(meter, client)
     cpu_before = meter.read()
@@ -272,7 +284,8 @@ async def measure(
     cpu_after = meter.read()
     p50, p95, p99 = percentiles_ms([s for s, error in unloaded if error is None])
     b50, b95, b99 = percentiles_ms([s for s, error in loaded if error is None])
-    errors = [error for _, error in unloaded + loaded if error is not None]
+    errors = [error for _, error in unloaded + paired_fast + loaded if error is not None]
+    fast_ok = [seconds for seconds, error in paired_fast if error is None]
     per_checkout = {role: round((cpu_after[role] - cpu_before[role]) / burst, 4) for role in ROLES}
     per_checkout["total"] = round(sum(per_checkout.values()), 4)
     return ModeFigures(
@@ -291,7 +304,12 @@ async def measure(
         burst_p99_ms=b99,
         cpu_s_per_checkout=per_checkout,
         settle_seconds=round(settle_seconds, 1),
+        paired_fast_p50_ms=percentiles_ms(fast_ok)[0] if fast_ok else None,
     )
+
+
+async def _unloaded(meter: CpuMeter, client: Client) -> None:
+    await settle(meter, client, window=UNLOADED_WINDOW_SECONDS, limit=UNLOADED_LIMIT_SECONDS)
 
 
 def bench_request(order_id: str, local_steps: bool = False) -> CheckoutRequest:
@@ -393,12 +411,16 @@ async def run_bench(
                 client=client,
                 run_id=run_id,
             )
-        await _slow_down(stack.service_urls, headers, config.slow_seconds)
+
+        async def slow_down(on: bool) -> None:
+            await _slow_down(stack.service_urls, headers, config.slow_seconds if on else 0)
+
         try:
             for mode in slowed:
                 slow = f"{mode}_slow"
                 progress(
                     f"{slow}: {', '.join(SLOWED_SERVICES)} slowed by {config.slow_seconds:g} s"
+                    " (each sample paired with a fast one)"
                 )
                 modes[slow] = await measure(
                     slow,
@@ -408,9 +430,10 @@ async def run_bench(
                     meter=meter,
                     client=client,
                     run_id=run_id,
+                    slow_down=slow_down,
                 )
         finally:
-            await _slow_down(stack.service_urls, headers, 0)
+            await slow_down(False)
     return BenchReport(config, modes)
 
 

@@ -63,6 +63,8 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
         assert figures["checkouts"] == 4
         assert figures["errors"] == 0, figures["first_errors"]
         assert figures["per_second"] > 0
+        # Everything done (commit, fan-out) comes no sooner than the last answer.
+        assert 0 < figures["all_done_per_second"] <= figures["per_second"]
         assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
         assert 0 < figures["burst_p50_ms"] <= figures["burst_p95_ms"] <= figures["burst_p99_ms"]
         cpu = figures["cpu_s_per_checkout"]
@@ -82,6 +84,13 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
     # ...the saga answers before the fan-out reaches them.
     for saga in ("saga_slow", "saga_local_slow"):
         assert report[saga]["p50_ms"] < report["direct_slow"]["p50_ms"] - slowed_by_ms / 2
+    # Slowed samples are compared with fast ones taken in turn with them.
+    for mode in MODES:
+        paired = report[mode]["paired_fast_p50_ms"]
+        assert (paired is not None and paired > 0) == mode.endswith("_slow"), (mode, paired)
+    assert report["direct_slow"]["p50_ms"] >= report["direct_slow"]["paired_fast_p50_ms"] + (
+        0.95 * slowed_by_ms
+    )
 
     ratios = report["ratios"]
     assert set(ratios) == {
