@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from services.auth import SERVICE_TOKEN_ENV, new_token
-from starter.launcher import SERVICES, start_services, venv_binary
+from starter.launcher import DEV_SERVER_DYNAMIC_CONFIG, SERVICES, start_services, venv_binary
 from tests.fanout_probe import PROBE_WORKFLOWS
 from worker.clients import service_clients
 from worker.codec import CODEC_KEYS_ENV, data_converter, format_keys, new_key
@@ -54,6 +54,12 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=data_converter(),
         ui=False,
         dev_server_log_level="warn",
+        # As the launcher starts it: priorities honoured.
+        dev_server_extra_args=[
+            arg
+            for setting in DEV_SERVER_DYNAMIC_CONFIG
+            for arg in ("--dynamic-config-value", setting)
+        ],
         search_attributes=SEARCH_ATTRIBUTES,
     ) as env:
         yield env

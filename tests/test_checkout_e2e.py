@@ -258,3 +258,71 @@ async def test_cli_checkout_and_run_against_running_parts(
     assert summary["count"] == 12
     assert sum(summary["outcomes"].values()) == 12
     assert summary["outcomes"].get("CONFIRMED", 0) >= 1
+
+
+async def test_cli_local_steps_answer_before_the_work_after_it_at_lower_priority(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    sku = shop.stock(new_sku(), 4)
+    order_id = f"e2e-local-{uuid.uuid4().hex[:6]}"
+    done = await asyncio.to_thread(
+        run_cli,
+        dev_env,
+        checkout_settings,
+        "checkout",
+        "--order-id",
+        order_id,
+        "--item",
+        f"{sku}:1:700",
+        "--email",
+        "local@example.com",
+        "--local-steps",
+        "--json",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert CheckoutResult.model_validate_json(done.stdout.strip().splitlines()[-1]).status is (
+        CheckoutStatus.CONFIRMED
+    )
+    handle = dev_env.client.get_workflow_handle(checkout_workflow_id(order_id))
+    await handle.result()
+    events = (await handle.fetch_history()).events
+    local = [
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    scheduled = {
+        e.activity_task_scheduled_event_attributes.activity_type.name: e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    # The four steps as local activities (plus the fan-out's two signals); the commit is an
+    # activity at the after-answer priority, as the jobs are, done after the answer left.
+    assert len(local) == 4 + 2
+    assert list(scheduled) == ["commit_stock"]
+    assert (
+        scheduled["commit_stock"].activity_task_scheduled_event_attributes.priority.priority_key
+        == 5
+    )
+    answered = next(
+        e.event_id
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED
+    )
+    commit_done = next(
+        e.event_id
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+        and e.activity_task_completed_event_attributes.scheduled_event_id
+        == scheduled["commit_stock"].event_id
+    )
+    assert answered < commit_done  # the answer did not wait for the commit
+    jobs = [
+        e.start_child_workflow_execution_initiated_event_attributes
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+    ]
+    assert sorted(j.workflow_type.name for j in jobs) == ["SendReceipt", "ShipOrder"]
+    assert {j.priority.priority_key for j in jobs} == {5}
+    assert shop.level(sku)["available"] == 3
