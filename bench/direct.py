@@ -10,16 +10,18 @@ checkouts that succeed, so it measures the happy path's cost.
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 from pydantic import BaseModel
 
 from models.checkout import CheckoutRequest
-from models.email import SendEmail
+from models.email import receipt_for
+from models.events import OrderConfirmed
 from models.inventory import ReserveStock, StockLine
 from models.orders import CreateOrder, OrderLine
 from models.payments import ChargeRequest
-from models.warehouse import CreateShipment
+from models.warehouse import shipment_for
 
 DIRECT_SERVICES = ("orders", "inventory", "payments", "email", "warehouse")
 
@@ -103,24 +105,9 @@ async def direct_checkout(clients: DirectClients, request: CheckoutRequest) -> N
     )
     await _post(clients.orders, f"/orders/{request.order_id}/confirm")
     await _post(clients.inventory, f"/reservations/{key}:reserve/commit")
-    await _post(
-        clients.email,
-        "/emails",
-        SendEmail(
-            email_id=f"{key}:receipt",
-            order_id=request.order_id,
-            to=request.email,
-            subject=f"Your order {request.order_id} is confirmed",
-            body=f"Thank you for your order {request.order_id}.",
-        ),
+    # The same receipt and shipment the saga's jobs send, built from the same event.
+    confirmed = OrderConfirmed.from_checkout(
+        request, workflow_id=key, occurred_at=datetime.now(UTC)
     )
-    await _post(
-        clients.warehouse,
-        "/shipments",
-        CreateShipment(
-            order_id=request.order_id,
-            event_id=f"{key}:shipment",
-            customer_id=request.customer_id,
-            lines=lines,
-        ),
-    )
+    await _post(clients.email, "/emails", receipt_for(confirmed))
+    await _post(clients.warehouse, "/shipments", shipment_for(confirmed))

@@ -26,6 +26,7 @@ from models.payments import CARD_DECLINED
 from services.auth import headers_from_env
 from starter.attention import QUERY
 from tests.cli import run_cli
+from tests.stock import new_stocked_sku
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 
@@ -46,13 +47,7 @@ def refunds_down(services: dict[str, str]) -> Iterator[str]:
 
 
 def declined_request(services: dict[str, str]) -> CheckoutRequest:
-    sku = f"ATT-{uuid.uuid4().hex[:8].upper()}"
-    httpx.put(
-        f"{services['inventory']}/stock/{sku}",
-        json={"name": sku, "available": 3},
-        timeout=5,
-        headers=headers_from_env(),
-    ).raise_for_status()
+    sku = new_stocked_sku(services["inventory"], "ATT", 3)
     return CheckoutRequest(
         order_id=f"attention-{uuid.uuid4().hex[:10]}",
         customer_id="customer-attention",

@@ -20,6 +20,7 @@ from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from services.auth import headers_from_env
 from starter.checkouts import place_checkout
 from tests.cli import run_cli
+from tests.stock import put_stock
 from worker.settings import Settings
 from workflows.checkout import checkout_workflow_id
 
@@ -38,14 +39,7 @@ class Shop:
         return response.json()
 
     def stock(self, sku: str, available: int) -> str:
-        response = httpx.put(
-            f"{self.urls['inventory']}/stock/{sku}",
-            json={"name": sku.title(), "available": available},
-            timeout=5,
-            headers=headers_from_env(),
-        )
-        response.raise_for_status()
-        return sku
+        return put_stock(self.urls["inventory"], sku, available)
 
     def level(self, sku: str) -> dict[str, int]:
         level: dict[str, int] = self.get("inventory", f"/stock/{sku}")

@@ -24,10 +24,10 @@ from temporalio.worker import Replayer, Worker
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus, luhn_ok
 from models.events import ORDER_CONFIRMED, event_id
-from services.auth import headers_from_env
 from starter.checkouts import place_checkout
 from starter.launcher import free_port
 from starter.replay import replayer
+from tests.stock import new_stocked_sku
 from worker.codec import (
     CODEC_KEYS_ENV,
     ENCODING,
@@ -182,13 +182,7 @@ async def _stored_histories(client: Client, request: CheckoutRequest) -> str:
 
 
 def checkout_request(services: dict[str, str], card: str, email: str) -> CheckoutRequest:
-    sku = f"ENC-{uuid.uuid4().hex[:8].upper()}"
-    httpx.put(
-        f"{services['inventory']}/stock/{sku}",
-        json={"name": sku, "available": 5},
-        headers=headers_from_env(),
-        timeout=10,
-    ).raise_for_status()
+    sku = new_stocked_sku(services["inventory"], "ENC")
     return CheckoutRequest(
         order_id=f"enc-{uuid.uuid4().hex[:10]}",
         customer_id=f"cust-{uuid.uuid4().hex[:8]}",

@@ -49,6 +49,7 @@ from tests.fanout_probe import (
     FanoutProbeBroken,
     FanoutProbeRejected,
 )
+from tests.stock import new_stocked_sku
 from worker.settings import Settings
 from workflows.analytics import ANALYTICS_WORKFLOW_ID, AnalyticsWorkflow
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
@@ -556,14 +557,7 @@ async def test_undeliverable_signal_does_not_fail_the_announcer(
 
 
 def checkout_request(consumers: Consumers, card: str = CARD_OK) -> CheckoutRequest:
-    sku = f"FAN-{uuid.uuid4().hex[:8].upper()}"
-    response = httpx.put(
-        f"{consumers.urls['inventory']}/stock/{sku}",
-        json={"name": sku, "available": 5},
-        timeout=5,
-        headers=headers_from_env(),
-    )
-    response.raise_for_status()
+    sku = new_stocked_sku(consumers.urls["inventory"], "FAN")
     return CheckoutRequest(
         order_id=unique("fanco"),
         customer_id=unique("cust"),

@@ -10,19 +10,18 @@ import json
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.workflow import NondeterminismError
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutStatus
 from models.payments import CARD_DECLINED, CARD_OK
-from services.auth import headers_from_env
 from starter.checkouts import place_checkout
 from starter.histories import PATHS
 from starter.replay import history_files, load_history, replay_files, replayer, workflow_type
 from tests.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
 from tests.cli import run_cli
+from tests.stock import new_stocked_sku
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.analytics import ANALYTICS
@@ -147,15 +146,7 @@ async def test_replay_files_reports_each_recorded_history() -> None:
 
 
 def _seed_stock(services: dict[str, str], available: int) -> str:
-    sku = f"RPL-{uuid.uuid4().hex[:8].upper()}"
-    response = httpx.put(
-        f"{services['inventory']}/stock/{sku}",
-        json={"name": "Replay test", "available": available},
-        timeout=5,
-        headers=headers_from_env(),
-    )
-    response.raise_for_status()
-    return sku
+    return new_stocked_sku(services["inventory"], "RPL", available)
 
 
 async def _wait_visible(env: WorkflowEnvironment, query: str, count: int) -> None:

@@ -11,15 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import pytest
 from temporalio.client import Client
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
 from models.payments import CARD_DECLINED, CARD_OK
-from services.auth import headers_from_env
 from starter.checkouts import place_checkout
 from starter.launcher import ManagedProcess, free_port, start_codec_server, start_temporal
+from tests.stock import new_stocked_sku
 from worker.clients import connect_temporal, service_clients
 from worker.runner import build_worker
 from worker.settings import Settings
@@ -74,13 +73,7 @@ class UiStack:
 
 
 def _request(services: dict[str, str], card: str, label: str) -> CheckoutRequest:
-    sku = f"UI-{uuid.uuid4().hex[:8].upper()}"
-    httpx.put(
-        f"{services['inventory']}/stock/{sku}",
-        json={"name": sku, "available": 5},
-        headers=headers_from_env(),
-        timeout=10,
-    ).raise_for_status()
+    sku = new_stocked_sku(services["inventory"], "UI")
     return CheckoutRequest(
         order_id=f"ui-{label}-{uuid.uuid4().hex[:8]}",
         customer_id=f"cust-ui-{label}",
