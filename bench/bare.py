@@ -2,17 +2,17 @@
 
 Four no-op activities before the answer (create order, reserve, charge, confirm), answered
 through a `decision` update started with the workflow (update-with-start, as the checkout),
-then one more after it (commit stock), at the checkout's lower priority for what follows an
-answer (AFTER_ANSWER). What is left is the engine's own cost on this machine.
+then one more after it (commit stock), as the checkout does it: an activity, at the lower
+priority for what follows an answer (AFTER_ANSWER), on the after-answer queue whose worker
+waits while the CPU is busy. What is left is the engine's own cost on this machine.
 """
 
 from datetime import timedelta
 
 from temporalio import activity, workflow
-from temporalio.common import Priority
 
 with workflow.unsafe.imports_passed_through():
-    from models.events import AFTER_ANSWER
+    from models.events import AFTER_ANSWER, after_answer_queue
 
 BARE_TASK_QUEUE = "bench-bare"
 STEPS_BEFORE_ANSWER = ("create_order", "reserve_stock", "charge_payment", "confirm_order")
@@ -38,17 +38,21 @@ class BareWorkflow:
             await self._step(step, local)
         self._answer = "CONFIRMED"
         for step in STEPS_AFTER_ANSWER:
-            await self._step(step, local, AFTER_ANSWER)
+            await workflow.execute_activity(
+                noop,
+                step,
+                start_to_close_timeout=STEP_TIMEOUT,
+                priority=AFTER_ANSWER,
+                task_queue=after_answer_queue(workflow.info().task_queue),
+            )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._answer
 
-    async def _step(self, step: str, local: bool, priority: Priority = Priority.default) -> None:
+    async def _step(self, step: str, local: bool) -> None:
         if local:
             await workflow.execute_local_activity(noop, step, start_to_close_timeout=STEP_TIMEOUT)
         else:
-            await workflow.execute_activity(
-                noop, step, start_to_close_timeout=STEP_TIMEOUT, priority=priority
-            )
+            await workflow.execute_activity(noop, step, start_to_close_timeout=STEP_TIMEOUT)
 
     @workflow.update
     async def decision(self) -> str:

@@ -1,11 +1,13 @@
 """`python -m bench.worker`: a worker for the bare workflow on its own task queue, until
-SIGINT/SIGTERM. Tuned like the checkout worker (worker.settings), so the comparison is fair."""
+SIGINT/SIGTERM. Tuned like the checkout worker (worker.settings), with an after-answer worker
+like the checkout's, so the comparison is fair."""
 
 import logging
 
 from temporalio.worker import Worker
 
 from bench.bare import BARE_TASK_QUEUE, BareWorkflow, noop
+from worker.after_answer import after_answer_slots, after_answer_worker
 from worker.clients import connect_temporal
 from worker.process import run_and_exit, stop_on_signals
 from worker.settings import Settings
@@ -16,12 +18,15 @@ async def run_bench_worker() -> None:
     settings = Settings()
     client = await connect_temporal()
     stop = stop_on_signals()
-    async with Worker(
-        client,
-        task_queue=BARE_TASK_QUEUE,
-        workflows=[BareWorkflow],
-        activities=[noop],
-        **worker_tuning(settings),
+    async with (
+        Worker(
+            client,
+            task_queue=BARE_TASK_QUEUE,
+            workflows=[BareWorkflow],
+            activities=[noop],
+            **worker_tuning(settings),
+        ),
+        after_answer_worker(client, BARE_TASK_QUEUE, [noop], after_answer_slots(settings)),
     ):
         logging.getLogger(__name__).info("worker polling task queue %s", BARE_TASK_QUEUE)
         await stop.wait()

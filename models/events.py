@@ -24,6 +24,12 @@ MAX_REASON_CHARS = 2000
 AFTER_ANSWER = Priority(priority_key=5)
 
 
+def after_answer_queue(task_queue: str) -> str:
+    """The task queue of what follows an answer on `task_queue` (committing the stock): its
+    worker hands out slots while the CPU has room (worker/after_answer.py)."""
+    return f"{task_queue}-after-answer"
+
+
 def event_id(workflow_id: str, event_type: str) -> str:
     """`checkout-o1:OrderConfirmed`: the same decision always has the same id."""
     return f"{workflow_id}:{event_type}"

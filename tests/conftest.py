@@ -16,7 +16,7 @@ from starter.launcher import DEV_SERVER_DYNAMIC_CONFIG, SERVICES, start_services
 from tests.fanout_probe import PROBE_WORKFLOWS
 from worker.clients import service_clients
 from worker.codec import CODEC_KEYS_ENV, data_converter, format_keys, new_key
-from worker.runner import build_worker
+from worker.runner import checkout_workers
 from worker.settings import Settings
 from workflows.checkout import SEARCH_ATTRIBUTES
 
@@ -102,7 +102,7 @@ async def checkout_worker(
     plus the fan-out's test workflows (tests/fanout_probe.py) on the same task queue."""
     async with (
         service_clients(checkout_settings) as clients,
-        build_worker(
+        checkout_workers(
             dev_env.client, checkout_settings, clients, extra_workflows=PROBE_WORKFLOWS
         ) as worker,
     ):

@@ -23,6 +23,8 @@ from models.checkout import (
 from models.payments import CARD_OK
 from starter.checkouts import decide_checkout
 from tests.fake_shop import HEALED, JOURNAL, RELEASED, SCRIPT, FakeShop
+from worker.after_answer import after_answer_slots, after_answer_worker
+from worker.settings import Settings
 from workflows.checkout import CHECKOUT_STATUS, CUSTOMER_ID, CheckoutWorkflow, checkout_workflow_id
 
 TASK_QUEUE = "checkout-workflow-tests"
@@ -31,11 +33,12 @@ Handle = WorkflowHandle[CheckoutWorkflow, CheckoutResult]
 
 @pytest.fixture
 async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[WorkflowEnvironment]:
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=TASK_QUEUE,
-        workflows=[CheckoutWorkflow],
-        activities=FakeShop().all(),
+    shop = FakeShop()
+    client = time_skipping_env.client
+    slots = after_answer_slots(Settings())
+    async with (
+        Worker(client, task_queue=TASK_QUEUE, workflows=[CheckoutWorkflow], activities=shop.all()),
+        after_answer_worker(client, TASK_QUEUE, [shop.commit_stock], slots),
     ):
         yield time_skipping_env
 

@@ -23,7 +23,9 @@ from models.checkout import (
 from models.deadletters import Delivery
 from models.payments import CARD_OK
 from tests.fake_shop import SCRIPT, FakeShop
+from worker.after_answer import after_answer_slots, after_answer_worker
 from worker.runner import WORKFLOWS
+from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 
 TASK_QUEUE = "checkout-local-steps-tests"
@@ -40,11 +42,17 @@ async def deliver_order_event(delivery: Delivery) -> str:
 
 @pytest.fixture
 async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[WorkflowEnvironment]:
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=TASK_QUEUE,
-        workflows=[CheckoutWorkflow],
-        activities=[*FakeShop().all(), deliver_order_event],
+    shop = FakeShop()
+    client = time_skipping_env.client
+    slots = after_answer_slots(Settings())
+    async with (
+        Worker(
+            client,
+            task_queue=TASK_QUEUE,
+            workflows=[CheckoutWorkflow],
+            activities=[*shop.all(), deliver_order_event],
+        ),
+        after_answer_worker(client, TASK_QUEUE, [shop.commit_stock], slots),
     ):
         yield time_skipping_env
 

@@ -32,8 +32,9 @@ from starter.checkouts import place_checkout
 from starter.launcher import free_port, venv_binary, worker_env
 from tests.fake_shop import HEALED, SCRIPT, FakeShop
 from tests.fanout_probe import PROBE_WORKFLOWS, FanoutProbeBroken
+from worker.after_answer import after_answer_slots, after_answer_worker
 from worker.clients import connect_temporal, service_clients
-from worker.runner import WORKFLOWS, build_worker
+from worker.runner import WORKFLOWS, checkout_workers
 from worker.settings import Settings
 from worker.telemetry import metrics_runtime
 from workflows import metrics
@@ -84,14 +85,18 @@ async def _metrics_worker(
     replayer = Replayer(
         workflows=WORKFLOWS, data_converter=pydantic_data_converter, runtime=runtime
     )
+    shop = FakeShop()
     async with (
         service_clients(settings) as clients,
-        build_worker(client, settings, clients, extra_workflows=PROBE_WORKFLOWS),
+        checkout_workers(client, settings, clients, extra_workflows=PROBE_WORKFLOWS),
         Worker(
             client,
             task_queue=FAKE_TASK_QUEUE,
             workflows=[CheckoutWorkflow],
-            activities=FakeShop().all(),
+            activities=shop.all(),
+        ),
+        after_answer_worker(
+            client, FAKE_TASK_QUEUE, [shop.commit_stock], after_answer_slots(settings)
         ),
     ):
         yield MetricsWorker(client, f"http://{address}/metrics", replayer)

@@ -45,7 +45,7 @@ from telemetry.services import instrument_service_app, service_name
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import span_exporter
 from worker.clients import connect_temporal, service_clients
-from worker.runner import build_worker
+from worker.runner import checkout_workers
 from worker.settings import Settings
 from workflows.checkout import SEARCH_ATTRIBUTES, checkout_workflow_id
 
@@ -199,7 +199,7 @@ async def traced_checkout(
         try:
             async with (
                 service_clients(settings, worker_tracing) as clients,
-                build_worker(worker_client, settings, clients),
+                checkout_workers(worker_client, settings, clients),
             ):
                 decision, handle = await decide_checkout(starter, request, TASK_QUEUE)
                 await handle.result()

@@ -20,7 +20,7 @@ from starter.checkouts import place_checkout
 from starter.launcher import ManagedProcess, free_port, start_codec_server, start_temporal
 from tests.stock import new_stocked_sku
 from worker.clients import connect_temporal, service_clients
-from worker.runner import build_worker
+from worker.runner import checkout_workers
 from worker.settings import Settings
 from workflows.checkout import checkout_workflow_id
 
@@ -117,7 +117,7 @@ async def ui_stack(
         rejected = _request(services, CARD_DECLINED, "declined")
         async with (
             service_clients(checkout_settings) as clients,
-            build_worker(client, checkout_settings, clients),
+            checkout_workers(client, checkout_settings, clients),
         ):
             results = [
                 await place_checkout(client, request, checkout_settings.task_queue)

@@ -1,8 +1,9 @@
-"""Build and run the Worker: the checkout workflow, the fan-out's consumer workflows, and the
-activities of every service."""
+"""Build and run the Workers: the checkout workflow, the fan-out's consumer workflows and the
+activities of every service on the task queue; committing the stock on its after-answer queue."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -18,6 +19,7 @@ from activities.payments import PaymentActivities
 from activities.warehouse import WarehouseActivities
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import configure_tracing
+from worker.after_answer import after_answer_slots, after_answer_worker
 from worker.clients import ServiceClients, connect_temporal, service_clients
 from worker.process import stop_on_signals
 from worker.settings import Settings
@@ -39,13 +41,15 @@ WORKFLOWS: list[type] = [
 ]
 
 
-def build_worker(
+@asynccontextmanager
+async def checkout_workers(
     client: Client,
     settings: Settings,
     services: ServiceClients,
     extra_workflows: Sequence[type] = (),
-) -> Worker:
-    """`extra_workflows`: more workflow classes on the same task queue (tests use it)."""
+) -> AsyncIterator[Worker]:
+    """Run the worker of the task queue (yielded) and the worker of its after-answer queue.
+    `extra_workflows`: more workflow classes on the task queue (tests use it)."""
     orders = OrderActivities(services.orders)
     inventory = InventoryActivities(services.inventory)
     payments = PaymentActivities(services.payments)
@@ -56,7 +60,10 @@ def build_worker(
     deadletters = DeadLetterActivities(services.deadletters)
     # Signal-with-start from a workflow goes through this activity, which holds the client.
     events = EventActivities(client)
-    return Worker(
+    after_answer = after_answer_worker(
+        client, settings.task_queue, [inventory.commit_stock], after_answer_slots(settings)
+    )
+    main = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[*WORKFLOWS, *extra_workflows],
@@ -78,6 +85,8 @@ def build_worker(
         ],
         **worker_tuning(settings),
     )
+    async with main, after_answer:
+        yield main
 
 
 async def run_worker() -> None:
@@ -91,7 +100,7 @@ async def run_worker() -> None:
     try:
         async with (
             service_clients(settings, tracer_provider) as services,
-            build_worker(client, settings, services),
+            checkout_workers(client, settings, services),
         ):
             if observe.metrics_address:
                 logging.getLogger(__name__).info(

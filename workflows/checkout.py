@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
         CompensationReport,
         SkipCompensation,
     )
-    from models.events import AFTER_ANSWER, OrderConfirmed, OrderRejected
+    from models.events import AFTER_ANSWER, OrderConfirmed, OrderRejected, after_answer_queue
     from models.inventory import ReserveStock, StockLine
     from models.orders import CreateOrder, OrderCancellation, OrderLine
     from models.payments import ChargeRequest, Refund
@@ -303,6 +303,9 @@ class CheckoutWorkflow:
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=FOREVER_RETRY,
                 priority=AFTER_ANSWER,
+                # Its worker waits while the CPU is busy: a burst's answers go first, and the
+                # fan-out, which follows the commit, with it.
+                task_queue=after_answer_queue(workflow.info().task_queue),
             )
         if workflow.patched(ANNOUNCE_OUTCOME_PATCH):
             # Fire and forget: waits only until the jobs started and the signals went out.
