@@ -4,7 +4,7 @@ A Temporal worker takes every task it has a free slot for; task priorities order
 backlog. Short tasks leave slots free even on a saturated machine, so neither a fixed number
 of slots nor the SDK's resource-based slots (which always grant a minimum) hold back the
 work after the answers. `CpuGatedSlots` does: while the machine's CPU is above `target_cpu`,
-it grants one slot per `trickle` seconds, so committing the stock (and the fan-out, which
+it grants one slot per `trickle_seconds`, so committing the stock (and the fan-out, which
 follows the commit) waits in the server's backlog and the customers' answers get the CPU.
 When the CPU has room again the backlog drains at full speed. The trickle keeps the queue
 moving whatever the load (README "Performance").
