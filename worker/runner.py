@@ -73,6 +73,8 @@ async def checkout_workers(
             orders.cancel_order,
             inventory.reserve_stock,
             inventory.release_stock,
+            # Also here for checkouts that scheduled their commit on this queue before it
+            # moved to the after-answer queue.
             inventory.commit_stock,
             payments.charge_payment,
             payments.refund_payment,
