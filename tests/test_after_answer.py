@@ -81,7 +81,7 @@ def test_busy_cpu_grants_one_slot_per_trickle() -> None:
 
 
 def test_settings_target_of_one_turns_the_gate_off() -> None:
-    assert isinstance(after_answer_slots(Settings()), CpuGatedSlots)
+    assert isinstance(after_answer_slots(Settings(after_answer_target_cpu=0.8)), CpuGatedSlots)
     off = after_answer_slots(Settings(after_answer_target_cpu=1))
     assert not isinstance(off, CpuGatedSlots)
 
