@@ -75,7 +75,9 @@ def test_busy_cpu_grants_one_slot_per_trickle() -> None:
     assert slots.try_grant() is not None
     assert slots.granted_busy == 2
     machine.cpu = 0.5
-    machine.now += 0.1  # the next reading
+    machine.now += 0.5
+    assert slots.try_grant() is None  # still the busy reading: a window is 1 s
+    machine.now += 0.5  # the next reading
     assert slots.try_grant() is not None
     assert slots.try_grant() is not None  # room again: no waiting between grants
 
@@ -111,7 +113,7 @@ async def test_reservation_waits_until_the_cpu_has_room() -> None:
     await asyncio.sleep(0.5)
     assert not reservation.done()
     machine.cpu = 0.2
-    machine.now += 0.2
+    machine.now += 1.0  # the next reading
     await asyncio.wait_for(reservation, timeout=2)
     assert slots.in_use == 1
 
