@@ -2,16 +2,23 @@
 time-skipping server, where the point is the workflow's behaviour, not the services'."""
 
 import asyncio
+import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
 
+from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
 from models.inventory import Reservation, ReservationStatus, ReserveStock
 from models.orders import CreateOrder, Order, OrderCancellation, OrderStatus
-from models.payments import Charge, ChargeRequest, ChargeStatus, Refund
+from models.payments import CARD_OK, Charge, ChargeRequest, ChargeStatus, Refund
+from worker.after_answer import AfterAnswerSlots, after_answer_worker
+from workflows.checkout import CheckoutWorkflow
 
 # order id -> {activity name: behaviour}. Behaviours: "transient" (always 503),
 # "decline"/"out_of_stock" (business refusal), "fail" (compensation fails until HEALED),
@@ -147,6 +154,47 @@ class FakeShop:
             self.charge_payment,
             self.refund_payment,
         ]
+
+
+def scripted_request(
+    prefix: str,
+    script: dict[str, str] | None = None,
+    customer: str = "customer-7",
+    options: CheckoutOptions | None = None,
+) -> CheckoutRequest:
+    """A one-item checkout for a new order `{prefix}-...`, whose activities follow `script`."""
+    order_id = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    SCRIPT[order_id] = script or {}
+    return CheckoutRequest(
+        order_id=order_id,
+        customer_id=customer,
+        email=f"{customer}@example.com",
+        card_number=CARD_OK,
+        items=[CartItem(sku="SKU-1", quantity=1, unit_price_cents=100)],
+        options=options or CheckoutOptions(),
+    )
+
+
+@asynccontextmanager
+async def scripted_checkout_workers(
+    client: Client,
+    task_queue: str,
+    slots: AfterAnswerSlots,
+    extra_activities: Sequence[Callable[..., Any]] = (),
+) -> AsyncIterator[None]:
+    """The checkout workflow with these activities on `task_queue`, and the commit on its
+    after-answer queue behind `slots`."""
+    shop = FakeShop()
+    async with (
+        Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[CheckoutWorkflow],
+            activities=[*shop.all(), *extra_activities],
+        ),
+        after_answer_worker(client, task_queue, [shop.commit_stock], slots),
+    ):
+        yield
 
 
 def _order_of(key: str) -> str:

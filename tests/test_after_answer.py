@@ -2,7 +2,6 @@
 checkout's commit runs on its queue, after the answer, once the CPU has room."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import cast
@@ -10,16 +9,14 @@ from typing import cast
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import SlotReleaseContext, SlotReserveContext, Worker
+from temporalio.worker import SlotReleaseContext, SlotReserveContext
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutStatus
+from models.checkout import CheckoutStatus
 from models.events import AFTER_ANSWER, after_answer_queue
-from models.payments import CARD_OK
 from starter.checkouts import decide_checkout
-from tests.fake_shop import JOURNAL, FakeShop
-from worker.after_answer import CpuGatedSlots, after_answer_slots, after_answer_worker
+from tests.fake_shop import JOURNAL, scripted_checkout_workers, scripted_request
+from worker.after_answer import CpuGatedSlots, after_answer_slots
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow
 
 TASK_QUEUE = "after-answer-tests"
 # Any context: the gate does not look at it.
@@ -131,24 +128,13 @@ async def gated(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Gated]:
     slots = CpuGatedSlots(
         target_cpu=0.8, trickle_seconds=3600, read_cpu=machine.read_cpu, clock=machine.clock
     )
-    shop = FakeShop()
-    client = time_skipping_env.client
-    async with (
-        Worker(client, task_queue=TASK_QUEUE, workflows=[CheckoutWorkflow], activities=shop.all()),
-        after_answer_worker(client, TASK_QUEUE, [shop.commit_stock], slots),
-    ):
+    async with scripted_checkout_workers(time_skipping_env.client, TASK_QUEUE, slots):
         yield Gated(time_skipping_env, machine)
 
 
 async def test_commit_waits_for_room_after_the_answer(gated: Gated) -> None:
-    order_id = f"aa-{uuid.uuid4().hex[:10]}"
-    request = CheckoutRequest(
-        order_id=order_id,
-        customer_id="customer-8",
-        email="c8@example.com",
-        card_number=CARD_OK,
-        items=[CartItem(sku="SKU-1", quantity=1, unit_price_cents=100)],
-    )
+    request = scripted_request("aa", customer="customer-8")
+    order_id = request.order_id
     decision, handle = await decide_checkout(gated.env.client, request, TASK_QUEUE)
     assert decision.status is CheckoutStatus.CONFIRMED
     # The answer is out; the CPU is "busy", so the commit waits in the server's backlog.

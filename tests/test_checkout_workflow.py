@@ -2,17 +2,14 @@
 deadline, cancel update, Temporal cancellation, pivot, needs-attention, the early decision."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from models.checkout import (
     CancelCheckout,
-    CartItem,
     CheckoutOptions,
     CheckoutProgress,
     CheckoutRequest,
@@ -20,10 +17,15 @@ from models.checkout import (
     CheckoutStatus,
     SkipCompensation,
 )
-from models.payments import CARD_OK
 from starter.checkouts import decide_checkout
-from tests.fake_shop import HEALED, JOURNAL, RELEASED, SCRIPT, FakeShop
-from worker.after_answer import after_answer_slots, after_answer_worker
+from tests.fake_shop import (
+    HEALED,
+    JOURNAL,
+    RELEASED,
+    scripted_checkout_workers,
+    scripted_request,
+)
+from worker.after_answer import after_answer_slots
 from worker.settings import Settings
 from workflows.checkout import CHECKOUT_STATUS, CUSTOMER_ID, CheckoutWorkflow, checkout_workflow_id
 
@@ -33,27 +35,13 @@ Handle = WorkflowHandle[CheckoutWorkflow, CheckoutResult]
 
 @pytest.fixture
 async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[WorkflowEnvironment]:
-    shop = FakeShop()
-    client = time_skipping_env.client
     slots = after_answer_slots(Settings())
-    async with (
-        Worker(client, task_queue=TASK_QUEUE, workflows=[CheckoutWorkflow], activities=shop.all()),
-        after_answer_worker(client, TASK_QUEUE, [shop.commit_stock], slots),
-    ):
+    async with scripted_checkout_workers(time_skipping_env.client, TASK_QUEUE, slots):
         yield time_skipping_env
 
 
 def new_request(script: dict[str, str], **options: int) -> CheckoutRequest:
-    order_id = f"wf-{uuid.uuid4().hex[:10]}"
-    SCRIPT[order_id] = script
-    return CheckoutRequest(
-        order_id=order_id,
-        customer_id="customer-7",
-        email="c7@example.com",
-        card_number=CARD_OK,
-        items=[CartItem(sku="SKU-1", quantity=1, unit_price_cents=100)],
-        options=CheckoutOptions(**options),
-    )
+    return scripted_request("wf", script, options=CheckoutOptions(**options))
 
 
 async def start(env: WorkflowEnvironment, request: CheckoutRequest) -> Handle:

@@ -3,7 +3,6 @@
 steps recorded as markers instead of activity tasks, compensations still activities, and the
 history replays."""
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,19 +10,16 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from models.checkout import (
-    CartItem,
     CheckoutOptions,
-    CheckoutRequest,
     CheckoutResult,
     CheckoutStatus,
 )
 from models.deadletters import Delivery
-from models.payments import CARD_OK
-from tests.fake_shop import SCRIPT, FakeShop
-from worker.after_answer import after_answer_slots, after_answer_worker
+from tests.fake_shop import scripted_checkout_workers, scripted_request
+from worker.after_answer import after_answer_slots
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
@@ -42,17 +38,9 @@ async def deliver_order_event(delivery: Delivery) -> str:
 
 @pytest.fixture
 async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[WorkflowEnvironment]:
-    shop = FakeShop()
-    client = time_skipping_env.client
     slots = after_answer_slots(Settings())
-    async with (
-        Worker(
-            client,
-            task_queue=TASK_QUEUE,
-            workflows=[CheckoutWorkflow],
-            activities=[*shop.all(), deliver_order_event],
-        ),
-        after_answer_worker(client, TASK_QUEUE, [shop.commit_stock], slots),
+    async with scripted_checkout_workers(
+        time_skipping_env.client, TASK_QUEUE, slots, extra_activities=[deliver_order_event]
     ):
         yield time_skipping_env
 
@@ -60,20 +48,13 @@ async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[WorkflowE
 async def run_checkout(
     env: WorkflowEnvironment, local_steps: bool, script: dict[str, str] | None = None
 ) -> tuple[CheckoutResult, Handle]:
-    order_id = f"ls-{uuid.uuid4().hex[:10]}"
-    SCRIPT[order_id] = script or {}
-    request = CheckoutRequest(
-        order_id=order_id,
-        customer_id="customer-9",
-        email="c9@example.com",
-        card_number=CARD_OK,
-        items=[CartItem(sku="SKU-1", quantity=1, unit_price_cents=100)],
-        options=CheckoutOptions(local_steps=local_steps),
+    request = scripted_request(
+        "ls", script, customer="customer-9", options=CheckoutOptions(local_steps=local_steps)
     )
     handle = await env.client.start_workflow(
         CheckoutWorkflow.run,
         request,
-        id=checkout_workflow_id(order_id),
+        id=checkout_workflow_id(request.order_id),
         task_queue=TASK_QUEUE,
     )
     return await handle.result(), handle

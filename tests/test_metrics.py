@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from models.checkout import (
     CartItem,
@@ -30,9 +30,9 @@ from models.events import OrderConfirmed
 from models.payments import CARD_DECLINED, CARD_OK
 from starter.checkouts import place_checkout
 from starter.launcher import free_port, venv_binary, worker_env
-from tests.fake_shop import HEALED, SCRIPT, FakeShop
+from tests.fake_shop import HEALED, SCRIPT, scripted_checkout_workers
 from tests.fanout_probe import PROBE_WORKFLOWS, FanoutProbeBroken
-from worker.after_answer import after_answer_slots, after_answer_worker
+from worker.after_answer import after_answer_slots
 from worker.clients import connect_temporal, service_clients
 from worker.runner import WORKFLOWS, checkout_workers
 from worker.settings import Settings
@@ -85,19 +85,10 @@ async def _metrics_worker(
     replayer = Replayer(
         workflows=WORKFLOWS, data_converter=pydantic_data_converter, runtime=runtime
     )
-    shop = FakeShop()
     async with (
         service_clients(settings) as clients,
         checkout_workers(client, settings, clients, extra_workflows=PROBE_WORKFLOWS),
-        Worker(
-            client,
-            task_queue=FAKE_TASK_QUEUE,
-            workflows=[CheckoutWorkflow],
-            activities=shop.all(),
-        ),
-        after_answer_worker(
-            client, FAKE_TASK_QUEUE, [shop.commit_stock], after_answer_slots(settings)
-        ),
+        scripted_checkout_workers(client, FAKE_TASK_QUEUE, after_answer_slots(settings)),
     ):
         yield MetricsWorker(client, f"http://{address}/metrics", replayer)
 
