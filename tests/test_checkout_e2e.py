@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
+from models.events import after_answer_queue
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from services.auth import headers_from_env
 from starter.checkouts import place_checkout
@@ -299,6 +300,9 @@ async def test_cli_local_steps_answer_before_the_work_after_it_at_lower_priority
         scheduled["commit_stock"].activity_task_scheduled_event_attributes.priority.priority_key
         == 5
     )
+    # ...on the after-answer queue, which the worker's gated second worker serves.
+    commit = scheduled["commit_stock"].activity_task_scheduled_event_attributes
+    assert commit.task_queue.name == after_answer_queue(checkout_settings.task_queue)
     answered = next(
         e.event_id
         for e in events
