@@ -4,6 +4,7 @@ import argparse
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,51 +23,49 @@ BUSY_TIMEOUT_SECONDS = 30.0
 
 
 class Database:
-    """One SQLite file. A connection per request: sqlite3 connections are cheap to open and
-    must not be shared between FastAPI's threadpool threads."""
+    """One SQLite file, one connection per thread (FastAPI runs sync endpoints on its
+    threadpool; a sqlite3 connection must stay on the thread that made it). Connections live
+    as long as their thread: opening one per request cost ~1.5 ms a write here, most of it the
+    checkpoint SQLite runs when the last connection to a WAL file closes."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._local = threading.local()
 
     def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: no implicit transactions; writes say BEGIN IMMEDIATE themselves.
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            # isolation_level=None: no implicit transactions; writes say BEGIN IMMEDIATE.
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            self._local.conn = conn
         return conn
 
     def init(self, schema: str) -> None:
         """Turn on WAL (persistent in the file) and create the tables if missing."""
         conn = self._connect()
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(schema)
-        finally:
-            conn.close()
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(schema)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
+        """Reads outside a transaction: each statement sees the last committed state."""
+        yield self._connect()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A transaction that holds the write lock from its first statement, so a
         read-then-update inside it cannot race another request; rolled back on error."""
         conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            yield conn
             conn.execute("COMMIT")
-        finally:
-            conn.close()
+        except BaseException:
+            if conn.in_transaction:  # the connection outlives the request: leave it clean
+                conn.execute("ROLLBACK")
+            raise
 
 
 def fingerprint(request: BaseModel) -> str:
