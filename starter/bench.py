@@ -1,6 +1,6 @@
 """`checkout-saga bench`: what the saga layer costs and what the fan-out buys, in one run.
 
-It starts its own dev server, services and workers, then measures, one after the other:
+It starts its own dev server, services and workers, then measures:
 
 - `bare`: the checkout's shape on bare Temporal (bench/bare.py: four no-op activities before
   the answer, one after, answered by update-with-start): the engine's ceiling here.
@@ -9,11 +9,13 @@ It starts its own dev server, services and workers, then measures, one after the
 - `bare_local`, `saga_local`: the same with local activities (options.local_steps).
 - `saga_slow`, `direct_slow`, `saga_local_slow`: with the email and warehouse services slowed.
 
-Each mode: the answer's p50/p95/p99 unloaded (one checkout at a time), then a burst of
+Each mode: the answer's p50/p95/p99 unloaded (one checkout at a time), then bursts of
 concurrent checkouts: checkouts/s, the answer's p50/p95/p99 under the burst, and the CPU
 seconds per checkout of each kind of process (server, workers, services, and the client:
 this process, which for `direct` is the chain itself), read with psutil once the work that
-follows the answer (commit, fan-out) has settled.
+follows the answer (commit, fan-out) has settled. The first five modes take turns, sample by
+sample and burst round by burst round, so a host whose speed drifts moves them alike; the
+throughput ratios are the median of the ratios within each round.
 """
 
 import asyncio
@@ -100,6 +102,21 @@ class ModeFigures:
     # Slowed modes: the p50 of fast samples taken in turn with the slowed ones (same moment,
     # same state of the server), which the slowed p50 is compared with.
     paired_fast_p50_ms: float | None = None
+    # Checkouts/s of each burst round; the burst figures above are the median round's.
+    per_second_rounds: list[float] = field(default_factory=list)
+
+
+@dataclass
+class BurstFigures:
+    """One burst of concurrent checkouts, from their start until the work after them settled."""
+
+    seconds: float
+    per_second: float
+    all_done_per_second: float
+    percentiles_ms: tuple[float, float, float]
+    cpu_s_per_checkout: dict[str, float]
+    settle_seconds: float
+    errors: list[str]
 
 
 @dataclass
@@ -111,6 +128,7 @@ class BenchConfig:
     workers: int
     sqlite_pragmas: list[str]
     local_steps: bool
+    rounds: int = 3
     worker_env: dict[str, str] = field(default_factory=dict)
     cpu_count: int | None = field(default_factory=os.cpu_count)
 
@@ -134,14 +152,25 @@ class BenchReport:
         for saga in ("saga", "saga_local"):
             if saga not in self.modes:
                 continue
-            ratios[f"{saga}_vs_bare_throughput"] = ratio(
-                figure(saga, "per_second"), figure("bare", "per_second")
-            )
+            ratios[f"{saga}_vs_bare_throughput"] = self._throughput_ratio(saga, "bare")
             ratios[f"{saga}_vs_bare_p50"] = ratio(figure(saga, "p50_ms"), figure("bare", "p50_ms"))
             slow = self.modes.get(f"{saga}_slow")
             fast_p50 = (slow.paired_fast_p50_ms if slow else None) or figure(saga, "p50_ms")
             ratios[f"{saga}_slow_vs_fast_p50"] = ratio(figure(f"{saga}_slow", "p50_ms"), fast_p50)
         return ratios
+
+    def _throughput_ratio(self, mode: str, baseline: str) -> float | None:
+        """The median over the burst rounds of mode's checkouts/s over the baseline's in the
+        same round: a slower or faster host in one round moves both."""
+        a, b = self.modes.get(mode), self.modes.get(baseline)
+        if a is None or b is None:
+            return None
+        pairs = [(a.per_second, b.per_second)]
+        if a.per_second_rounds and len(a.per_second_rounds) == len(b.per_second_rounds):
+            pairs = list(zip(a.per_second_rounds, b.per_second_rounds, strict=True))
+        if any(base <= 0 for _, base in pairs):
+            return None
+        return round(statistics.median(x / base for x, base in pairs), 3)
 
     def targets_met(self) -> dict[str, bool | None]:
         return {
@@ -261,7 +290,7 @@ async def measure(
     run_id: str,
     slow_down: Callable[[bool], Awaitable[None]] | None = None,
 ) -> ModeFigures:
-    """Unloaded samples one at a time, then a burst of `burst` concurrent checkouts.
+    """Unloaded samples one at a time, then one burst of `burst` concurrent checkouts.
 
     With `slow_down` (turns the slowed services' delay on or off), each unloaded sample is
     paired with a fast one just before it, and the burst runs slowed."""
@@ -275,36 +304,67 @@ async def measure(
         # Unloaded: nothing else in flight, not even the previous checkout's fan-out.
         await _unloaded(meter, client)
         unloaded.append(await _timed(call, f"{run_id}-{mode}-u{i}"))
+    rounds = [await run_burst(call, f"{run_id}-{mode}-b", burst, meter, client)]
+    return mode_figures(mode, burst, unloaded, rounds, paired_fast)
+
+
+async def run_burst(
+    call: Call, prefix: str, size: int, meter: CpuMeter, client: Client
+) -> BurstFigures:
+    """`size` checkouts at once, once the previous work has settled; measured until the work
+    after their answers has settled too."""
     await settle(meter, client)
     cpu_before = meter.read()
     started = time.monotonic()
-    loaded = await asyncio.gather(*(_timed(call, f"{run_id}-{mode}-b{i}") for i in range(burst)))
+    loaded = await asyncio.gather(*(_timed(call, f"{prefix}{i}") for i in range(size)))
     seconds = time.monotonic() - started
     settle_seconds = await settle(meter, client)
     cpu_after = meter.read()
-    p50, p95, p99 = percentiles_ms([s for s, error in unloaded if error is None])
-    b50, b95, b99 = percentiles_ms([s for s, error in loaded if error is None])
-    errors = [error for _, error in unloaded + paired_fast + loaded if error is not None]
-    fast_ok = [seconds for seconds, error in paired_fast if error is None]
-    per_checkout = {role: round((cpu_after[role] - cpu_before[role]) / burst, 4) for role in ROLES}
+    per_checkout = {role: round((cpu_after[role] - cpu_before[role]) / size, 4) for role in ROLES}
     per_checkout["total"] = round(sum(per_checkout.values()), 4)
+    return BurstFigures(
+        seconds=round(seconds, 3),
+        per_second=round(size / seconds, 2),
+        all_done_per_second=round(size / (seconds + settle_seconds), 2),
+        percentiles_ms=percentiles_ms([s for s, error in loaded if error is None]),
+        cpu_s_per_checkout=per_checkout,
+        settle_seconds=round(settle_seconds, 1),
+        errors=[error for _, error in loaded if error is not None],
+    )
+
+
+def mode_figures(
+    mode: str,
+    checkouts: int,
+    unloaded: list[tuple[float, str | None]],
+    rounds: list[BurstFigures],
+    paired_fast: list[tuple[float, str | None]] | None = None,
+) -> ModeFigures:
+    """A mode's figures: the unloaded samples' percentiles, and the median burst round."""
+    median = sorted(rounds, key=lambda burst: burst.per_second)[(len(rounds) - 1) // 2]
+    p50, p95, p99 = percentiles_ms([s for s, error in unloaded if error is None])
+    b50, b95, b99 = median.percentiles_ms
+    errors = [error for _, error in [*unloaded, *(paired_fast or [])] if error is not None]
+    errors += [error for burst in rounds for error in burst.errors]
+    fast_ok = [seconds for seconds, error in paired_fast or [] if error is None]
     return ModeFigures(
         mode=mode,
-        checkouts=burst,
+        checkouts=checkouts,
         errors=len(errors),
         first_errors=errors[:3],
-        seconds=round(seconds, 3),
-        per_second=round(burst / seconds, 2),
-        all_done_per_second=round(burst / (seconds + settle_seconds), 2),
+        seconds=median.seconds,
+        per_second=median.per_second,
+        all_done_per_second=median.all_done_per_second,
         p50_ms=p50,
         p95_ms=p95,
         p99_ms=p99,
         burst_p50_ms=b50,
         burst_p95_ms=b95,
         burst_p99_ms=b99,
-        cpu_s_per_checkout=per_checkout,
-        settle_seconds=round(settle_seconds, 1),
+        cpu_s_per_checkout=median.cpu_s_per_checkout,
+        settle_seconds=median.settle_seconds,
         paired_fast_p50_ms=percentiles_ms(fast_ok)[0] if fast_ok else None,
+        per_second_rounds=[burst.per_second for burst in rounds],
     )
 
 
@@ -399,18 +459,25 @@ async def run_bench(
         # Warm up: connections, workflow caches, the services' first SQLite writes.
         for mode, call in calls.items():
             await asyncio.gather(*(_timed(call, f"{run_id}-{mode}-w{i}") for i in range(5)))
-        plan = [(mode, call, config.samples) for mode, call in calls.items()]
-        for mode, call, samples in plan:
-            progress(f"{mode}: {samples} one at a time, then {config.checkouts} at once")
-            modes[mode] = await measure(
-                mode,
-                call,
-                samples=samples,
-                burst=config.checkouts,
-                meter=meter,
-                client=client,
-                run_id=run_id,
-            )
+        # The modes take turns, so a host that speeds up or slows down during the run moves
+        # them all alike: each unloaded sample, then each burst round (its order rotated).
+        names = list(calls)
+        unloaded: dict[str, list[tuple[float, str | None]]] = {mode: [] for mode in names}
+        progress(f"{', '.join(names)} in turn: {config.samples} unloaded samples each")
+        for i in range(config.samples):
+            for mode in names:
+                # Unloaded: nothing else in flight, not even the previous checkout's fan-out.
+                await _unloaded(meter, client)
+                unloaded[mode].append(await _timed(calls[mode], f"{run_id}-{mode}-u{i}"))
+        rounds: dict[str, list[BurstFigures]] = {mode: [] for mode in names}
+        for r in range(config.rounds):
+            for mode in names[r % len(names) :] + names[: r % len(names)]:
+                progress(f"round {r + 1}/{config.rounds}: {mode}, {config.checkouts} at once")
+                prefix = f"{run_id}-{mode}-r{r}-"
+                burst = await run_burst(calls[mode], prefix, config.checkouts, meter, client)
+                rounds[mode].append(burst)
+        for mode in names:
+            modes[mode] = mode_figures(mode, config.checkouts, unloaded[mode], rounds[mode])
 
         async def slow_down(on: bool) -> None:
             await _slow_down(stack.service_urls, headers, config.slow_seconds if on else 0)
@@ -454,7 +521,8 @@ def report_table(report: BenchReport) -> Table:
     config = report.config
     table = Table(
         title=(
-            f"bench: burst of {config.checkouts}, {config.samples} unloaded samples "
+            f"bench: burst of {config.checkouts} (median of {config.rounds} rounds), "
+            f"{config.samples} unloaded samples "
             f"({config.slow_samples} when slowed), {config.workers} worker(s), "
             f"{config.cpu_count} CPUs"
         )
@@ -517,6 +585,14 @@ def bench_command(
     slow_samples: Annotated[
         int, typer.Option(min=1, max=1000, help="Unloaded samples with slow email/warehouse.")
     ] = 10,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=20,
+            help="Burst rounds per mode, the modes in turn; the median round is reported.",
+        ),
+    ] = 3,
     slow_seconds: Annotated[
         float, typer.Option(min=0.1, max=30, help="Delay added to email and warehouse.")
     ] = 2.0,
@@ -572,6 +648,7 @@ def bench_command(
         workers=workers,
         sqlite_pragmas=pragmas,
         local_steps=local_steps,
+        rounds=rounds,
         worker_env=worker_env,
     )
     errors = Console(stderr=True)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from starter.bench import ROLES, percentiles_ms
+from starter.bench import ROLES, BenchConfig, BenchReport, ModeFigures, percentiles_ms
 from worker.settings import Settings
 from worker.tuning import worker_tuning
 
@@ -40,6 +40,8 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
             "3",
             "--slow-samples",
             "2",
+            "--rounds",
+            "2",
             "--slow-seconds",
             str(SLOW_SECONDS),
             "--data-dir",
@@ -56,6 +58,7 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
     report = json.loads(lines[0])
 
     assert report["config"]["checkouts"] == 4
+    assert report["config"]["rounds"] == 2
     assert report["config"]["sqlite_pragmas"] == ["synchronous=OFF"]
     for mode in MODES:
         figures = report[mode]
@@ -63,6 +66,10 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
         assert figures["checkouts"] == 4
         assert figures["errors"] == 0, figures["first_errors"]
         assert figures["per_second"] > 0
+        # Two burst rounds for the modes that take turns, one for the slowed ones.
+        rounds = figures["per_second_rounds"]
+        assert len(rounds) == (1 if mode.endswith("_slow") else 2), (mode, rounds)
+        assert figures["per_second"] in rounds
         # Everything done (commit, fan-out) comes no sooner than the last answer.
         assert 0 < figures["all_done_per_second"] <= figures["per_second"]
         assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
@@ -99,10 +106,68 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
         for ratio in ("vs_bare_throughput", "vs_bare_p50", "slow_vs_fast_p50")
     }
     assert all(value is not None and value > 0 for value in ratios.values())
+    # Throughput: each round's saga against that round's bare, then the median (of two: the
+    # mean).
+    paired = [
+        s / b
+        for s, b in zip(
+            report["saga"]["per_second_rounds"], report["bare"]["per_second_rounds"], strict=True
+        )
+    ]
+    assert abs(ratios["saga_vs_bare_throughput"] - sum(paired) / 2) < 0.002
     assert set(report["targets_met"]) == set(ratios)
     # Every process the bench started has stopped.
     pids = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert pids.stdout.strip() == "", f"left running: {pids.stdout}"
+
+
+def _figures(mode: str, rounds: list[float]) -> ModeFigures:
+    median = sorted(rounds)[(len(rounds) - 1) // 2] if rounds else 1.0
+    return ModeFigures(
+        mode=mode,
+        checkouts=10,
+        errors=0,
+        seconds=10 / median,
+        per_second=median,
+        all_done_per_second=median / 2,
+        p50_ms=100.0,
+        p95_ms=110.0,
+        p99_ms=120.0,
+        burst_p50_ms=1000.0,
+        burst_p95_ms=1100.0,
+        burst_p99_ms=1200.0,
+        cpu_s_per_checkout={},
+        settle_seconds=1.0,
+        first_errors=[],
+        per_second_rounds=rounds,
+    )
+
+
+def test_throughput_ratio_pairs_the_rounds() -> None:
+    config = BenchConfig(
+        checkouts=10,
+        samples=1,
+        slow_samples=1,
+        slow_seconds=1,
+        workers=1,
+        sqlite_pragmas=[],
+        local_steps=False,
+    )
+    # The host ran twice as fast in the second round: both modes doubled there.
+    steady = BenchReport(
+        config, {"bare": _figures("bare", [10, 20, 10]), "saga": _figures("saga", [9, 18, 9])}
+    )
+    assert steady.ratios()["saga_vs_bare_throughput"] == 0.9
+    # The host sped up for bare's later rounds and saga's last one: the medians (20 and 9)
+    # would say 0.45; round by round it is 0.9, 0.45, 0.9, whose median is 0.9.
+    drifted = BenchReport(
+        config, {"bare": _figures("bare", [10, 20, 20]), "saga": _figures("saga", [9, 9, 18])}
+    )
+    assert drifted.ratios()["saga_vs_bare_throughput"] == 0.9
+    # Without rounds (an older report): the plain ratio of the figures.
+    single = BenchReport(config, {"bare": _figures("bare", []), "saga": _figures("saga", [])})
+    single.modes["bare"].per_second, single.modes["saga"].per_second = 10.0, 7.5
+    assert single.ratios()["saga_vs_bare_throughput"] == 0.75
 
 
 def test_percentiles_stay_within_the_samples() -> None:
