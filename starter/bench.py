@@ -162,15 +162,29 @@ class BenchReport:
     def _throughput_ratio(self, mode: str, baseline: str) -> float | None:
         """The median over the burst rounds of mode's checkouts/s over the baseline's in the
         same round: a slower or faster host in one round moves both."""
+        rounds = self.round_ratios(mode, baseline)
+        return round(statistics.median(rounds), 3) if rounds else None
+
+    def round_ratios(self, mode: str, baseline: str) -> list[float]:
+        """Mode's checkouts/s over the baseline's, round by round (one figure when the rounds
+        do not pair up)."""
         a, b = self.modes.get(mode), self.modes.get(baseline)
         if a is None or b is None:
-            return None
+            return []
         pairs = [(a.per_second, b.per_second)]
         if a.per_second_rounds and len(a.per_second_rounds) == len(b.per_second_rounds):
             pairs = list(zip(a.per_second_rounds, b.per_second_rounds, strict=True))
         if any(base <= 0 for _, base in pairs):
-            return None
-        return round(statistics.median(x / base for x, base in pairs), 3)
+            return []
+        return [round(x / base, 3) for x, base in pairs]
+
+    def throughput_rounds(self) -> dict[str, list[float]]:
+        """Each throughput ratio's figures per round, whose median `ratios()` reports."""
+        return {
+            f"{saga}_vs_bare_throughput": self.round_ratios(saga, "bare")
+            for saga in ("saga", "saga_local")
+            if saga in self.modes
+        }
 
     def targets_met(self) -> dict[str, bool | None]:
         return {
@@ -184,6 +198,7 @@ class BenchReport:
                 "config": asdict(self.config),
                 **{name: asdict(figures) for name, figures in self.modes.items()},
                 "ratios": self.ratios(),
+                "throughput_rounds": self.throughput_rounds(),
                 "targets_met": self.targets_met(),
             }
         )
@@ -565,13 +580,15 @@ def report_table(report: BenchReport) -> Table:
 
 def ratios_table(report: BenchReport) -> Table:
     table = Table(title="targets (ratios)")
-    for column in ("ratio", "value", "target", "met"):
+    for column in ("ratio", "value", "target", "met", "per round"):
         table.add_column(column)
     met = report.targets_met()
+    rounds = report.throughput_rounds()
     for name, value in report.ratios().items():
         op, bound = target_of(name)
         shown = "-" if value is None else f"{value:.2f}"
-        table.add_row(name, shown, f"{op} {bound}", str(met[name]))
+        per_round = ", ".join(f"{r:.2f}" for r in rounds.get(name, []))
+        table.add_row(name, shown, f"{op} {bound}", str(met[name]), per_round)
     return table
 
 

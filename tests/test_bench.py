@@ -115,6 +115,9 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
         )
     ]
     assert abs(ratios["saga_vs_bare_throughput"] - sum(paired) / 2) < 0.002
+    rounds = report["throughput_rounds"]
+    assert set(rounds) == {"saga_vs_bare_throughput", "saga_local_vs_bare_throughput"}
+    assert rounds["saga_vs_bare_throughput"] == [round(r, 3) for r in paired]
     assert set(report["targets_met"]) == set(ratios)
     # Every process the bench started has stopped.
     pids = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
@@ -164,6 +167,7 @@ def test_throughput_ratio_pairs_the_rounds() -> None:
         config, {"bare": _figures("bare", [10, 20, 20]), "saga": _figures("saga", [9, 9, 18])}
     )
     assert drifted.ratios()["saga_vs_bare_throughput"] == 0.9
+    assert drifted.throughput_rounds() == {"saga_vs_bare_throughput": [0.9, 0.45, 0.9]}
     # Without rounds (an older report): the plain ratio of the figures.
     single = BenchReport(config, {"bare": _figures("bare", []), "saga": _figures("saga", [])})
     single.modes["bare"].per_second, single.modes["saga"].per_second = 10.0, 7.5
