@@ -294,7 +294,7 @@ async def _timed(call: Call, order_id: str) -> tuple[float, str | None]:
     return time.monotonic() - started, error
 
 
-async def measure(
+async def measure_slowed(
     mode: str,
     call: Call,
     *,
@@ -303,22 +303,16 @@ async def measure(
     meter: CpuMeter,
     client: Client,
     run_id: str,
-    slow_down: Callable[[bool], Awaitable[None]] | None = None,
+    slow_down: Callable[[bool], Awaitable[None]],
 ) -> ModeFigures:
-    """Unloaded samples one at a time, then one burst of `burst` concurrent checkouts.
-
-    With `slow_down` (turns the slowed services' delay on or off), each unloaded sample is
-    paired with a fast one just before it, and the burst runs slowed."""
+    """Unloaded samples with the services slowed, each paired with a fast one just before it
+    (`slow_down` turns the delay on or off), then one burst, slowed."""
     unloaded, paired_fast = [], []
     for i in range(samples):
-        if slow_down is not None:
-            await slow_down(False)
-            await _unloaded(meter, client)
-            paired_fast.append(await _timed(call, f"{run_id}-{mode}-f{i}"))
-            await slow_down(True)
-        # Unloaded: nothing else in flight, not even the previous checkout's fan-out.
-        await _unloaded(meter, client)
-        unloaded.append(await _timed(call, f"{run_id}-{mode}-u{i}"))
+        await slow_down(False)
+        paired_fast.append(await _unloaded_sample(call, f"{run_id}-{mode}-f{i}", meter, client))
+        await slow_down(True)
+        unloaded.append(await _unloaded_sample(call, f"{run_id}-{mode}-u{i}", meter, client))
     rounds = [await run_burst(call, f"{run_id}-{mode}-b", burst, meter, client)]
     return mode_figures(mode, burst, unloaded, rounds, paired_fast)
 
@@ -383,8 +377,12 @@ def mode_figures(
     )
 
 
-async def _unloaded(meter: CpuMeter, client: Client) -> None:
+async def _unloaded_sample(
+    call: Call, order_id: str, meter: CpuMeter, client: Client
+) -> tuple[float, str | None]:
+    """One checkout once nothing else is in flight, not even the previous one's fan-out."""
     await settle(meter, client, window=UNLOADED_WINDOW_SECONDS, limit=UNLOADED_LIMIT_SECONDS)
+    return await _timed(call, order_id)
 
 
 def bench_request(order_id: str, local_steps: bool = False) -> CheckoutRequest:
@@ -481,9 +479,8 @@ async def run_bench(
         progress(f"{', '.join(names)} in turn: {config.samples} unloaded samples each")
         for i in range(config.samples):
             for mode in names:
-                # Unloaded: nothing else in flight, not even the previous checkout's fan-out.
-                await _unloaded(meter, client)
-                unloaded[mode].append(await _timed(calls[mode], f"{run_id}-{mode}-u{i}"))
+                order_id = f"{run_id}-{mode}-u{i}"
+                unloaded[mode].append(await _unloaded_sample(calls[mode], order_id, meter, client))
         rounds: dict[str, list[BurstFigures]] = {mode: [] for mode in names}
         for r in range(config.rounds):
             for mode in names[r % len(names) :] + names[: r % len(names)]:
@@ -504,7 +501,7 @@ async def run_bench(
                     f"{slow}: {', '.join(SLOWED_SERVICES)} slowed by {config.slow_seconds:g} s"
                     " (each sample paired with a fast one)"
                 )
-                modes[slow] = await measure(
+                modes[slow] = await measure_slowed(
                     slow,
                     calls[mode],
                     samples=config.slow_samples,
