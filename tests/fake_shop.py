@@ -11,7 +11,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
 from models.inventory import Reservation, ReservationStatus, ReserveStock
@@ -181,6 +181,7 @@ async def scripted_checkout_workers(
     task_queue: str,
     slots: AfterAnswerSlots,
     extra_activities: Sequence[Callable[..., Any]] = (),
+    interceptors: Sequence[Interceptor] = (),
 ) -> AsyncIterator[None]:
     """The checkout workflow with these activities on `task_queue`, and the commit on its
     after-answer queue behind `slots`."""
@@ -191,6 +192,7 @@ async def scripted_checkout_workers(
             task_queue=task_queue,
             workflows=[CheckoutWorkflow],
             activities=[*shop.all(), *extra_activities],
+            interceptors=interceptors,
         ),
         after_answer_worker(client, task_queue, [shop.commit_stock], slots),
     ):

@@ -1,21 +1,29 @@
-"""The after-answer worker: its slots wait while the CPU is busy (one per trickle), and the
-checkout's commit runs on its queue, after the answer, once the CPU has room."""
+"""The after-answer worker: its slots wait while the CPU is busy (until a task has waited
+max_wait), and the checkout's commit runs on its queue, after the answer, once the CPU has
+room, or on a real server once it has waited max_wait whatever the CPU."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import cast
 
 import pytest
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import SlotReleaseContext, SlotReserveContext
 
-from models.checkout import CheckoutStatus
+from models.checkout import CheckoutOptions, CheckoutStatus, CheckoutStep
 from models.events import AFTER_ANSWER, after_answer_queue
 from starter.checkouts import decide_checkout
 from tests.fake_shop import JOURNAL, scripted_checkout_workers, scripted_request
-from worker.after_answer import CpuGatedSlots, after_answer_slots
+from worker.after_answer import (
+    AnswersInFlight,
+    CpuGatedSlots,
+    after_answer_slots,
+    server_backlog_age,
+)
 from worker.settings import Settings
 
 TASK_QUEUE = "after-answer-tests"
@@ -25,10 +33,11 @@ CONTEXT = cast(SlotReserveContext, None)
 
 @dataclass
 class Machine:
-    """A CPU reading and a clock the test sets."""
+    """A CPU reading, a clock and a backlog age the test sets."""
 
     cpu: float = 0.0
     now: float = 1000.0
+    backlog_age: float | None = None
 
     def read_cpu(self) -> float:
         return self.cpu
@@ -36,14 +45,18 @@ class Machine:
     def clock(self) -> float:
         return self.now
 
+    async def read_backlog_age(self) -> float | None:
+        return self.backlog_age
 
-def gate(machine: Machine, maximum_slots: int = 3) -> CpuGatedSlots:
+
+def gate(machine: Machine, maximum_slots: int = 3, max_wait: float = 30.0) -> CpuGatedSlots:
     return CpuGatedSlots(
         target_cpu=0.8,
-        trickle_seconds=1.0,
+        max_wait_seconds=max_wait,
         maximum_slots=maximum_slots,
         read_cpu=machine.read_cpu,
         clock=machine.clock,
+        backlog_age=machine.read_backlog_age,
     )
 
 
@@ -58,25 +71,112 @@ def test_cpu_with_room_grants_every_free_slot() -> None:
     assert slots.granted_busy == 0
 
 
-def test_busy_cpu_grants_one_slot_per_trickle() -> None:
-    machine = Machine(cpu=0.95)
+def test_one_busy_reading_holds_the_slots_for_a_second() -> None:
+    machine = Machine(cpu=0.3)
     slots = gate(machine, maximum_slots=10)
-    machine.now += 0.5
-    assert slots.try_grant() is None  # busy, and half a trickle since the last grant
-    machine.now += 0.5
-    assert slots.try_grant() is not None  # a trickle has passed
-    assert slots.try_grant() is None
-    machine.now += 0.99
-    assert slots.try_grant() is None
-    machine.now += 0.02
     assert slots.try_grant() is not None
-    assert slots.granted_busy == 2
-    machine.cpu = 0.5
-    machine.now += 0.5
-    assert slots.try_grant() is None  # still the busy reading: a window is 1 s
-    machine.now += 0.5  # the next reading
+    machine.cpu, machine.now = 0.95, machine.now + 0.1
+    assert slots.try_grant() is None  # the next reading closes the gate at once
+    machine.cpu = 0.5  # a dip, as within a burst
+    for _ in range(9):
+        machine.now += 0.1
+        assert slots.try_grant() is None  # the busy reading is still within the last second
+    machine.now += 0.11
+    assert slots.try_grant() is not None  # a whole second with room
+    assert slots.granted_busy == 0
+
+
+def test_readings_are_taken_every_tenth_of_a_second_whoever_asks() -> None:
+    machine = Machine(cpu=0.3)
+    slots = gate(machine, maximum_slots=10)
     assert slots.try_grant() is not None
-    assert slots.try_grant() is not None  # room again: no waiting between grants
+    machine.cpu = 0.95
+    machine.now += 0.04
+    assert slots.try_grant() is not None  # no new reading yet
+    machine.now += 0.07
+    assert slots.try_grant() is None
+
+
+async def test_a_task_that_waited_max_wait_opens_the_slots() -> None:
+    machine = Machine(cpu=0.95, backlog_age=12.0)
+    slots = gate(machine, maximum_slots=10, max_wait=30)
+    reservation = asyncio.ensure_future(slots.reserve_slot(CONTEXT))
+    await asyncio.sleep(0.3)
+    assert not reservation.done()  # busy, and the oldest task has waited 12 s
+    machine.backlog_age = 31.0
+    machine.now += 1.0  # the age is asked again once a second
+    await asyncio.wait_for(reservation, timeout=2)
+    assert slots.granted_busy == 1
+    assert slots.try_grant() is not None  # drains until the server says otherwise
+    machine.backlog_age = 3.0
+    machine.now += 1.0
+    await asyncio.sleep(0.3)
+    held = asyncio.ensure_future(slots.reserve_slot(CONTEXT))
+    await asyncio.sleep(0.3)
+    assert not held.done()
+    held.cancel()
+
+
+def test_without_the_servers_figure_the_time_since_the_last_grant_counts() -> None:
+    machine = Machine(cpu=0.3, backlog_age=None)
+    slots = gate(machine, maximum_slots=10, max_wait=5)
+    assert slots.try_grant() is not None
+    machine.cpu = 0.95
+    machine.now += 4.9
+    assert slots.try_grant() is None
+    machine.now += 0.2
+    assert slots.try_grant() is not None
+    assert slots.try_grant() is None  # the next one waits max_wait again
+    assert slots.granted_busy == 1
+
+
+def test_with_no_customer_waiting_the_slots_open_whatever_the_cpu() -> None:
+    machine = Machine(cpu=0.95)
+    answers = AnswersInFlight(clock=machine.clock)
+    slots = CpuGatedSlots(
+        target_cpu=0.8,
+        max_wait_seconds=3600,
+        read_cpu=machine.read_cpu,
+        clock=machine.clock,
+        answers=answers,
+    )
+    assert slots.try_grant() is not None  # busy, but no one waits: the backlog drains
+    answers.started()
+    machine.now += 0.1
+    assert slots.try_grant() is None  # a step runs and the CPU is busy
+    answers.finished()
+    machine.now += 0.4
+    assert slots.try_grant() is None  # the checkout's next step may follow
+    machine.now += 0.11
+    assert slots.try_grant() is not None
+    assert slots.granted_busy == 0
+
+
+async def test_the_steps_before_the_answer_are_counted_activities_and_local(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    class Recorded(AnswersInFlight):
+        def started(self) -> None:
+            seen.append((activity.info().activity_type, activity.info().is_local))
+            super().started()
+
+    answers = Recorded()
+    steps = [step.value for step in CheckoutStep]
+    client = time_skipping_env.client
+    slots = after_answer_slots(Settings(), answers)
+    interceptor = answers.interceptor(steps)
+    async with scripted_checkout_workers(client, TASK_QUEUE, slots, interceptors=[interceptor]):
+        for local_steps in (False, True):
+            request = scripted_request("count", options=CheckoutOptions(local_steps=local_steps))
+            decision, handle = await decide_checkout(client, request, TASK_QUEUE)
+            assert decision.status is CheckoutStatus.CONFIRMED
+            await asyncio.wait_for(handle.result(), timeout=30)
+    # The four steps of each checkout, and nothing after the answer (the commit runs on the
+    # after-answer worker, the fan-out's calls are not steps).
+    assert seen == [(step, False) for step in steps] + [(step, True) for step in steps]
+    assert answers.running == 0
 
 
 def test_settings_target_of_one_turns_the_gate_off() -> None:
@@ -90,7 +190,7 @@ def test_settings_target_of_one_turns_the_gate_off() -> None:
     [
         ("after_answer_target_cpu", 0),
         ("after_answer_target_cpu", 1.5),
-        ("after_answer_trickle_seconds", 0),
+        ("after_answer_max_wait_seconds", 0),
     ],
 )
 def test_settings_refuse_a_gate_that_never_or_always_opens(field: str, value: float) -> None:
@@ -100,17 +200,12 @@ def test_settings_refuse_a_gate_that_never_or_always_opens(field: str, value: fl
 
 async def test_reservation_waits_until_the_cpu_has_room() -> None:
     machine = Machine(cpu=0.95)
-    slots = CpuGatedSlots(
-        target_cpu=0.8,
-        trickle_seconds=3600,
-        read_cpu=machine.read_cpu,
-        clock=machine.clock,
-    )
+    slots = gate(machine, max_wait=3600)
     reservation = asyncio.ensure_future(slots.reserve_slot(CONTEXT))
     await asyncio.sleep(0.5)
     assert not reservation.done()
     machine.cpu = 0.2
-    machine.now += 1.0  # the next reading
+    machine.now += 1.1  # a whole second of readings with room
     await asyncio.wait_for(reservation, timeout=2)
     assert slots.in_use == 1
 
@@ -126,7 +221,7 @@ async def gated(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Gated]:
     """The checkout with scripted activities; its after-answer worker reads the test's CPU."""
     machine = Machine(cpu=1.0)
     slots = CpuGatedSlots(
-        target_cpu=0.8, trickle_seconds=3600, read_cpu=machine.read_cpu, clock=machine.clock
+        target_cpu=0.8, max_wait_seconds=3600, read_cpu=machine.read_cpu, clock=machine.clock
     )
     async with scripted_checkout_workers(time_skipping_env.client, TASK_QUEUE, slots):
         yield Gated(time_skipping_env, machine)
@@ -145,7 +240,7 @@ async def test_commit_waits_for_room_after_the_answer(gated: Gated) -> None:
         "commit_stock"
     ]
     gated.machine.cpu = 0.1
-    gated.machine.now += 1
+    gated.machine.now += 1.1
     result = await asyncio.wait_for(handle.result(), timeout=30)
     assert result.status is CheckoutStatus.CONFIRMED
     assert "commit_stock:done" in JOURNAL[order_id]
@@ -157,3 +252,41 @@ async def test_commit_waits_for_room_after_the_answer(gated: Gated) -> None:
     ]
     assert [c.task_queue.name for c in commits] == [after_answer_queue(TASK_QUEUE)]
     assert commits[0].priority.priority_key == AFTER_ANSWER.priority_key
+
+
+async def test_on_a_busy_machine_the_commit_waits_about_max_wait(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """On a real server the backlog's age comes from its task queue statistics: with the CPU
+    "busy" throughout, the commit runs once it has waited max_wait, and no sooner."""
+    task_queue = "after-answer-max-wait"
+    client = dev_env.client
+    ages: list[float | None] = []
+    server_age = server_backlog_age(client, after_answer_queue(task_queue))
+
+    async def recorded_age() -> float | None:
+        ages.append(await server_age())
+        return ages[-1]
+
+    machine = Machine(cpu=1.0)
+    slots = CpuGatedSlots(
+        target_cpu=0.8,
+        max_wait_seconds=2,
+        read_cpu=machine.read_cpu,
+        clock=time.monotonic,
+        backlog_age=recorded_age,
+    )
+    async with scripted_checkout_workers(client, task_queue, slots):
+        request = scripted_request("mw", customer="customer-9")
+        decision, handle = await decide_checkout(client, request, task_queue)
+        answered = time.monotonic()
+        assert decision.status is CheckoutStatus.CONFIRMED
+        result = await asyncio.wait_for(handle.result(), timeout=30)
+        committed = time.monotonic()
+    assert result.status is CheckoutStatus.CONFIRMED
+    assert "commit_stock:done" in JOURNAL[request.order_id]
+    # Granted by the backlog's age (the CPU never had room), as the server reported it; the
+    # server refreshes its statistics every few seconds, so the wait may be a little longer.
+    assert slots.granted_busy >= 1
+    assert any(age is not None and age >= 2 for age in ages), ages
+    assert 1.5 <= committed - answered <= 15

@@ -17,9 +17,10 @@ from activities.loyalty import LoyaltyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.warehouse import WarehouseActivities
+from models.checkout import CheckoutStep
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import configure_tracing
-from worker.after_answer import after_answer_slots, after_answer_worker
+from worker.after_answer import AnswersInFlight, after_answer_slots, after_answer_worker
 from worker.clients import ServiceClients, connect_temporal, service_clients
 from worker.process import stop_on_signals
 from worker.settings import Settings
@@ -60,8 +61,14 @@ async def checkout_workers(
     deadletters = DeadLetterActivities(services.deadletters)
     # Signal-with-start from a workflow goes through this activity, which holds the client.
     events = EventActivities(client)
+    # The after-answer worker holds its slots while customers wait: the steps their answer
+    # waits for run on the main worker (their activities are named after them).
+    answers = AnswersInFlight()
     after_answer = after_answer_worker(
-        client, settings.task_queue, [inventory.commit_stock], after_answer_slots(settings)
+        client,
+        settings.task_queue,
+        [inventory.commit_stock],
+        after_answer_slots(settings, answers),
     )
     main = Worker(
         client,
@@ -85,6 +92,7 @@ async def checkout_workers(
             deadletters.record_dead_letter,
             events.deliver_order_event,
         ],
+        interceptors=[answers.interceptor([step.value for step in CheckoutStep])],
         **worker_tuning(settings),
     )
     async with main, after_answer:

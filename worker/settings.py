@@ -32,10 +32,11 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)
     worker_workflow_task_pollers: int | None = Field(default=None, ge=2)
     worker_activity_task_pollers: int | None = Field(default=None, ge=1)
-    # The worker of the work after an answer (worker/after_answer.py) takes a task while the
-    # machine's CPU is below this share (1: always), and one per trickle whatever the load.
+    # The worker of the work after an answer (worker/after_answer.py) takes a task once the
+    # machine's CPU has stayed below this share for a second (1: always), and whatever the
+    # load, once the oldest waiting task has waited this many seconds.
     after_answer_target_cpu: float = Field(default=0.8, gt=0, le=1)
-    after_answer_trickle_seconds: float = Field(default=1.0, gt=0, le=60)
+    after_answer_max_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
     # Our workflow modules (constants and functions only) are not re-imported by the sandbox
     # for every workflow run (README "Performance"). False: re-import them each time.
     worker_sandbox_passthrough: bool = True
