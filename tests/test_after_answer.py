@@ -49,7 +49,12 @@ class Machine:
         return self.backlog_age
 
 
-def gate(machine: Machine, maximum_slots: int = 3, max_wait: float = 30.0) -> CpuGatedSlots:
+def gate(
+    machine: Machine,
+    maximum_slots: int = 3,
+    max_wait: float = 30.0,
+    answers: AnswersInFlight | None = None,
+) -> CpuGatedSlots:
     return CpuGatedSlots(
         target_cpu=0.8,
         max_wait_seconds=max_wait,
@@ -57,6 +62,7 @@ def gate(machine: Machine, maximum_slots: int = 3, max_wait: float = 30.0) -> Cp
         read_cpu=machine.read_cpu,
         clock=machine.clock,
         backlog_age=machine.read_backlog_age,
+        answers=answers,
     )
 
 
@@ -133,13 +139,7 @@ def test_without_the_servers_figure_the_time_since_the_last_grant_counts() -> No
 def test_with_no_customer_waiting_the_slots_open_whatever_the_cpu() -> None:
     machine = Machine(cpu=0.95)
     answers = AnswersInFlight(clock=machine.clock)
-    slots = CpuGatedSlots(
-        target_cpu=0.8,
-        max_wait_seconds=3600,
-        read_cpu=machine.read_cpu,
-        clock=machine.clock,
-        answers=answers,
-    )
+    slots = gate(machine, max_wait=3600, answers=answers)
     assert slots.try_grant() is not None  # busy, but no one waits: the backlog drains
     answers.started()
     machine.now += 0.1
