@@ -5,12 +5,24 @@ line, and what holds on any machine: the direct chain waits for the slowed servi
 answers without them.
 """
 
+import asyncio
 import json
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from starter.bench import ROLES, BenchConfig, BenchReport, ModeFigures, percentiles_ms
+from temporalio.testing import WorkflowEnvironment
+
+from starter.bench import (
+    ROLES,
+    BenchConfig,
+    BenchReport,
+    ModeFigures,
+    closed_since,
+    percentiles_ms,
+)
 from worker.settings import Settings
 from worker.tuning import worker_tuning
 
@@ -72,6 +84,12 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
         assert figures["per_second"] in rounds
         # Everything done (commit, fan-out) comes no sooner than the last answer.
         assert 0 < figures["all_done_per_second"] <= figures["per_second"]
+        # How many checkouts' work after the answer was done by then: Temporal modes only.
+        done = figures["done_in_burst"]
+        if mode.startswith("direct"):
+            assert done is None
+        else:
+            assert isinstance(done, int) and 0 <= done <= 4, (mode, done)
         assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
         assert 0 < figures["burst_p50_ms"] <= figures["burst_p95_ms"] <= figures["burst_p99_ms"]
         cpu = figures["cpu_s_per_checkout"]
@@ -196,3 +214,31 @@ def test_worker_tuning_passes_only_what_is_set() -> None:
     assert set(tuning) == {"max_concurrent_activities", "workflow_task_poller_behavior"}
     assert tuning["max_concurrent_activities"] == 500
     assert tuning["workflow_task_poller_behavior"].maximum == 4
+
+
+async def test_closed_since_counts_the_bursts_closed_workflows(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """The "done in burst" figure: of the workflows a burst started, those already closed."""
+    client = dev_env.client
+    before = datetime.now(UTC) - timedelta(seconds=0.5)
+    assert await closed_since(client, before) is None  # nothing started yet
+    # No worker polls this queue: they stay running until terminated.
+    handles = [
+        await client.start_workflow(
+            "BenchBare", False, id=f"closed-since-{uuid.uuid4().hex}", task_queue="nobody-polls"
+        )
+        for _ in range(3)
+    ]
+    await handles[0].terminate("done early")
+    counts: list[int | None] = []
+    for _ in range(50):  # visibility follows within moments
+        counts.append(await closed_since(client, before))
+        if counts[-1] == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert counts[-1] == 1, counts
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    assert await closed_since(client, later) is None  # started before: not this burst's
+    for handle in handles[1:]:
+        await handle.terminate("test over")
