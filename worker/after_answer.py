@@ -30,6 +30,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import (
     ActivityInboundInterceptor,
     CustomSlotSupplier,
@@ -76,23 +77,25 @@ def machine_cpu_share() -> float:
 
 def server_backlog_age(client: Client, task_queue: str) -> BacklogAge:
     """The age of the oldest activity task waiting on `task_queue`, from the server's task
-    queue statistics; None where the server has none (the time-skipping test server)."""
+    queue statistics; None where the server has none (the time-skipping test server) or
+    refuses them to this worker."""
     request = DescribeTaskQueueRequest(
         namespace=client.namespace,
         task_queue=TaskQueue(name=task_queue),
         task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
         report_stats=True,
     )
-    unsupported = False
+    refused = False
 
     async def backlog_age() -> float | None:
-        nonlocal unsupported
-        if unsupported:
+        nonlocal refused
+        if refused:
             return None
         try:
             response = await client.workflow_service.describe_task_queue(request)
-        except Exception as err:  # the gate must keep working whatever the server answers
-            unsupported = "unimplemented" in str(err).lower()
+        except RPCError as err:  # the gate keeps working whatever the server answers
+            # Not asked again where the server lacks the call or refuses this worker's role.
+            refused = err.status in (RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.PERMISSION_DENIED)
             log.warning("backlog age of %s not read: %s", task_queue, err)
             return None
         return response.stats.approximate_backlog_age.ToTimedelta().total_seconds()
