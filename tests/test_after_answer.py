@@ -116,7 +116,6 @@ async def test_a_task_that_waited_max_wait_opens_the_slots() -> None:
     assert slots.try_grant() is not None  # drains until the server says otherwise
     machine.backlog_age = 3.0
     machine.now += 1.0
-    await asyncio.sleep(0.3)
     held = asyncio.ensure_future(slots.reserve_slot(CONTEXT))
     await asyncio.sleep(0.3)
     assert not held.done()
