@@ -27,10 +27,11 @@ class CheckoutOptions(BaseModel):
     decision_deadline_seconds: int = Field(default=120, ge=1, le=86_400)
     # A compensation still failing after this many attempts waits for an operator.
     compensation_attempts_before_attention: int = Field(default=10, ge=1, le=1000)
-    # Run the forward steps (create, reserve, charge, confirm, commit) as local activities:
-    # no server round trip per step, at the price of per-step history events and of longer
-    # workflow tasks (README "Performance": opt-in). Earlier checkouts replay unchanged.
-    local_steps: bool = False
+    # Run the steps up to the decision (create, reserve, charge, confirm) as local activities:
+    # no server round trip per step; a step that fails twice continues as an activity, visible
+    # in the Web UI. False: every step an activity (README "Performance", local steps: the
+    # trade-off). Checkouts recorded before either replay unchanged.
+    local_steps: bool = True
 
 
 class CartItem(BaseModel):

@@ -175,10 +175,11 @@ def checkout(
     local_steps: Annotated[
         bool,
         typer.Option(
-            help="Run the steps up to the decision as local activities (README "
-            '"Performance": faster answer; the trade-off is there).'
+            help="Run the steps up to the decision as local activities, each continuing as "
+            "an activity if it fails twice (the default: faster answer); --no-local-steps: "
+            'every step an activity (README "Performance": the trade-off).'
         ),
-    ] = False,
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Place one checkout against running parts; prints the decision as soon as it is known.

@@ -11,12 +11,13 @@ returns the id of the workflow whose history to keep.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -180,13 +181,13 @@ async def _wait_for(
     raise CaptureError(f"{handle.id} never reached the state this path needs")
 
 
-def local_steps_confirmed() -> PathRun:
-    """The confirmed order again with `options.local_steps` (its steps as local activities)."""
+def activity_steps_confirmed() -> PathRun:
+    """The confirmed order again with `options.local_steps` off (every step an activity)."""
 
     async def run(stack: CaptureStack) -> Recorded:
         base = demo_request("confirmed")
-        options = base.options.model_copy(update={"local_steps": True})
-        request = _variant(base, "local", options=options.model_dump())
+        options = base.options.model_copy(update={"local_steps": False})
+        request = _variant(base, "activities", options=options.model_dump())
         outcome = outcome_label(await place_checkout(stack.client, request, stack.task_queue))
         _expect(outcome, "CONFIRMED")
         return Recorded(checkout_workflow_id(request.order_id), outcome)
@@ -194,16 +195,35 @@ def local_steps_confirmed() -> PathRun:
     return run
 
 
+@contextlib.asynccontextmanager
+async def payments_down(stack: CaptureStack) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """Every call to payments answers 503 until the yielded `recover()` (or the end)."""
+    payments = stack.service_urls["payments"]
+    async with httpx.AsyncClient(timeout=10.0, headers=stack.service_headers) as http:
+
+        async def fault(body: dict[str, Any]) -> None:
+            (await http.put(f"{payments}/admin/fault", json=body)).raise_for_status()
+
+        await fault({"fail": True})
+        try:
+            yield lambda: fault({})
+        finally:
+            await fault({})
+
+
 def cancelled_while_charging() -> PathRun:
-    """The card's first two charges fail with 503; the customer cancels during the retries."""
+    """Payments is down: the charge fails its local tries and retries as an activity; the
+    customer cancels meanwhile."""
 
     async def run(stack: CaptureStack) -> Recorded:
         request = _variant(demo_request("payments 503 twice, retried"), "cancel")
-        handle = await _start(stack, request)
-        await _wait_for(handle, lambda p: p.current_step == CheckoutStep.CHARGE_PAYMENT)
-        await handle.execute_update(
-            CheckoutWorkflow.cancel, CancelCheckout(reason="changed my mind")
-        )
+        async with payments_down(stack) as recover:
+            handle = await _start(stack, request)
+            await _wait_for(handle, lambda p: p.current_step == CheckoutStep.CHARGE_PAYMENT)
+            await handle.execute_update(
+                CheckoutWorkflow.cancel, CancelCheckout(reason="changed my mind")
+            )
+            await recover()  # the refund (of nothing charged) goes through
         outcome = outcome_label(await handle.result())
         _expect(outcome, "REJECTED:cancelled")
         return Recorded(handle.id, outcome)
@@ -212,16 +232,19 @@ def cancelled_while_charging() -> PathRun:
 
 
 def deadline_while_charging() -> PathRun:
-    """Not confirmed within a 1 s deadline (the charge is still in its retries)."""
+    """Not confirmed within a 1 s deadline: payments is down, the charge is in its retries."""
 
     async def run(stack: CaptureStack) -> Recorded:
         base = demo_request("payments 503 twice, retried")
         options = base.options.model_copy(update={"decision_deadline_seconds": 1})
         request = _variant(base, "deadline", options=options.model_dump())
-        result = await place_checkout(stack.client, request, stack.task_queue)
-        outcome = outcome_label(result)
+        async with payments_down(stack) as recover:
+            handle = await _start(stack, request)
+            await _wait_for(handle, lambda p: p.status != "RUNNING")
+            await recover()
+        outcome = outcome_label(await handle.result())
         _expect(outcome, "REJECTED:deadline_exceeded")
-        return Recorded(checkout_workflow_id(request.order_id), outcome)
+        return Recorded(handle.id, outcome)
 
     return run
 
@@ -306,7 +329,9 @@ PATHS: list[HistoryPath] = [
         "same order started twice at once, then again",
         checkout_twice("confirmed", "CONFIRMED", nth=1),
     ),
-    HistoryPath("local-steps", "confirmed, its steps as local activities", local_steps_confirmed()),
+    HistoryPath(
+        "activity-steps", "confirmed, every step an activity", activity_steps_confirmed()
+    ),
     HistoryPath("cancelled", "cancel update during the charge", cancelled_while_charging()),
     HistoryPath("deadline", "deadline passed during the charge", deadline_while_charging()),
     HistoryPath(

@@ -31,10 +31,10 @@ MODES = (
     "saga",
     "direct",
     "bare_local",
-    "saga_local",
+    "saga_activities",
     "saga_slow",
     "direct_slow",
-    "saga_local_slow",
+    "saga_activities_slow",
 )
 SLOW_SECONDS = 1.5
 
@@ -108,7 +108,7 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
     slowed_by_ms = 2 * SLOW_SECONDS * 1000
     assert report["direct_slow"]["p50_ms"] >= report["direct"]["p50_ms"] + 0.95 * slowed_by_ms
     # ...the saga answers before the fan-out reaches them.
-    for saga in ("saga_slow", "saga_local_slow"):
+    for saga in ("saga_slow", "saga_activities_slow"):
         assert report[saga]["p50_ms"] < report["direct_slow"]["p50_ms"] - slowed_by_ms / 2
     # Slowed samples are compared with fast ones taken in turn with them.
     for mode in MODES:
@@ -121,7 +121,7 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
     ratios = report["ratios"]
     assert set(ratios) == {
         f"{saga}_{ratio}"
-        for saga in ("saga", "saga_local")
+        for saga in ("saga", "saga_activities")
         for ratio in ("vs_bare_throughput", "vs_bare_p50", "slow_vs_fast_p50")
     }
     assert all(value is not None and value > 0 for value in ratios.values())
@@ -135,7 +135,7 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
     ]
     assert abs(ratios["saga_vs_bare_throughput"] - sum(paired) / 2) < 0.002
     rounds = report["throughput_rounds"]
-    assert set(rounds) == {"saga_vs_bare_throughput", "saga_local_vs_bare_throughput"}
+    assert set(rounds) == {"saga_vs_bare_throughput", "saga_activities_vs_bare_throughput"}
     assert rounds["saga_vs_bare_throughput"] == [round(r, 3) for r in paired]
     assert set(report["targets_met"]) == set(ratios)
     # Every process the bench started has stopped.
@@ -173,7 +173,7 @@ def test_throughput_ratio_pairs_the_rounds() -> None:
         slow_seconds=1,
         workers=1,
         sqlite_pragmas=[],
-        local_steps=False,
+        variants=False,
     )
     # The host ran twice as fast in the second round: both modes doubled there.
     steady = BenchReport(

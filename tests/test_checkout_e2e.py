@@ -15,7 +15,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
+from models.checkout import (
+    CartItem,
+    CheckoutOptions,
+    CheckoutRequest,
+    CheckoutResult,
+    CheckoutStatus,
+)
 from models.events import after_answer_queue
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from services.auth import headers_from_env
@@ -152,26 +158,43 @@ async def test_declined_card_releases_stock_and_cancels_order(
     assert [c["status"] for c in shop.charges(request.order_id)] == ["DECLINED"]
 
 
+@pytest.mark.parametrize("local_steps", [True, False], ids=["local-steps", "activity-steps"])
 async def test_transient_503s_are_retried_then_confirmed_with_one_charge(
-    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop, local_steps: bool
 ) -> None:
     sku = shop.stock(new_sku(), 3)
-    request = request_for(CARD_FLAKY, (sku, 1, 1500))
+    request = request_for(CARD_FLAKY, (sku, 1, 1500)).model_copy(
+        update={"options": CheckoutOptions(local_steps=local_steps)}
+    )
 
     result = await place(dev_env, checkout_settings, request)
 
     assert result.status is CheckoutStatus.CONFIRMED
     charges = shop.charges(request.order_id)
     assert [(c["status"], c["amount_cents"]) for c in charges] == [("SUCCEEDED", 1500)]
-    # The payments service answered 503 twice: the charge succeeded on attempt 3.
     handle = dev_env.client.get_workflow_handle(checkout_workflow_id(request.order_id))
-    history = await handle.fetch_history()
-    attempts = [
-        event.activity_task_started_event_attributes.attempt
-        for event in history.events
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-    ]
-    assert max(attempts) == 3
+    await handle.result()
+    events = (await handle.fetch_history()).events
+    activities = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    attempts = {
+        activities[e.activity_task_started_event_attributes.scheduled_event_id]: (
+            e.activity_task_started_event_attributes.attempt
+        )
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    }
+    if local_steps:
+        # 503 on both local tries; the charge continued as an activity, which succeeded at
+        # once. The other steps stayed local.
+        assert attempts["charge_payment"] == 1
+        assert not {"create_order", "reserve_stock", "confirm_order"} & attempts.keys()
+    else:
+        # The payments service answered 503 twice: the charge succeeded on attempt 3.
+        assert attempts["charge_payment"] == 3
 
 
 async def test_same_order_started_twice_runs_once(
@@ -255,7 +278,7 @@ async def test_cli_checkout_and_run_against_running_parts(
     assert summary["outcomes"].get("CONFIRMED", 0) >= 1
 
 
-async def test_cli_local_steps_answer_before_the_work_after_it_at_lower_priority(
+async def test_cli_checkout_steps_run_local_and_answer_before_the_work_after_it(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
     sku = shop.stock(new_sku(), 4)
@@ -271,7 +294,6 @@ async def test_cli_local_steps_answer_before_the_work_after_it_at_lower_priority
         f"{sku}:1:700",
         "--email",
         "local@example.com",
-        "--local-steps",
         "--json",
     )
     assert done.returncode == 0, done.stdout + done.stderr

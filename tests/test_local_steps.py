@@ -1,14 +1,19 @@
-"""`options.local_steps`: the checkout's forward steps as local activities (README
-"Performance"), on the time-skipping server with scripted activities: the same answers, the
-steps recorded as markers instead of activity tasks, compensations still activities, and the
-history replays."""
+"""`options.local_steps` (the default): the checkout's forward steps as local activities that
+continue as activities when they fail twice (README "Performance", local steps), on the
+time-skipping server with scripted activities: the same answers, the steps recorded as markers
+instead of activity tasks, compensations still activities, a failing step a pending activity
+with the rest of its retry budget, and the histories replay."""
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
+from temporalio.common import RetryPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -18,11 +23,12 @@ from models.checkout import (
     CheckoutStatus,
 )
 from models.deadletters import Delivery
-from tests.fake_shop import scripted_checkout_workers, scripted_request
+from tests.fake_shop import HEALED, JOURNAL, scripted_checkout_workers, scripted_request
 from worker.after_answer import after_answer_slots
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import STEP_RETRY, CheckoutWorkflow, checkout_workflow_id
+from workflows.local import FALLBACK_PATCH, LOCAL_ATTEMPTS, remaining_policy
 
 TASK_QUEUE = "checkout-local-steps-tests"
 # The steps up to the decision; committing the stock follows the answer as an activity.
@@ -69,6 +75,16 @@ async def scheduled_activities(handle: Handle) -> list[str]:
     ]
 
 
+async def patch_ids(handle: Handle) -> set[str]:
+    history = await handle.fetch_history()
+    return {
+        json.loads(payload.data)["id"]
+        for event in history.events
+        if event.marker_recorded_event_attributes.marker_name == "core_patch"
+        for payload in event.marker_recorded_event_attributes.details["patch-data"].payloads
+    }
+
+
 async def markers(handle: Handle) -> list[str]:
     history = await handle.fetch_history()
     return [
@@ -97,7 +113,7 @@ async def test_local_steps_confirm_with_markers_not_activity_tasks(
     await replayer.replay_workflow(await handle.fetch_history())
 
 
-async def test_default_steps_stay_activity_tasks(env: WorkflowEnvironment) -> None:
+async def test_steps_are_activity_tasks_with_local_steps_off(env: WorkflowEnvironment) -> None:
     result, handle = await run_checkout(env, local_steps=False)
     assert result.status is CheckoutStatus.CONFIRMED
     assert set(await scheduled_activities(handle)) == STEPS | {"commit_stock"}
@@ -115,3 +131,75 @@ async def test_local_steps_declined_card_compensates_with_activities(
     scheduled = await scheduled_activities(handle)
     assert {"refund_payment", "release_stock", "cancel_order"} <= set(scheduled)
     assert not STEPS & set(scheduled)
+
+
+async def test_a_step_failing_twice_continues_as_a_visible_activity(
+    env: WorkflowEnvironment,
+) -> None:
+    request = scripted_request("ls-fall", {"charge_payment": "fail"}, customer="customer-9")
+    handle = await env.client.start_workflow(
+        CheckoutWorkflow.run,
+        request,
+        id=checkout_workflow_id(request.order_id),
+        task_queue=TASK_QUEUE,
+    )
+    pending: list[str] = []
+    for _ in range(100):  # bounded: 10 s
+        description = await handle.describe()
+        pending = [p.activity_type.name for p in description.raw_description.pending_activities]
+        if "charge_payment" in pending:
+            break
+        await asyncio.sleep(0.1)
+    # The operator's view: the charge is a pending activity, its local tries behind it.
+    assert pending == ["charge_payment"]
+    assert JOURNAL[request.order_id].count("charge_payment") >= LOCAL_ATTEMPTS
+    HEALED.add(f"{request.order_id}:charge_payment")
+
+    result = await handle.result()
+
+    assert result.status is CheckoutStatus.CONFIRMED
+    scheduled = await scheduled_activities(handle)
+    assert [s for s in scheduled if s in STEPS] == ["charge_payment"]
+    assert FALLBACK_PATCH in await patch_ids(handle)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=env.client.data_converter)
+    await replayer.replay_workflow(await handle.fetch_history())
+
+
+async def test_a_step_that_keeps_failing_gets_the_same_budget_then_compensates(
+    env: WorkflowEnvironment,
+) -> None:
+    result, handle = await run_checkout(env, local_steps=True, script={"reserve_stock": "transient"})
+
+    assert result.status is CheckoutStatus.REJECTED
+    assert result.reason_code == "service_unavailable"
+    assert result.compensations_done == ["release_stock", "cancel_order"]
+    # Local tries and activity attempts together: the step's whole retry budget, no more.
+    order_id = result.order_id
+    assert JOURNAL[order_id].count("reserve_stock") == STEP_RETRY.maximum_attempts
+    assert [s for s in await scheduled_activities(handle) if s in STEPS] == ["reserve_stock"]
+
+
+async def test_steps_that_succeed_record_no_fallback_patch(env: WorkflowEnvironment) -> None:
+    _, handle = await run_checkout(env, local_steps=True)
+
+    assert FALLBACK_PATCH not in await patch_ids(handle)
+
+
+def test_remaining_policy_carries_on_the_backoff_where_the_local_tries_stopped() -> None:
+    policy = RetryPolicy(
+        initial_interval=timedelta(milliseconds=500),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=5),
+        maximum_attempts=8,
+        non_retryable_error_types=["card_declined"],
+    )
+    rest = remaining_policy(policy, 2)
+    # Attempts 1 and 2 were local, with 0.5 s between; attempt 3 is followed by 2 s.
+    assert rest.maximum_attempts == 6
+    assert rest.initial_interval == timedelta(seconds=2)
+    assert (rest.backoff_coefficient, rest.maximum_interval) == (2.0, timedelta(seconds=5))
+    assert rest.non_retryable_error_types == ["card_declined"]
+    # Capped by the maximum interval; an unlimited budget stays unlimited.
+    forever = RetryPolicy(maximum_interval=timedelta(seconds=3), maximum_attempts=0)
+    assert remaining_policy(forever, 4).initial_interval == timedelta(seconds=3)
+    assert remaining_policy(forever, 4).maximum_attempts == 0

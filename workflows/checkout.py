@@ -18,7 +18,7 @@ from temporalio.exceptions import (
 )
 
 from workflows.fanout import announce_order_confirmed, announce_order_rejected
-from workflows.local import execute_local
+from workflows.local import execute_local_first
 from workflows.metrics import (
     count_compensation_run,
     count_compensation_stuck,
@@ -276,10 +276,11 @@ class CheckoutWorkflow:
         retry_policy: RetryPolicy,
         start_to_close_timeout: timedelta = STEP_TIMEOUT,
     ) -> Awaitable[R]:
-        """A forward step's call: an activity, or a local activity (options.local_steps):
-        run by this worker inside the workflow task, recorded as a marker."""
+        """A forward step's call: a local activity (options.local_steps, the default), run by
+        this worker inside the workflow task and recorded as a marker, continuing as an
+        activity if it keeps failing; or an activity."""
         if self._local_steps:
-            return execute_local(
+            return execute_local_first(
                 activity,
                 arg,
                 start_to_close_timeout=start_to_close_timeout,
