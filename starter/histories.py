@@ -329,9 +329,7 @@ PATHS: list[HistoryPath] = [
         "same order started twice at once, then again",
         checkout_twice("confirmed", "CONFIRMED", nth=1),
     ),
-    HistoryPath(
-        "activity-steps", "confirmed, every step an activity", activity_steps_confirmed()
-    ),
+    HistoryPath("activity-steps", "confirmed, every step an activity", activity_steps_confirmed()),
     HistoryPath("cancelled", "cancel update during the charge", cancelled_while_charging()),
     HistoryPath("deadline", "deadline passed during the charge", deadline_while_charging()),
     HistoryPath(

@@ -168,7 +168,9 @@ async def test_a_step_failing_twice_continues_as_a_visible_activity(
 async def test_a_step_that_keeps_failing_gets_the_same_budget_then_compensates(
     env: WorkflowEnvironment,
 ) -> None:
-    result, handle = await run_checkout(env, local_steps=True, script={"reserve_stock": "transient"})
+    result, handle = await run_checkout(
+        env, local_steps=True, script={"reserve_stock": "transient"}
+    )
 
     assert result.status is CheckoutStatus.REJECTED
     assert result.reason_code == "service_unavailable"

@@ -169,8 +169,9 @@ async def test_business_and_sdk_counters_on_the_prometheus_endpoint(
         # Exactly: a counter recorded twice for one checkout would be as wrong as a missing one.
         assert total(samples, name, **dict(labels)) == value, (name, labels)
     assert total(samples, metrics.COMPENSATIONS_STUCK) == 0
+    # The SDK's own metrics are on the same endpoint: the steps run as local activities.
     assert total(
-        samples, "temporal_activity_execution_latency_count", activity_type="charge_payment"
+        samples, "temporal_local_activity_execution_latency_count", activity_type="charge_payment"
     )
 
     # Replaying the histories (as a new worker would) records nothing again.

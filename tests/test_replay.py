@@ -32,6 +32,7 @@ from workflows.checkout import (
     checkout_workflow_id,
 )
 from workflows.consumers import LOCAL_CONSUMERS_PATCH
+from workflows.local import FALLBACK_PATCH
 from workflows.loyalty import CUSTOMER_LOYALTY
 from workflows.receipt import SEND_RECEIPT
 from workflows.shipping import SHIP_ORDER
@@ -45,6 +46,11 @@ CONFIRMED = HISTORIES / "confirmed.json"
 BEFORE_FANOUT = HISTORIES / "before-fanout"
 # Consumers recorded while they called their service with an activity (LOCAL_CONSUMERS_PATCH).
 BEFORE_LOCAL_CONSUMERS = HISTORIES / "before-local-consumers"
+# Checkouts recorded while their steps were activities unless a request asked for local steps
+# (local-steps.json), and a failing local step retried in the worker to the end of its budget.
+BEFORE_LOCAL_STEPS_DEFAULT = HISTORIES / "before-local-steps-default"
+# The paths whose charge fails its two local tries (payments 503s) and goes on as an activity.
+FELL_BACK = {"transient-retries", "cancelled", "deadline"}
 
 
 def test_every_path_has_a_recorded_history() -> None:
@@ -82,6 +88,7 @@ def test_every_kind_of_workflow_is_recorded() -> None:
     assert len(WORKFLOWS) == len(recorded)  # a new workflow type needs its history too
     assert history_files(BEFORE_FANOUT), "the histories from before the fan-out are kept"
     assert history_files(BEFORE_LOCAL_CONSUMERS), "and those from before local consumer calls"
+    assert history_files(BEFORE_LOCAL_STEPS_DEFAULT), "and those from before local steps"
 
 
 def patches(path: Path) -> set[str]:
@@ -116,9 +123,25 @@ def test_consumers_recorded_before_local_calls_replay_beside_todays() -> None:
 
 
 def test_local_steps_history_commits_the_stock_with_an_activity() -> None:
-    recorded = patches(HISTORIES / "local-steps.json")
-    assert {LOCAL_STEPS_PATCH, COMMIT_AS_ACTIVITY_PATCH} <= recorded
-    assert COMMIT_AS_ACTIVITY_PATCH not in patches(CONFIRMED)  # read only with local steps
+    assert {LOCAL_STEPS_PATCH, COMMIT_AS_ACTIVITY_PATCH} <= patches(CONFIRMED)
+    # Read only with local steps: not in a checkout whose steps are activities.
+    assert not {LOCAL_STEPS_PATCH, COMMIT_AS_ACTIVITY_PATCH} & patches(
+        HISTORIES / "activity-steps.json"
+    )
+    before = BEFORE_LOCAL_STEPS_DEFAULT / "local-steps.json"
+    assert {LOCAL_STEPS_PATCH, COMMIT_AS_ACTIVITY_PATCH} <= patches(before)
+
+
+def test_fallback_patch_only_where_a_local_step_failed_twice() -> None:
+    """The fallback's patch is read only once a local step has failed its local tries, so
+    the histories from before it (whose failing local steps retried in the worker) replay,
+    and a checkout whose steps succeed carries no marker for it."""
+    new = {p.stem: patches(p) for p in CHECKOUTS if p.parent == HISTORIES}
+    assert new.keys() >= FELL_BACK
+    assert {name for name, found in new.items() if FALLBACK_PATCH in found} == FELL_BACK
+    old = [p for p in CHECKOUTS if p.parent == BEFORE_LOCAL_STEPS_DEFAULT]
+    assert len(old) == 9
+    assert all(FALLBACK_PATCH not in patches(p) for p in old)
 
 
 async def test_unguarded_change_fails_every_recorded_history() -> None:
