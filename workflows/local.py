@@ -11,6 +11,7 @@ continues as an ordinary activity, with the rest of its retry budget, a pending 
 operator can see (attempts, last failure) while the workflow is free to take a cancel.
 """
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -107,7 +108,7 @@ async def execute_local_first(
 
 def _first_attempts(policy: RetryPolicy, attempts: int) -> RetryPolicy:
     limit = attempts if policy.maximum_attempts <= 0 else min(attempts, policy.maximum_attempts)
-    return _copy(policy, maximum_attempts=limit)
+    return dataclasses.replace(policy, maximum_attempts=limit)
 
 
 def remaining_policy(policy: RetryPolicy, attempts: int) -> RetryPolicy:
@@ -117,19 +118,7 @@ def remaining_policy(policy: RetryPolicy, attempts: int) -> RetryPolicy:
     if policy.maximum_interval is not None:
         interval = min(interval, policy.maximum_interval)
     remaining = 0 if policy.maximum_attempts <= 0 else policy.maximum_attempts - attempts
-    return _copy(policy, maximum_attempts=remaining, initial_interval=interval)
-
-
-def _copy(
-    policy: RetryPolicy, *, maximum_attempts: int, initial_interval: timedelta | None = None
-) -> RetryPolicy:
-    return RetryPolicy(
-        initial_interval=initial_interval or policy.initial_interval,
-        backoff_coefficient=policy.backoff_coefficient,
-        maximum_interval=policy.maximum_interval,
-        maximum_attempts=maximum_attempts,
-        non_retryable_error_types=policy.non_retryable_error_types,
-    )
+    return dataclasses.replace(policy, maximum_attempts=remaining, initial_interval=interval)
 
 
 def _retryable(err: ActivityError, policy: RetryPolicy) -> bool:
