@@ -1,14 +1,14 @@
 """Activities against the analytics service."""
 
-import httpx
 from temporalio import activity
 
 from activities.consumer import call_consumer
+from activities.http import ServiceClient
 from models.analytics import RecordedEvent, RecordEvent
 
 
 class AnalyticsActivities:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: ServiceClient) -> None:
         self._http = http
 
     @activity.defn(name="record_order_event")

@@ -6,18 +6,17 @@ how many attempts it made into its dead letter.
 
 from typing import TypeVar
 
-import httpx
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.http import call_service
+from activities.http import ServiceClient, call_service
 
 M = TypeVar("M", bound=BaseModel)
 
 
 async def call_consumer(
-    http: httpx.AsyncClient,
+    http: ServiceClient,
     method: str,
     path: str,
     response_model: type[M],

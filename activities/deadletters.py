@@ -1,14 +1,13 @@
 """Activities against the dead-letters service."""
 
-import httpx
 from temporalio import activity
 
-from activities.http import call_service
+from activities.http import ServiceClient, call_service
 from models.deadletters import DeadLetter, NewDeadLetter
 
 
 class DeadLetterActivities:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: ServiceClient) -> None:
         self._http = http
 
     @activity.defn(name="record_dead_letter")

@@ -1,14 +1,13 @@
 """Activities against the inventory service."""
 
-import httpx
 from temporalio import activity
 
-from activities.http import call_service
+from activities.http import ServiceClient, call_service
 from models.inventory import Reservation, ReserveStock
 
 
 class InventoryActivities:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: ServiceClient) -> None:
         self._http = http
 
     @activity.defn(name="reserve_stock")

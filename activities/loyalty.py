@@ -1,14 +1,14 @@
 """Activities against the loyalty service."""
 
-import httpx
 from temporalio import activity
 
 from activities.consumer import call_consumer
+from activities.http import ServiceClient
 from models.loyalty import AddPoints, LedgerEntry
 
 
 class LoyaltyActivities:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: ServiceClient) -> None:
         self._http = http
 
     @activity.defn(name="add_loyalty_points")

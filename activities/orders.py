@@ -1,14 +1,13 @@
 """Activities against the orders service."""
 
-import httpx
 from temporalio import activity
 
-from activities.http import call_service
+from activities.http import ServiceClient, call_service
 from models.orders import CancelOrder, CreateOrder, Order, OrderCancellation
 
 
 class OrderActivities:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: ServiceClient) -> None:
         self._http = http
 
     @activity.defn(name="create_order")

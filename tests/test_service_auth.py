@@ -71,9 +71,11 @@ def test_a_service_without_a_token_refuses_to_start(tmp_path: Path, token: str |
 
 async def test_the_worker_sends_the_token_and_needs_one(services: dict[str, str]) -> None:
     settings = Settings(orders_url=services["orders"])
-    async with service_clients(settings) as clients:
-        response = await clients.orders.get("/orders")
-        assert response.status_code == 200, response.text
+    async with (
+        service_clients(settings) as clients,
+        clients.orders.session.get(f"{clients.orders.url}/orders") as response,
+    ):
+        assert response.status == 200, await response.text()
     without = settings.model_copy(update={"service_token": None})
     with pytest.raises(RuntimeError, match=SERVICE_TOKEN_ENV):
         async with service_clients(without):

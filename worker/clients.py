@@ -1,17 +1,19 @@
-"""Clients: Temporal (connection settings from envconfig) and one pooled httpx per service."""
+"""Clients: Temporal (connection settings from envconfig) and one pooled aiohttp session per
+service."""
 
 import os
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-import httpx
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+import aiohttp
+from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
+from activities.http import ServiceClient
 from telemetry.tracing import configured_tracer_provider
 from worker.codec import data_converter
 from worker.settings import Settings
@@ -50,14 +52,14 @@ async def connect_temporal(
 
 @dataclass(frozen=True)
 class ServiceClients:
-    orders: httpx.AsyncClient
-    inventory: httpx.AsyncClient
-    payments: httpx.AsyncClient
-    email: httpx.AsyncClient
-    warehouse: httpx.AsyncClient
-    analytics: httpx.AsyncClient
-    loyalty: httpx.AsyncClient
-    deadletters: httpx.AsyncClient
+    orders: ServiceClient
+    inventory: ServiceClient
+    payments: ServiceClient
+    email: ServiceClient
+    warehouse: ServiceClient
+    analytics: ServiceClient
+    loyalty: ServiceClient
+    deadletters: ServiceClient
 
 
 def service_headers(settings: Settings) -> dict[str, str]:
@@ -75,33 +77,31 @@ async def service_clients(
     settings: Settings, tracer_provider: TracerProvider | None = None
 ) -> AsyncIterator[ServiceClients]:
     """`tracer_provider`: a span per request, its context sent along (W3C traceparent)."""
-    timeout = httpx.Timeout(settings.http_timeout_seconds)
-    limits = httpx.Limits(max_connections=settings.http_max_connections)
+    timeout = aiohttp.ClientTimeout(total=settings.http_timeout_seconds)
     headers = service_headers(settings)
+    traced = (
+        [] if tracer_provider is None else [create_trace_config(tracer_provider=tracer_provider)]
+    )
 
-    def client(url: object) -> httpx.AsyncClient:
-        http = httpx.AsyncClient(base_url=str(url), timeout=timeout, limits=limits, headers=headers)
-        if tracer_provider is not None:
-            HTTPXClientInstrumentor.instrument_client(http, tracer_provider=tracer_provider)
-        return http
+    async with AsyncExitStack() as sessions:
 
-    async with (
-        client(settings.orders_url) as orders,
-        client(settings.inventory_url) as inventory,
-        client(settings.payments_url) as payments,
-        client(settings.email_url) as email,
-        client(settings.warehouse_url) as warehouse,
-        client(settings.analytics_url) as analytics,
-        client(settings.loyalty_url) as loyalty,
-        client(settings.deadletters_url) as deadletters,
-    ):
+        def client(url: object) -> ServiceClient:
+            session = aiohttp.ClientSession(
+                timeout=timeout,
+                headers=headers,
+                connector=aiohttp.TCPConnector(limit=settings.http_max_connections),
+                trace_configs=traced,
+            )
+            sessions.push_async_callback(session.close)
+            return ServiceClient(str(url).rstrip("/"), session)
+
         yield ServiceClients(
-            orders=orders,
-            inventory=inventory,
-            payments=payments,
-            email=email,
-            warehouse=warehouse,
-            analytics=analytics,
-            loyalty=loyalty,
-            deadletters=deadletters,
+            orders=client(settings.orders_url),
+            inventory=client(settings.inventory_url),
+            payments=client(settings.payments_url),
+            email=client(settings.email_url),
+            warehouse=client(settings.warehouse_url),
+            analytics=client(settings.analytics_url),
+            loyalty=client(settings.loyalty_url),
+            deadletters=client(settings.deadletters_url),
         )
