@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
+import aiohttp
 from pydantic import BaseModel
 
+from activities.http import JSON, ServiceClient
 from models.checkout import CheckoutRequest
 from models.email import receipt_for
 from models.events import OrderConfirmed
@@ -32,13 +33,14 @@ class DirectCallFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class DirectClients:
-    """One pooled client per service, shared by every checkout of the chain."""
+    """One pooled client per service (the HTTP client the activities use), shared by every
+    checkout of the chain."""
 
-    orders: httpx.AsyncClient
-    inventory: httpx.AsyncClient
-    payments: httpx.AsyncClient
-    email: httpx.AsyncClient
-    warehouse: httpx.AsyncClient
+    orders: ServiceClient
+    inventory: ServiceClient
+    payments: ServiceClient
+    email: ServiceClient
+    warehouse: ServiceClient
 
 
 @asynccontextmanager
@@ -49,28 +51,23 @@ async def direct_clients(
     timeout_seconds: float = 30.0,
 ) -> AsyncIterator[DirectClients]:
     """`headers`: the services' bearer token (services.auth), as every caller sends it."""
-    limits = httpx.Limits(max_connections=max_connections)
-    timeout = httpx.Timeout(timeout_seconds)
-
-    def client(name: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=urls[name], headers=dict(headers), limits=limits, timeout=timeout
+    async with aiohttp.ClientSession(
+        headers=dict(headers),
+        timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+        connector=aiohttp.TCPConnector(limit=max_connections),
+    ) as session:
+        yield DirectClients(
+            *(ServiceClient(urls[name].rstrip("/"), session) for name in DIRECT_SERVICES)
         )
 
-    async with (
-        client("orders") as orders,
-        client("inventory") as inventory,
-        client("payments") as payments,
-        client("email") as email,
-        client("warehouse") as warehouse,
-    ):
-        yield DirectClients(orders, inventory, payments, email, warehouse)
 
-
-async def _post(http: httpx.AsyncClient, path: str, body: BaseModel | None = None) -> None:
-    response = await http.post(path, json=None if body is None else body.model_dump(mode="json"))
-    if response.status_code >= 400:
-        raise DirectCallFailed(f"POST {path}: {response.status_code} {response.text[:200]}")
+async def _post(http: ServiceClient, path: str, body: BaseModel | None = None) -> None:
+    data = None if body is None else body.model_dump_json().encode()
+    async with http.session.post(http.url + path, data=data, headers=JSON) as response:
+        if response.status >= 400:
+            text = (await response.text())[:200]
+            raise DirectCallFailed(f"POST {path}: {response.status} {text}")
+        await response.read()
 
 
 async def direct_checkout(clients: DirectClients, request: CheckoutRequest) -> None:
