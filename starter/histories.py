@@ -196,15 +196,18 @@ def activity_steps_confirmed() -> PathRun:
 
 
 @contextlib.asynccontextmanager
-async def payments_down(stack: CaptureStack) -> AsyncIterator[Callable[[], Awaitable[None]]]:
-    """Every call to payments answers 503 until the yielded `recover()` (or the end)."""
+async def payments_down(
+    stack: CaptureStack, paths: list[str] | None = None
+) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """Every call to payments (under `paths`, if given) answers 503 until the yielded
+    `recover()`, or the end."""
     payments = stack.service_urls["payments"]
     async with httpx.AsyncClient(timeout=10.0, headers=stack.service_headers) as http:
 
         async def fault(body: dict[str, Any]) -> None:
             (await http.put(f"{payments}/admin/fault", json=body)).raise_for_status()
 
-        await fault({"fail": True})
+        await fault({"fail": True, "paths": paths or []})
         try:
             yield lambda: fault({})
         finally:
@@ -256,19 +259,12 @@ def refund_stuck_then_skipped() -> PathRun:
         base = demo_request("card declined")
         options = base.options.model_copy(update={"compensation_attempts_before_attention": 1})
         request = _variant(base, "attention", options=options.model_dump())
-        payments = stack.service_urls["payments"]
-        async with httpx.AsyncClient(timeout=10.0, headers=stack.service_headers) as http:
-            fault = {"fail": True, "paths": ["/charges/"]}  # refunds, not charges
-            (await http.put(f"{payments}/admin/fault", json=fault)).raise_for_status()
-            try:
-                handle = await _start(stack, request)
-                await _wait_for(handle, lambda p: bool(p.stuck))
-                await handle.execute_update(
-                    CheckoutWorkflow.skip_compensation,
-                    SkipCompensation(reason="refunded by hand"),
-                )
-            finally:
-                (await http.put(f"{payments}/admin/fault", json={})).raise_for_status()
+        async with payments_down(stack, paths=["/charges/"]):  # refunds, not charges
+            handle = await _start(stack, request)
+            await _wait_for(handle, lambda p: bool(p.stuck))
+            await handle.execute_update(
+                CheckoutWorkflow.skip_compensation, SkipCompensation(reason="refunded by hand")
+            )
         outcome = outcome_label(await handle.result())
         _expect(outcome, "REJECTED:card_declined")
         return Recorded(handle.id, f"{outcome} (refund skipped)")
