@@ -5,7 +5,6 @@ instead of activity tasks, compensations still activities, a failing step a pend
 with the rest of its retry budget, and the histories replay."""
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -23,6 +22,7 @@ from models.checkout import (
     CheckoutStatus,
 )
 from models.deadletters import Delivery
+from starter.replay import patch_ids
 from tests.fake_shop import HEALED, JOURNAL, scripted_checkout_workers, scripted_request
 from worker.after_answer import after_answer_slots
 from worker.runner import WORKFLOWS
@@ -73,16 +73,6 @@ async def scheduled_activities(handle: Handle) -> list[str]:
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
-
-
-async def patch_ids(handle: Handle) -> set[str]:
-    history = await handle.fetch_history()
-    return {
-        json.loads(payload.data)["id"]
-        for event in history.events
-        if event.marker_recorded_event_attributes.marker_name == "core_patch"
-        for payload in event.marker_recorded_event_attributes.details["patch-data"].payloads
-    }
 
 
 async def markers(handle: Handle) -> list[str]:
@@ -160,7 +150,7 @@ async def test_a_step_failing_twice_continues_as_a_visible_activity(
     assert result.status is CheckoutStatus.CONFIRMED
     scheduled = await scheduled_activities(handle)
     assert [s for s in scheduled if s in STEPS] == ["charge_payment"]
-    assert FALLBACK_PATCH in await patch_ids(handle)
+    assert FALLBACK_PATCH in patch_ids(await handle.fetch_history())
     replayer = Replayer(workflows=WORKFLOWS, data_converter=env.client.data_converter)
     await replayer.replay_workflow(await handle.fetch_history())
 
@@ -184,7 +174,7 @@ async def test_a_step_that_keeps_failing_gets_the_same_budget_then_compensates(
 async def test_steps_that_succeed_record_no_fallback_patch(env: WorkflowEnvironment) -> None:
     _, handle = await run_checkout(env, local_steps=True)
 
-    assert FALLBACK_PATCH not in await patch_ids(handle)
+    assert FALLBACK_PATCH not in patch_ids(await handle.fetch_history())
 
 
 def test_remaining_policy_carries_on_the_backoff_where_the_local_tries_stopped() -> None:

@@ -6,7 +6,6 @@ would break the checkouts running at deploy time; guard it with `workflow.patche
 """
 
 import asyncio
-import json
 import uuid
 from pathlib import Path
 
@@ -18,7 +17,14 @@ from models.checkout import CartItem, CheckoutRequest, CheckoutStatus
 from models.payments import CARD_DECLINED, CARD_OK
 from starter.checkouts import place_checkout
 from starter.histories import PATHS
-from starter.replay import history_files, load_history, replay_files, replayer, workflow_type
+from starter.replay import (
+    history_files,
+    load_history,
+    patch_ids,
+    replay_files,
+    replayer,
+    workflow_type,
+)
 from tests.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
 from tests.cli import run_cli
 from tests.stock import new_stocked_sku
@@ -93,13 +99,7 @@ def test_every_kind_of_workflow_is_recorded() -> None:
 
 def patches(path: Path) -> set[str]:
     """The ids of the patch markers (`workflow.patched`) in a recorded history."""
-    found = set()
-    for event in load_history(path).events:
-        marker = event.marker_recorded_event_attributes
-        if marker.marker_name == "core_patch":
-            for payload in marker.details["patch-data"].payloads:
-                found.add(json.loads(payload.data)["id"])
-    return found
+    return patch_ids(load_history(path))
 
 
 def test_patch_marker_only_in_histories_recorded_after_it() -> None:
