@@ -32,9 +32,9 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)
     worker_workflow_task_pollers: int | None = Field(default=None, ge=2)
     worker_activity_task_pollers: int | None = Field(default=None, ge=1)
-    # The worker of the work after an answer (worker/after_answer.py) takes a task once the
-    # machine's CPU has stayed below this share for a second (1: always), and whatever the
-    # load, once the oldest waiting task has waited this many seconds.
+    # The worker of the work after an answer (worker/after_answer.py) holds its slots while
+    # customers wait and a CPU reading of the last second reached this share (1: never holds);
+    # whatever the load, it takes a task once the oldest waiting one has waited max_wait.
     after_answer_target_cpu: float = Field(default=0.8, gt=0, le=1)
     after_answer_max_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
     # Our workflow modules (constants and functions only) are not re-imported by the sandbox
