@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.common import ServiceFailure
+from services.errors import ServiceFailure
 
 SERVICE_TOKEN_ENV = "CHECKOUT_SERVICE_TOKEN"
 MIN_TOKEN_LENGTH = 16

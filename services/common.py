@@ -10,13 +10,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import uvicorn
-from fastapi import Depends, FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Response
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.common import ServiceError
+from services.auth import MissingServiceToken, require_service_token, token_from_env
+from services.errors import ServiceFailure, install_error_bodies
+from services.faults import install_faults
 from telemetry.services import observe_service
 
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -116,71 +115,10 @@ def record_once(
     return row
 
 
-class ServiceFailure(Exception):
-    """A refusal the client should see, rendered as a ServiceError body."""
-
-    def __init__(
-        self,
-        status_code: int,
-        code: str,
-        message: str,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(message)
-        self.status_code = status_code
-        self.error = ServiceError(code=code, message=message, field=field)
-        self.headers = headers
-
-
-def error_response(
-    status_code: int, error: ServiceError, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(error.model_dump(), status_code=status_code, headers=headers)
-
-
 def idempotency_key_reused(key: str) -> ServiceFailure:
     return ServiceFailure(
         409, "idempotency_key_reused", f"{key!r} was already used for a different request"
     )
-
-
-# Where pydantic puts the request part first in a location; the client's field name follows.
-_REQUEST_PARTS = {"body", "query", "path", "header", "cookie"}
-
-
-def _on_service_failure(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceFailure)
-    return error_response(exc.status_code, exc.error, exc.headers)
-
-
-def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0]
-    loc = [str(part) for part in first.get("loc", ())]
-    if loc and loc[0] in _REQUEST_PARTS:
-        loc = loc[1:]
-    if first.get("type") == "json_invalid":
-        loc = []  # not JSON at all: no field to name (the number there is a character offset)
-    # Only pydantic's msg: the input itself may be a card number and is never echoed.
-    error = ServiceError(
-        code="invalid_request",
-        message=str(first.get("msg", "invalid")).removeprefix("Value error, "),
-        field=".".join(loc) or None,
-    )
-    return error_response(422, error)
-
-
-def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    error = ServiceError(code=codes.get(exc.status_code, "http_error"), message=str(exc.detail))
-    return error_response(exc.status_code, error, dict(exc.headers or {}))
-
-
-def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-    # The traceback still goes to the server log; the client gets no internals.
-    return error_response(500, ServiceError(code="internal_error", message="internal error"))
 
 
 class Health(BaseModel):
@@ -191,17 +129,11 @@ class Health(BaseModel):
 def create_service_app(name: str) -> FastAPI:
     """A FastAPI app with ServiceError bodies for every failure, a GET /health, and fault
     injection under /admin/fault (services.faults)."""
-    from services.auth import require_service_token, token_from_env  # they build on this
-    from services.faults import install_faults  # it builds on this module's error bodies
-
     # No token, no service (services.auth): every route but /health needs the bearer token.
     app = FastAPI(
         title=f"{name} service", dependencies=[Depends(require_service_token(token_from_env()))]
     )
-    app.add_exception_handler(ServiceFailure, _on_service_failure)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_unexpected)
+    install_error_bodies(app)
 
     @app.get("/health")
     def health() -> Health:
@@ -218,8 +150,6 @@ def serve(make_app: Callable[[str], FastAPI], argv: Sequence[str]) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db", required=True, help="SQLite file, created if missing")
     args = parser.parse_args(argv)
-    from services.auth import MissingServiceToken, token_from_env
-
     try:
         token_from_env()  # before anything is created: no token, no service
     except MissingServiceToken as err:

@@ -5,13 +5,7 @@ import sqlite3
 from fastapi import FastAPI, Response
 
 from models.analytics import EventCounts, RecordedEvent, RecordEvent
-from services.common import (
-    Database,
-    create_service_app,
-    fingerprint,
-    now_iso,
-    record_once,
-)
+from services.common import Database, create_service_app, fingerprint, now_iso, record_once
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

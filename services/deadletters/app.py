@@ -23,7 +23,8 @@ from models.deadletters import (
     MarkRedriven,
     NewDeadLetter,
 )
-from services.common import Database, ServiceFailure, create_service_app
+from services.common import Database, create_service_app
+from services.errors import ServiceFailure
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deadletters (

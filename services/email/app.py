@@ -12,13 +12,13 @@ from models.common import IdempotencyKey
 from models.email import SendEmail, SentEmail
 from services.common import (
     Database,
-    ServiceFailure,
     create_service_app,
     fingerprint,
     now_iso,
     record_once,
     row_by_key,
 )
+from services.errors import ServiceFailure
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS emails (

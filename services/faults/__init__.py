@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.common import ServiceError
 from models.faults import FaultCounts, Faults
-from services.common import error_response
+from services.errors import error_response
 
 UNAFFECTED_PREFIXES = ("/health", "/admin", "/docs", "/openapi.json", "/redoc")
 

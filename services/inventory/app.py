@@ -19,13 +19,8 @@ from models.inventory import (
     StockLevel,
     StockLine,
 )
-from services.common import (
-    Database,
-    ServiceFailure,
-    create_service_app,
-    fingerprint,
-    idempotency_key_reused,
-)
+from services.common import Database, create_service_app, fingerprint, idempotency_key_reused
+from services.errors import ServiceFailure
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stock (

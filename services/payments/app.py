@@ -17,13 +17,8 @@ from models.payments import (
     ChargeStatus,
     RefundRequest,
 )
-from services.common import (
-    Database,
-    ServiceFailure,
-    create_service_app,
-    fingerprint,
-    idempotency_key_reused,
-)
+from services.common import Database, create_service_app, fingerprint, idempotency_key_reused
+from services.errors import ServiceFailure
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (

@@ -15,7 +15,6 @@ from models.inventory import StockLine
 from models.warehouse import CreateShipment, Shipment, ShipmentStatus
 from services.common import (
     Database,
-    ServiceFailure,
     create_service_app,
     fingerprint,
     idempotency_key_reused,
@@ -23,6 +22,7 @@ from services.common import (
     record_once,
     row_by_key,
 )
+from services.errors import ServiceFailure
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS shipments (
