@@ -4,87 +4,23 @@ import argparse
 import hashlib
 import json
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
 
 import uvicorn
 from fastapi import Depends, FastAPI, Response
 from pydantic import BaseModel
 
 from services.auth import MissingServiceToken, require_service_token, token_from_env
+from services.database import row_by_key
 from services.errors import ServiceFailure, install_error_bodies
 from services.faults import install_faults
 from telemetry.services import observe_service
-
-BUSY_TIMEOUT_SECONDS = 30.0
-
-
-class Database:
-    """One SQLite file, one connection per thread (FastAPI runs sync endpoints on its
-    threadpool; a sqlite3 connection must stay on the thread that made it). Connections live
-    as long as their thread: opening one per request cost ~1.5 ms a write here, most of it the
-    checkpoint SQLite runs when the last connection to a WAL file closes."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._local = threading.local()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            # isolation_level=None: no implicit transactions; writes say BEGIN IMMEDIATE.
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            self._local.conn = conn
-        return conn
-
-    def init(self, schema: str) -> None:
-        """Turn on WAL (persistent in the file) and create the tables if missing."""
-        conn = self._connect()
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.executescript(schema)
-
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """Reads outside a transaction: each statement sees the last committed state."""
-        yield self._connect()
-
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A transaction that holds the write lock from its first statement, so a
-        read-then-update inside it cannot race another request; rolled back on error."""
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # the connection outlives the request: leave it clean
-                conn.execute("ROLLBACK")
-            raise
 
 
 def fingerprint(request: BaseModel) -> str:
     """Hash of the canonical JSON of a validated request: same meaning, same hash."""
     canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def row_by_key(
-    conn: sqlite3.Connection, table: str, key_column: str, key: str
-) -> sqlite3.Row | None:
-    """The row of `table` whose `key_column` is `key` (names are the service's constants)."""
-    row: sqlite3.Row | None = conn.execute(
-        f"SELECT * FROM {table} WHERE {key_column} = ?", (key,)
-    ).fetchone()
-    return row
 
 
 def record_once(

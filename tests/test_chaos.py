@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from models.checkout import CheckoutStatus
-from services.common import Database
+from services.database import Database
 from services.email.app import SCHEMA as EMAIL_SCHEMA
 from services.inventory.app import SCHEMA as INVENTORY_SCHEMA
 from services.orders.app import SCHEMA as ORDERS_SCHEMA

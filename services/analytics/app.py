@@ -5,7 +5,8 @@ import sqlite3
 from fastapi import FastAPI, Response
 
 from models.analytics import EventCounts, RecordedEvent, RecordEvent
-from services.common import Database, create_service_app, fingerprint, now_iso, record_once
+from services.common import create_service_app, fingerprint, record_once
+from services.database import Database, now_iso
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

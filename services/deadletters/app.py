@@ -23,7 +23,8 @@ from models.deadletters import (
     MarkRedriven,
     NewDeadLetter,
 )
-from services.common import Database, create_service_app
+from services.common import create_service_app
+from services.database import Database
 from services.errors import ServiceFailure
 
 SCHEMA = """

@@ -10,14 +10,8 @@ from fastapi import FastAPI, Path, Response
 
 from models.common import IdempotencyKey
 from models.email import SendEmail, SentEmail
-from services.common import (
-    Database,
-    create_service_app,
-    fingerprint,
-    now_iso,
-    record_once,
-    row_by_key,
-)
+from services.common import create_service_app, fingerprint, record_once
+from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
 
 SCHEMA = """

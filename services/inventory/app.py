@@ -19,7 +19,8 @@ from models.inventory import (
     StockLevel,
     StockLine,
 )
-from services.common import Database, create_service_app, fingerprint, idempotency_key_reused
+from services.common import create_service_app, fingerprint, idempotency_key_reused
+from services.database import Database
 from services.errors import ServiceFailure
 
 SCHEMA = """

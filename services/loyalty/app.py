@@ -7,7 +7,8 @@ from fastapi import FastAPI, Path, Response
 
 from models.common import CustomerId
 from models.loyalty import AddPoints, LedgerEntry, LoyaltyBalance
-from services.common import Database, create_service_app, fingerprint, now_iso, record_once
+from services.common import create_service_app, fingerprint, record_once
+from services.database import Database, now_iso
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (

@@ -8,7 +8,8 @@ from fastapi import FastAPI, Path, Response
 
 from models.common import OrderId
 from models.orders import CancelOrder, CreateOrder, Order, OrderLine, OrderStatus
-from services.common import Database, create_service_app, fingerprint, idempotency_key_reused
+from services.common import create_service_app, fingerprint, idempotency_key_reused
+from services.database import Database
 from services.errors import ServiceFailure
 
 SCHEMA = """

@@ -17,7 +17,8 @@ from models.payments import (
     ChargeStatus,
     RefundRequest,
 )
-from services.common import Database, create_service_app, fingerprint, idempotency_key_reused
+from services.common import create_service_app, fingerprint, idempotency_key_reused
+from services.database import Database
 from services.errors import ServiceFailure
 
 SCHEMA = """
