@@ -11,7 +11,7 @@ from telemetry.tracing import configure_tracing
 
 
 def service_name(app: FastAPI) -> str:
-    """The service's name, from the title services.common gives its app ("orders service")."""
+    """The service's name, from the title services.service_app gives its app ("orders service")."""
     return app.title.removesuffix(" service")
 
 

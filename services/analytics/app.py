@@ -5,8 +5,9 @@ import sqlite3
 from fastapi import FastAPI, Response
 
 from models.analytics import EventCounts, RecordedEvent, RecordEvent
-from services.common import create_service_app, fingerprint, record_once
 from services.database import Database, now_iso
+from services.idempotency import fingerprint, record_once
+from services.service_app import create_service_app
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

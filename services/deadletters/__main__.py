@@ -1,7 +1,7 @@
 import sys
 
-from services.common import serve
 from services.deadletters.app import create_app
+from services.server import serve
 
 if __name__ == "__main__":
     serve(create_app, sys.argv[1:])

@@ -23,9 +23,9 @@ from models.deadletters import (
     MarkRedriven,
     NewDeadLetter,
 )
-from services.common import create_service_app
 from services.database import Database
 from services.errors import ServiceFailure
+from services.service_app import create_service_app
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deadletters (

@@ -10,9 +10,10 @@ from fastapi import FastAPI, Path, Response
 
 from models.common import IdempotencyKey
 from models.email import SendEmail, SentEmail
-from services.common import create_service_app, fingerprint, record_once
 from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
+from services.idempotency import fingerprint, record_once
+from services.service_app import create_service_app
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS emails (

@@ -19,9 +19,10 @@ from models.inventory import (
     StockLevel,
     StockLine,
 )
-from services.common import create_service_app, fingerprint, idempotency_key_reused
 from services.database import Database
 from services.errors import ServiceFailure
+from services.idempotency import fingerprint, idempotency_key_reused
+from services.service_app import create_service_app
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stock (

@@ -7,8 +7,9 @@ from fastapi import FastAPI, Path, Response
 
 from models.common import CustomerId
 from models.loyalty import AddPoints, LedgerEntry, LoyaltyBalance
-from services.common import create_service_app, fingerprint, record_once
 from services.database import Database, now_iso
+from services.idempotency import fingerprint, record_once
+from services.service_app import create_service_app
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (

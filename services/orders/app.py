@@ -8,9 +8,10 @@ from fastapi import FastAPI, Path, Response
 
 from models.common import OrderId
 from models.orders import CancelOrder, CreateOrder, Order, OrderLine, OrderStatus
-from services.common import create_service_app, fingerprint, idempotency_key_reused
 from services.database import Database
 from services.errors import ServiceFailure
+from services.idempotency import fingerprint, idempotency_key_reused
+from services.service_app import create_service_app
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (

@@ -3,8 +3,8 @@ import sys
 
 from fastapi import FastAPI
 
-from services.common import serve
 from services.payments.app import create_app
+from services.server import serve
 
 
 def _make_app(db_path: str) -> FastAPI:

@@ -1,6 +1,6 @@
 import sys
 
-from services.common import serve
+from services.server import serve
 from services.warehouse.app import create_app
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ from fastapi import FastAPI, Path, Response
 from models.common import OrderId
 from models.inventory import StockLine
 from models.warehouse import CreateShipment, Shipment, ShipmentStatus
-from services.common import create_service_app, fingerprint, idempotency_key_reused, record_once
 from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
+from services.idempotency import fingerprint, idempotency_key_reused, record_once
+from services.service_app import create_service_app
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS shipments (

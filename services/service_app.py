@@ -1,0 +1,30 @@
+"""The FastAPI app every service starts from: the bearer token on every route but /health,
+ServiceError bodies for every failure, GET /health, and fault injection under /admin/fault."""
+
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel
+
+from services.auth import require_service_token, token_from_env
+from services.errors import install_error_bodies
+from services.faults import install_faults
+
+
+class Health(BaseModel):
+    status: str
+    service: str
+
+
+def create_service_app(name: str) -> FastAPI:
+    """The app of service `name`, titled "`name` service" (telemetry reads the name back)."""
+    # No token, no service (services.auth): every route but /health needs the bearer token.
+    app = FastAPI(
+        title=f"{name} service", dependencies=[Depends(require_service_token(token_from_env()))]
+    )
+    install_error_bodies(app)
+
+    @app.get("/health")
+    def health() -> Health:
+        return Health(status="ok", service=name)
+
+    install_faults(app, name)
+    return app
