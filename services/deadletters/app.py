@@ -23,7 +23,7 @@ from models.deadletters import (
     MarkRedriven,
     NewDeadLetter,
 )
-from services.database import Database
+from services.database import Database, row_by_key
 from services.errors import ServiceFailure
 from services.service_app import create_service_app
 
@@ -74,13 +74,6 @@ def _letter(row: sqlite3.Row) -> DeadLetter:
     )
 
 
-def _get(conn: sqlite3.Connection, letter_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM deadletters WHERE letter_id = ?", (letter_id,)
-    ).fetchone()
-    return row
-
-
 def _not_found(letter_id: str) -> ServiceFailure:
     return ServiceFailure(404, "letter_not_found", f"no dead letter {letter_id!r}", "letter_id")
 
@@ -94,7 +87,7 @@ def create_app(db_path: str) -> FastAPI:
     def record(body: NewDeadLetter, response: Response) -> DeadLetter:
         now = _now()
         with db.write() as conn:
-            row = _get(conn, body.letter_id)
+            row = row_by_key(conn, "deadletters", "letter_id", body.letter_id)
             if row is None:
                 conn.execute(
                     "INSERT INTO deadletters (letter_id, consumer, event, target, error, attempts,"
@@ -133,14 +126,14 @@ def create_app(db_path: str) -> FastAPI:
                         body.letter_id,
                     ),
                 )
-            row = _get(conn, body.letter_id)
+            row = row_by_key(conn, "deadletters", "letter_id", body.letter_id)
             assert row is not None
             return _letter(row)
 
     @app.post("/deadletters/{letter_id}/redriven")
     def mark_redriven(letter_id: PathLetterId, body: MarkRedriven) -> DeadLetter:
         with db.write() as conn:
-            row = _get(conn, letter_id)
+            row = row_by_key(conn, "deadletters", "letter_id", letter_id)
             if row is None:
                 raise _not_found(letter_id)
             if row["redrives"] < body.redrive:
@@ -158,14 +151,14 @@ def create_app(db_path: str) -> FastAPI:
                     "redrive",
                 )
             # REDRIVEN with redrives >= n: a repeat, nothing changes.
-            row = _get(conn, letter_id)
+            row = row_by_key(conn, "deadletters", "letter_id", letter_id)
             assert row is not None
             return _letter(row)
 
     @app.get("/deadletters/{letter_id}")
     def get_letter(letter_id: PathLetterId) -> DeadLetter:
         with db.read() as conn:
-            row = _get(conn, letter_id)
+            row = row_by_key(conn, "deadletters", "letter_id", letter_id)
         if row is None:
             raise _not_found(letter_id)
         return _letter(row)

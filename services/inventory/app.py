@@ -19,7 +19,7 @@ from models.inventory import (
     StockLevel,
     StockLine,
 )
-from services.database import Database
+from services.database import Database, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
 from services.service_app import create_service_app
@@ -64,18 +64,6 @@ def _reservation(row: sqlite3.Row) -> Reservation:
     )
 
 
-def _get(conn: sqlite3.Connection, reservation_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM reservations WHERE reservation_id = ?", (reservation_id,)
-    ).fetchone()
-    return row
-
-
-def _stock(conn: sqlite3.Connection, sku: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute("SELECT * FROM stock WHERE sku = ?", (sku,)).fetchone()
-    return row
-
-
 def _out_of_stock(row: sqlite3.Row) -> ServiceFailure:
     """The 409 of a REJECTED reservation, rebuilt from what was stored at the time."""
     short = OutOfStock.model_validate_json(row["rejection"])
@@ -99,7 +87,7 @@ def _set_status(conn: sqlite3.Connection, reservation_id: str, status: Reservati
 def _reserve(conn: sqlite3.Connection, body: ReserveStock) -> OutOfStock | None:
     """Take every line from available, or none: the first line short is returned."""
     for index, line in enumerate(body.lines):
-        if _stock(conn, line.sku) is None:
+        if row_by_key(conn, "stock", "sku", line.sku) is None:
             raise ServiceFailure(
                 422, "unknown_sku", f"unknown SKU {line.sku!r}", f"lines.{index}.sku"
             )
@@ -112,7 +100,7 @@ def _reserve(conn: sqlite3.Connection, body: ReserveStock) -> OutOfStock | None:
             (line.quantity, line.quantity, line.sku, line.quantity),
         ).rowcount
         if taken == 0:
-            stock = _stock(conn, line.sku)
+            stock = row_by_key(conn, "stock", "sku", line.sku)
             assert stock is not None
             conn.execute("ROLLBACK TO reserve")
             return OutOfStock(sku=line.sku, requested=line.quantity, available=stock["available"])
@@ -133,7 +121,7 @@ def create_app(db_path: str) -> FastAPI:
     def reserve(body: ReserveStock, response: Response) -> Reservation:
         digest = fingerprint(body)
         with db.write() as conn:
-            row = _get(conn, body.reservation_id)
+            row = row_by_key(conn, "reservations", "reservation_id", body.reservation_id)
             if row is None:
                 short = _reserve(conn, body)
                 conn.execute(
@@ -148,7 +136,7 @@ def create_app(db_path: str) -> FastAPI:
                         short.model_dump_json() if short else None,
                     ),
                 )
-                row = _get(conn, body.reservation_id)
+                row = row_by_key(conn, "reservations", "reservation_id", body.reservation_id)
                 assert row is not None
             elif row["request_hash"] is None:
                 # Released before it arrived: this late request must hold nothing.
@@ -163,7 +151,7 @@ def create_app(db_path: str) -> FastAPI:
     @app.post("/reservations/{reservation_id}/release")
     def release(reservation_id: PathReservationId) -> Reservation:
         with db.write() as conn:
-            row = _get(conn, reservation_id)
+            row = row_by_key(conn, "reservations", "reservation_id", reservation_id)
             if row is None:
                 # A tombstone, so that a reserve still in flight takes nothing.
                 conn.execute(
@@ -184,14 +172,14 @@ def create_app(db_path: str) -> FastAPI:
                     )
                 _set_status(conn, reservation_id, ReservationStatus.RELEASED)
             # RELEASED or REJECTED: holds nothing, nothing to give back.
-            row = _get(conn, reservation_id)
+            row = row_by_key(conn, "reservations", "reservation_id", reservation_id)
             assert row is not None
             return _reservation(row)
 
     @app.post("/reservations/{reservation_id}/commit")
     def commit(reservation_id: PathReservationId) -> Reservation:
         with db.write() as conn:
-            row = _get(conn, reservation_id)
+            row = row_by_key(conn, "reservations", "reservation_id", reservation_id)
             if row is None:
                 raise ServiceFailure(
                     404,
@@ -213,14 +201,14 @@ def create_app(db_path: str) -> FastAPI:
                         (line["quantity"], line["quantity"], line["sku"]),
                     )
                 _set_status(conn, reservation_id, ReservationStatus.COMMITTED)
-            row = _get(conn, reservation_id)
+            row = row_by_key(conn, "reservations", "reservation_id", reservation_id)
             assert row is not None
             return _reservation(row)
 
     @app.get("/reservations/{reservation_id}")
     def get_reservation(reservation_id: PathReservationId) -> Reservation:
         with db.read() as conn:
-            row = _get(conn, reservation_id)
+            row = row_by_key(conn, "reservations", "reservation_id", reservation_id)
         if row is None:
             raise ServiceFailure(
                 404, "reservation_not_found", f"no reservation {reservation_id!r}", "reservation_id"
@@ -245,7 +233,7 @@ def create_app(db_path: str) -> FastAPI:
     @app.get("/stock/{sku}")
     def get_stock(sku: PathSku) -> StockLevel:
         with db.read() as conn:
-            row = _stock(conn, sku)
+            row = row_by_key(conn, "stock", "sku", sku)
         if row is None:
             raise ServiceFailure(404, "unknown_sku", f"unknown SKU {sku!r}", "sku")
         return StockLevel.model_validate(dict(row))
@@ -259,7 +247,7 @@ def create_app(db_path: str) -> FastAPI:
                 " available = excluded.available",
                 (sku, body.name, body.available),
             )
-            row = _stock(conn, sku)
+            row = row_by_key(conn, "stock", "sku", sku)
         assert row is not None
         return StockLevel.model_validate(dict(row))
 

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Path, Response
 
 from models.common import OrderId
 from models.orders import CancelOrder, CreateOrder, Order, OrderLine, OrderStatus
-from services.database import Database
+from services.database import Database, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
 from services.service_app import create_service_app
@@ -41,13 +41,6 @@ def _order(row: sqlite3.Row) -> Order:
     )
 
 
-def _get(conn: sqlite3.Connection, order_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM orders WHERE order_id = ?", (order_id,)
-    ).fetchone()
-    return row
-
-
 def _not_found(order_id: str) -> ServiceFailure:
     return ServiceFailure(404, "order_not_found", f"no order {order_id!r}", "order_id")
 
@@ -61,7 +54,7 @@ def create_app(db_path: str) -> FastAPI:
     def create_order(body: CreateOrder, response: Response) -> Order:
         digest = fingerprint(body)
         with db.write() as conn:
-            row = _get(conn, body.order_id)
+            row = row_by_key(conn, "orders", "order_id", body.order_id)
             if row is None:
                 conn.execute(
                     "INSERT INTO orders (order_id, request_hash, customer_id, currency, lines,"
@@ -76,7 +69,7 @@ def create_app(db_path: str) -> FastAPI:
                         OrderStatus.PENDING,
                     ),
                 )
-                row = _get(conn, body.order_id)
+                row = row_by_key(conn, "orders", "order_id", body.order_id)
                 assert row is not None
             elif row["request_hash"] is None:
                 # Cancelled before it arrived: the late create must not bring it back to life.
@@ -88,7 +81,7 @@ def create_app(db_path: str) -> FastAPI:
     @app.post("/orders/{order_id}/confirm")
     def confirm_order(order_id: PathOrderId) -> Order:
         with db.write() as conn:
-            row = _get(conn, order_id)
+            row = row_by_key(conn, "orders", "order_id", order_id)
             if row is None:
                 raise _not_found(order_id)
             if row["status"] == OrderStatus.CANCELLED:
@@ -98,14 +91,14 @@ def create_app(db_path: str) -> FastAPI:
                     "UPDATE orders SET status = ? WHERE order_id = ?",
                     (OrderStatus.CONFIRMED, order_id),
                 )
-            row = _get(conn, order_id)
+            row = row_by_key(conn, "orders", "order_id", order_id)
             assert row is not None
             return _order(row)
 
     @app.post("/orders/{order_id}/cancel")
     def cancel_order(order_id: PathOrderId, body: CancelOrder) -> Order:
         with db.write() as conn:
-            row = _get(conn, order_id)
+            row = row_by_key(conn, "orders", "order_id", order_id)
             if row is None:
                 # A tombstone, so that a create still in flight finds the order cancelled.
                 conn.execute(
@@ -122,14 +115,14 @@ def create_app(db_path: str) -> FastAPI:
                     (OrderStatus.CANCELLED, body.reason, order_id),
                 )
             # Already CANCELLED: a repeat, the first reason stands.
-            row = _get(conn, order_id)
+            row = row_by_key(conn, "orders", "order_id", order_id)
             assert row is not None
             return _order(row)
 
     @app.get("/orders/{order_id}")
     def get_order(order_id: PathOrderId) -> Order:
         with db.read() as conn:
-            row = _get(conn, order_id)
+            row = row_by_key(conn, "orders", "order_id", order_id)
         if row is None:
             raise _not_found(order_id)
         return _order(row)

@@ -17,7 +17,7 @@ from models.payments import (
     ChargeStatus,
     RefundRequest,
 )
-from services.database import Database
+from services.database import Database, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
 from services.service_app import create_service_app
@@ -54,13 +54,6 @@ def _charge(row: sqlite3.Row) -> Charge:
         status=ChargeStatus(row["status"]),
         refund_reason=row["refund_reason"],
     )
-
-
-def _get(conn: sqlite3.Connection, charge_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM charges WHERE charge_id = ?", (charge_id,)
-    ).fetchone()
-    return row
 
 
 def _request_hash(body: ChargeRequest) -> str:
@@ -103,7 +96,7 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
         digest = _request_hash(body)
         unavailable = False
         with db.write() as conn:
-            row = _get(conn, body.charge_id)
+            row = row_by_key(conn, "charges", "charge_id", body.charge_id)
             if row is not None:
                 if row["request_hash"] is None:
                     raise _voided(body.charge_id)
@@ -126,7 +119,7 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
                         ChargeStatus.DECLINED if declined else ChargeStatus.SUCCEEDED,
                     ),
                 )
-                row = _get(conn, body.charge_id)
+                row = row_by_key(conn, "charges", "charge_id", body.charge_id)
         # Raised after the commit, so that the attempt count and a DECLINED row are kept.
         if unavailable:
             raise ServiceFailure(503, "payment_unavailable", "card network unavailable, retry")
@@ -138,7 +131,7 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
     @app.post("/charges/{charge_id}/refund")
     def refund(charge_id: PathChargeId, body: RefundRequest) -> Charge:
         with db.write() as conn:
-            row = _get(conn, charge_id)
+            row = row_by_key(conn, "charges", "charge_id", charge_id)
             if row is None:
                 # A tombstone, so that a charge still in flight is refused, not orphaned.
                 conn.execute(
@@ -153,14 +146,14 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
                     (ChargeStatus.REFUNDED, body.reason, charge_id),
                 )
             # REFUNDED or VOIDED: a repeat, the first reason stands. DECLINED: nothing to give.
-            row = _get(conn, charge_id)
+            row = row_by_key(conn, "charges", "charge_id", charge_id)
             assert row is not None
             return _charge(row)
 
     @app.get("/charges/{charge_id}")
     def get_charge(charge_id: PathChargeId) -> Charge:
         with db.read() as conn:
-            row = _get(conn, charge_id)
+            row = row_by_key(conn, "charges", "charge_id", charge_id)
         if row is None:
             raise ServiceFailure(404, "charge_not_found", f"no charge {charge_id!r}", "charge_id")
         return _charge(row)
