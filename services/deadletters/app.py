@@ -10,7 +10,6 @@
 
 import json
 import sqlite3
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Path, Response
@@ -23,7 +22,7 @@ from models.deadletters import (
     MarkRedriven,
     NewDeadLetter,
 )
-from services.database import Database, row_by_key
+from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
 from services.service_app import create_service_app
 
@@ -47,10 +46,6 @@ CREATE INDEX IF NOT EXISTS deadletters_status ON deadletters (status);
 """
 
 PathLetterId = Annotated[IdempotencyKey, Path()]
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _letter(row: sqlite3.Row) -> DeadLetter:
@@ -85,7 +80,7 @@ def create_app(db_path: str) -> FastAPI:
 
     @app.post("/deadletters", status_code=201)
     def record(body: NewDeadLetter, response: Response) -> DeadLetter:
-        now = _now()
+        now = now_iso()
         with db.write() as conn:
             row = row_by_key(conn, "deadletters", "letter_id", body.letter_id)
             if row is None:
@@ -140,7 +135,7 @@ def create_app(db_path: str) -> FastAPI:
                 conn.execute(
                     "UPDATE deadletters SET status = ?, redrives = ?, redriven_at = ?"
                     " WHERE letter_id = ?",
-                    (DeadLetterStatus.REDRIVEN, body.redrive, _now(), letter_id),
+                    (DeadLetterStatus.REDRIVEN, body.redrive, now_iso(), letter_id),
                 )
             elif row["status"] == DeadLetterStatus.OPEN:
                 # Redrive n already ran and failed again: only a newer redrive may close it.
