@@ -1,10 +1,10 @@
 """Service authentication: a shared bearer token, from the environment.
 
 Every service refuses to start without `CHECKOUT_SERVICE_TOKEN` (at least 16 characters) and
-answers 401 to any call that does not send `Authorization: Bearer <that token>`, except
-`GET /health` (for probes) and the API docs (`/docs`, `/openapi.json`: no data). Callers (the
-worker's activities, the CLI's dead-letter and reaction commands, the tests) send the same
-variable's value. The launcher generates one per stack.
+answers 401 on every route to a call that does not send `Authorization: Bearer <that token>`,
+except `GET /health` (for probes) and the API docs (`/docs`, `/redoc`, `/openapi.json`: no
+data). Callers (the worker's activities, the CLI's commands, the bench, the tests) send the
+same variable's value. The launcher generates one per stack.
 """
 
 import os

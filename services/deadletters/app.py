@@ -4,8 +4,9 @@
   a consumer failing again (after a redrive) reopens the record, failures + 1. The same
   failure written twice (`failure_id`) counts once.
 - `POST /deadletters/{id}/redriven {"redrive": n}` records that redrive n was delivered:
-  OPEN -> REDRIVEN. Repeating it changes nothing; a redrive older than the record's is
-  refused (409 `stale_redrive`).
+  REDRIVEN, redrives = n, when n is newer than the record's redrives. Otherwise a REDRIVEN
+  record is left as it is (a repeat), and an OPEN one, which failed again since, refuses it
+  (409 `stale_redrive`): only a newer redrive closes it.
 """
 
 import json

@@ -3,11 +3,11 @@ business endpoint answer 503 (the service is "down"), `{"delay_seconds": 3}` mak
 first (the service is "slow"), `{"error_rate": 0.2}` answers a fifth of them 503 (flaky),
 `{"hang_seconds": 8, "hang_rate": 0.1}` handles a tenth of them, then holds the answer 8 s
 (past the caller's timeout: the work is done, the caller never hears of it and calls again,
-which the idempotency keys must answer with the first result); `"paths":
-["/charges/"]` limits any of these to the requests whose path starts with one of them.
-`GET /admin/fault/counts` tells how many faults were injected. `GET /health`, `/admin/*` and
-the docs are never affected. State lives in the process: a restart clears it. Meant for tests,
-demos and chaos runs on loopback."""
+which the idempotency keys must answer with the first result); `"paths": ["/charges/"]`
+limits any of these to the requests whose path starts with one of them.
+`GET /admin/fault/counts` tells how many business requests came and how many faults were
+injected. `GET /health`, `/admin/*` and the docs are never affected. State lives in the
+process: a restart clears it. Meant for tests, demos and chaos runs on loopback."""
 
 import asyncio
 import random
@@ -56,8 +56,8 @@ def install_faults(app: FastAPI, service: str) -> None:
 
 
 class FaultInjection:
-    """Plain ASGI middleware (Starlette's BaseHTTPMiddleware costs a task and a stream per
-    request, about a millisecond each here, on every business call)."""
+    """Plain ASGI middleware: Starlette's BaseHTTPMiddleware would cost a task and a stream
+    per request, on every business call."""
 
     def __init__(self, app: ASGIApp, state: _FaultState, service: str) -> None:
         self.app = app

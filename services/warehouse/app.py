@@ -1,7 +1,8 @@
 """Warehouse service: shipments, one per order, requested by the order's confirmation event.
 
 A repeat of the same request answers the first shipment; another request for an order that
-already has a shipment is refused (409 `idempotency_key_reused`).
+already has a shipment, or an event that already shipped another order, is refused (409
+`idempotency_key_reused`).
 """
 
 import json
