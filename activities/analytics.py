@@ -2,8 +2,7 @@
 
 from temporalio import activity
 
-from activities.consumer import call_consumer
-from activities.http import ServiceClient
+from activities.http import ServiceClient, call_service
 from models.analytics import RecordedEvent, RecordEvent
 
 
@@ -13,4 +12,4 @@ class AnalyticsActivities:
 
     @activity.defn(name="record_order_event")
     async def record_order_event(self, record: RecordEvent) -> RecordedEvent:
-        return await call_consumer(self._http, "POST", "/events", RecordedEvent, record)
+        return await call_service(self._http, "POST", "/events", RecordedEvent, record)

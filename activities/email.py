@@ -2,8 +2,7 @@
 
 from temporalio import activity
 
-from activities.consumer import call_consumer
-from activities.http import ServiceClient
+from activities.http import ServiceClient, call_service
 from models.email import SendEmail, SentEmail
 
 
@@ -13,4 +12,4 @@ class EmailActivities:
 
     @activity.defn(name="send_email")
     async def send_email(self, email: SendEmail) -> SentEmail:
-        return await call_consumer(self._http, "POST", "/emails", SentEmail, email)
+        return await call_service(self._http, "POST", "/emails", SentEmail, email)

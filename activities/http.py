@@ -5,6 +5,10 @@
 - Any other 4xx is a business refusal (out of stock, card declined, bad request): raised as a
   non-retryable ApplicationError whose type is the service's error code, so the workflow
   compensates instead of retrying.
+
+Every failure's first detail is the attempt number (`activity.info().attempt`), so the
+workflow knows how many attempts a call made (workflows/saga/failures.py reads it), local
+activities included, whose failures carry no retry state.
 """
 
 from dataclasses import dataclass
@@ -49,18 +53,25 @@ async def call_service(
     except (aiohttp.ClientError, TimeoutError) as err:  # connect errors, resets and timeouts
         raise ApplicationError(
             f"{method} {path} to {http.url} failed: {type(err).__name__} {err}".strip(),
+            _attempt(),
             type=SERVICE_UNAVAILABLE,
         ) from err
     # One line per call, with the activity's workflow (and so the order) attached.
     activity.logger.info("%s %s%s answered %d", method, http.url, path, status)
     if status >= 500 or status in TRANSIENT_STATUS:
         raise ApplicationError(
-            f"{method} {path} to {http.url} answered {status}", type=SERVICE_UNAVAILABLE
+            f"{method} {path} to {http.url} answered {status}", _attempt(), type=SERVICE_UNAVAILABLE
         )
     if status >= 400:
         error = _service_error(status, content)
-        raise ApplicationError(error.message, error.field, type=error.code, non_retryable=True)
+        raise ApplicationError(
+            error.message, _attempt(), error.field, type=error.code, non_retryable=True
+        )
     return response_model.model_validate_json(content)
+
+
+def _attempt() -> int:
+    return activity.info().attempt
 
 
 def _service_error(status: int, content: bytes) -> ServiceError:

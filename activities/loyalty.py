@@ -2,8 +2,7 @@
 
 from temporalio import activity
 
-from activities.consumer import call_consumer
-from activities.http import ServiceClient
+from activities.http import ServiceClient, call_service
 from models.loyalty import AddPoints, LedgerEntry
 
 
@@ -13,4 +12,4 @@ class LoyaltyActivities:
 
     @activity.defn(name="add_loyalty_points")
     async def add_loyalty_points(self, entry: AddPoints) -> LedgerEntry:
-        return await call_consumer(self._http, "POST", "/ledger", LedgerEntry, entry)
+        return await call_service(self._http, "POST", "/ledger", LedgerEntry, entry)

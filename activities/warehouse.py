@@ -2,8 +2,7 @@
 
 from temporalio import activity
 
-from activities.consumer import call_consumer
-from activities.http import ServiceClient
+from activities.http import ServiceClient, call_service
 from models.warehouse import CreateShipment, Shipment
 
 
@@ -13,4 +12,4 @@ class WarehouseActivities:
 
     @activity.defn(name="create_shipment")
     async def create_shipment(self, shipment: CreateShipment) -> Shipment:
-        return await call_consumer(self._http, "POST", "/shipments", Shipment, shipment)
+        return await call_service(self._http, "POST", "/shipments", Shipment, shipment)

@@ -6,6 +6,7 @@ from typing import Self
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from models.common import Cents, Currency, CustomerId, Email, OrderId, Quantity, Sku
+from models.saga import SagaProgress, SagaResult
 
 MAX_ORDER_TOTAL_CENTS = 100_000_000
 
@@ -27,11 +28,6 @@ class CheckoutOptions(BaseModel):
     decision_deadline_seconds: int = Field(default=120, ge=1, le=86_400)
     # A compensation still failing after this many attempts waits for an operator.
     compensation_attempts_before_attention: int = Field(default=10, ge=1, le=1000)
-    # Run the steps up to the decision (create, reserve, charge, confirm) as local activities:
-    # no server round trip per step; a step that fails twice continues as an activity, visible
-    # in the Web UI. False: every step an activity (README "Performance", local steps: the
-    # trade-off). Checkouts recorded before either replay unchanged.
-    local_steps: bool = True
 
 
 class CartItem(BaseModel):
@@ -75,11 +71,6 @@ class CheckoutRequest(BaseModel):
         return sum(item.quantity * item.unit_price_cents for item in self.items)
 
 
-class CheckoutStatus(StrEnum):
-    CONFIRMED = "CONFIRMED"
-    REJECTED = "REJECTED"
-
-
 class CheckoutStep(StrEnum):
     CREATE_ORDER = "create_order"
     RESERVE_STOCK = "reserve_stock"
@@ -87,47 +78,16 @@ class CheckoutStep(StrEnum):
     CONFIRM_ORDER = "confirm_order"
 
 
-class CompensationReport(BaseModel):
-    name: str
-    # PENDING, RUNNING, STUCK, DONE, SKIPPED or FAILED.
-    state: str
-    attempts: int
-    last_error: str | None = None
-    skip_reason: str | None = None
+class CheckoutResult(SagaResult):
+    """The customer's answer: the saga's, with the order it is about."""
 
-
-class CheckoutResult(BaseModel):
     order_id: str
-    status: CheckoutStatus
     total_cents: int
     currency: str
     failed_step: CheckoutStep | None = None
-    # Machine-readable reason (the business error's type), and the words for the customer.
-    reason_code: str | None = None
-    reason: str | None = None
-    steps_done: list[str] = []
-    compensations_done: list[str] = []
-    compensations: list[CompensationReport] = []
 
 
-class CheckoutProgress(BaseModel):
-    """The `status` query: where a checkout is, for operators and the CLI."""
+class CheckoutProgress(SagaProgress[CheckoutResult]):
+    """The `status` query of a checkout: the saga's, with the order it is about."""
 
     order_id: str
-    # RUNNING, COMPENSATING, NEEDS_ATTENTION, CONFIRMED or REJECTED.
-    status: str
-    current_step: str | None
-    steps_done: list[str]
-    compensations: list[CompensationReport]
-    stuck: list[str]
-    decision: CheckoutResult | None
-
-
-class CancelCheckout(BaseModel):
-    reason: str = Field(default="cancelled by the customer", min_length=1, max_length=500)
-
-
-class SkipCompensation(BaseModel):
-    reason: str = Field(min_length=1, max_length=500)
-    # Which one; may be left out when only one is stuck.
-    name: str | None = None

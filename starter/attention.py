@@ -22,7 +22,7 @@ attention = typer.Typer(
 )
 # Wide when piped, so order ids stay whole in logs and scripts.
 console = Console(width=None if sys.stdout.isatty() else 160)
-QUERY = "WorkflowType = 'Checkout' AND CheckoutStatus = 'NEEDS_ATTENTION'"
+QUERY = "WorkflowType = 'Checkout' AND SagaStatus = 'NEEDS_ATTENTION'"
 
 
 async def stuck_checkouts(client: Client, limit: int) -> list[CheckoutProgress]:

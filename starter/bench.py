@@ -45,8 +45,9 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from bench.bare import BARE_TASK_QUEUE, BareWorkflow
 from bench.direct import DirectClients, direct_checkout, direct_clients
-from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, CheckoutStatus
+from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
 from models.payments import CARD_OK
+from models.saga import Outcome
 from starter.checkouts import decide_checkout
 from starter.launcher import (
     DEV_SERVER_SQLITE_PRAGMAS,
@@ -443,7 +444,7 @@ def saga_call(client: Client, task_queue: str, local_steps: bool) -> Call:
     async def call(order_id: str) -> bool:
         request = bench_request(order_id, local_steps)
         decision, _ = await decide_checkout(client, request, task_queue)
-        return decision.status is CheckoutStatus.CONFIRMED
+        return decision.status is Outcome.CONFIRMED
 
     return call
 

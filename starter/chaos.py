@@ -48,12 +48,13 @@ from temporalio.client import (
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult
 from models.deadletters import ConsumerKind, DeadLetterStatus
 from models.events import ORDER_CONFIRMED, event_id
 from models.faults import FaultCounts, Faults
 from models.inventory import SetStock
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
+from models.saga import Outcome
 from starter.checkouts import decide_checkout
 from starter.dlq import list_letters, redrive_letter
 from starter.invariants import VIOLATIONS, InvariantReport, check_invariants, read_stock
@@ -290,7 +291,7 @@ def _reached(answers: Mapping[str, object], needed: int) -> bool:
 
 async def _answer(
     client: Client, request: CheckoutRequest, task_queue: str, report: ChaosReport
-) -> CheckoutStatus | None:
+) -> Outcome | None:
     """The customer's answer; a failed call is made again (same order) for a while."""
     deadline = time.monotonic() + ANSWER_PATIENCE_SECONDS
     while True:
@@ -307,7 +308,7 @@ async def _answer(
             report.errors.append(f"{request.order_id}: {err}: {err.cause}")
             return None
         label = "CONFIRMED"
-        if decision.status is not CheckoutStatus.CONFIRMED:
+        if decision.status is not Outcome.CONFIRMED:
             label = f"REJECTED:{decision.reason_code}"
         report.outcomes[label] += 1
         return decision.status
@@ -315,11 +316,11 @@ async def _answer(
 
 async def _wait_closed(
     client: Client, order_ids: list[str], report: ChaosReport, log: Callable[[str], None]
-) -> tuple[set[str], dict[str, CheckoutStatus]]:
+) -> tuple[set[str], dict[str, Outcome]]:
     """Wait until every checkout is closed; retry a compensation that asks for attention."""
     pending = set(order_ids)
     failed: set[str] = set()
-    final: dict[str, CheckoutStatus] = {}
+    final: dict[str, Outcome] = {}
     gate = asyncio.Semaphore(20)
     deadline = time.monotonic() + CLOSE_PATIENCE_SECONDS
 
@@ -407,7 +408,7 @@ async def run_chaos(
             stock_before = read_stock(data_dir)
 
             disruptor = Disruptor(stack, http, log)
-            answers: dict[str, CheckoutStatus | None] = {}
+            answers: dict[str, Outcome | None] = {}
             gate = asyncio.Semaphore(plan.concurrency)
             progress = asyncio.Condition()
 
@@ -441,7 +442,7 @@ async def run_chaos(
             jobs = [
                 job
                 for order_id, status in final.items()
-                if status is CheckoutStatus.CONFIRMED
+                if status is Outcome.CONFIRMED
                 for job in receipt_and_shipment_jobs(order_id)
             ]
             unfinished = await _wait_workflows(client, jobs)

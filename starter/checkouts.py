@@ -20,8 +20,9 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
+from models.saga import Outcome
 from worker.clients import connect_temporal
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 
@@ -146,7 +147,7 @@ def random_request(rng: random.Random, order_id: str) -> CheckoutRequest:
 
 
 def outcome_label(result: CheckoutResult) -> str:
-    if result.status is CheckoutStatus.CONFIRMED:
+    if result.status is Outcome.CONFIRMED:
         return "CONFIRMED"
     return f"REJECTED:{result.reason_code}"
 

@@ -19,14 +19,9 @@ from rich.table import Table
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from models.checkout import (
-    CancelCheckout,
-    CheckoutProgress,
-    CheckoutRequest,
-    CheckoutResult,
-    CheckoutStatus,
-)
+from models.checkout import CancelCheckout, CheckoutProgress, CheckoutRequest, CheckoutResult
 from models.payments import CARD_OK
+from models.saga import Outcome
 from starter.attention import attention
 from starter.bench import mount as mount_bench
 from starter.chaos import chaos as chaos_command
@@ -60,7 +55,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 
 def _result_row(label: str, order_id: str, result: CheckoutResult, seconds: float) -> list[str]:
     status = result.status.value
-    style = "green" if result.status is CheckoutStatus.CONFIRMED else "red"
+    style = "green" if result.status is Outcome.CONFIRMED else "red"
     return [
         order_id,
         label,
@@ -216,7 +211,7 @@ def checkout(
         table = _outcomes_table()
         table.add_row(*_result_row("checkout", result.order_id, result, seconds))
         console.print(table)
-    if result.status is not CheckoutStatus.CONFIRMED:
+    if result.status is not Outcome.CONFIRMED:
         raise typer.Exit(1)
 
 

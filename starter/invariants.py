@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.checkout import CheckoutStatus
+from models.saga import Outcome
 
 # Every violation counter, in the order they are printed.
 VIOLATIONS = (
@@ -88,9 +88,9 @@ def _placeholders(ids: list[str]) -> str:
 def check_invariants(
     data_dir: Path,
     stock_before: Mapping[str, StockLevels],
-    answers: Mapping[str, CheckoutStatus | None],
+    answers: Mapping[str, Outcome | None],
     not_closed: Iterable[str] = (),
-    final: Mapping[str, CheckoutStatus] | None = None,
+    final: Mapping[str, Outcome] | None = None,
 ) -> InvariantReport:
     """`answers`: each order of the run and the answer its customer got (None: none);
     `not_closed`: orders whose checkout did not end with a result (still running, failed);
@@ -119,15 +119,15 @@ def _check_answers(
     ids: list[str],
     orders: Mapping[str, sqlite3.Row],
     confirmed: set[str],
-    answers: Mapping[str, CheckoutStatus | None],
+    answers: Mapping[str, Outcome | None],
     not_closed: set[str],
-    final: Mapping[str, CheckoutStatus],
+    final: Mapping[str, Outcome],
 ) -> None:
     for order_id in ids:
         answer = answers[order_id]
         if answer is None:
             report.add("no_answer", order_id)
-        elif (answer is CheckoutStatus.CONFIRMED) != (order_id in confirmed):
+        elif (answer is Outcome.CONFIRMED) != (order_id in confirmed):
             status = orders[order_id]["status"] if order_id in orders else "absent"
             report.add("answer_mismatch", f"{order_id}: answered {answer}, order {status}")
         elif order_id in final and final[order_id] is not answer:

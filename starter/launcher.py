@@ -35,7 +35,7 @@ SERVICES = (
 )
 READY_TIMEOUT_SECONDS = 30.0
 # Keyword search attributes the checkout keeps current (workflows.checkout.SEARCH_ATTRIBUTES).
-SEARCH_ATTRIBUTES = ("CheckoutStatus", "CheckoutStep", "CustomerId")
+SEARCH_ATTRIBUTES = ("Outcome", "CheckoutStep", "CustomerId")
 # The dev server's SQLite pragmas: without fsync per commit the server is ~1.7x faster
 # (README "Performance"); a power loss may lose its last writes, a process crash does not.
 DEV_SERVER_SQLITE_PRAGMAS = ("synchronous=OFF",)

@@ -15,9 +15,10 @@ from pydantic import TypeAdapter
 from rich.table import Table
 
 from models.analytics import RecordedEvent
-from models.checkout import CheckoutResult, CheckoutStatus
+from models.checkout import CheckoutResult
 from models.email import SentEmail
 from models.loyalty import LedgerEntry
+from models.saga import Outcome
 from models.warehouse import Shipment
 
 WAIT_SECONDS = 20.0
@@ -26,7 +27,7 @@ WAIT_SECONDS = 20.0
 @dataclass(frozen=True)
 class Reactions:
     order_id: str
-    status: CheckoutStatus
+    status: Outcome
     emails: int
     shipments: int
     points: int
@@ -35,7 +36,7 @@ class Reactions:
     def settled(self) -> bool:
         if not self.analytics:
             return False
-        if self.status is CheckoutStatus.CONFIRMED:
+        if self.status is Outcome.CONFIRMED:
             return self.emails >= 1 and self.shipments >= 1 and self.points > 0
         return True
 

@@ -14,8 +14,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import SlotReleaseContext, SlotReserveContext
 
-from models.checkout import CheckoutOptions, CheckoutStatus, CheckoutStep
+from models.checkout import CheckoutOptions, CheckoutStep
 from models.events import AFTER_ANSWER, after_answer_queue
+from models.saga import Outcome
 from starter.checkouts import decide_checkout
 from tests.fake_shop import JOURNAL, scripted_checkout_workers, scripted_request
 from worker.after_answer import (
@@ -170,7 +171,7 @@ async def test_the_steps_before_the_answer_are_counted_activities_and_local(
         for local_steps in (False, True):
             request = scripted_request("count", options=CheckoutOptions(local_steps=local_steps))
             decision, handle = await decide_checkout(client, request, TASK_QUEUE)
-            assert decision.status is CheckoutStatus.CONFIRMED
+            assert decision.status is Outcome.CONFIRMED
             await asyncio.wait_for(handle.result(), timeout=30)
     # The four steps of each checkout, and nothing after the answer (the commit runs on the
     # after-answer worker, the fan-out's calls are not steps).
@@ -230,7 +231,7 @@ async def test_commit_waits_for_room_after_the_answer(gated: Gated) -> None:
     request = scripted_request("aa", customer="customer-8")
     order_id = request.order_id
     decision, handle = await decide_checkout(gated.env.client, request, TASK_QUEUE)
-    assert decision.status is CheckoutStatus.CONFIRMED
+    assert decision.status is Outcome.CONFIRMED
     # The answer is out; the CPU is "busy", so the commit waits in the server's backlog.
     await asyncio.sleep(1.0)
     assert "commit_stock" not in JOURNAL[order_id]
@@ -241,7 +242,7 @@ async def test_commit_waits_for_room_after_the_answer(gated: Gated) -> None:
     gated.machine.cpu = 0.1
     gated.machine.now += 1.1
     result = await asyncio.wait_for(handle.result(), timeout=30)
-    assert result.status is CheckoutStatus.CONFIRMED
+    assert result.status is Outcome.CONFIRMED
     assert "commit_stock:done" in JOURNAL[order_id]
     commits = [
         event.activity_task_scheduled_event_attributes
@@ -279,10 +280,10 @@ async def test_on_a_busy_machine_the_commit_waits_about_max_wait(
         request = scripted_request("mw", customer="customer-9")
         decision, handle = await decide_checkout(client, request, task_queue)
         answered = time.monotonic()
-        assert decision.status is CheckoutStatus.CONFIRMED
+        assert decision.status is Outcome.CONFIRMED
         result = await asyncio.wait_for(handle.result(), timeout=30)
         committed = time.monotonic()
-    assert result.status is CheckoutStatus.CONFIRMED
+    assert result.status is Outcome.CONFIRMED
     assert "commit_stock:done" in JOURNAL[request.order_id]
     # Granted by the backlog's age (the CPU never had room), as the server reported it; the
     # server refreshes its statistics every few seconds, so the wait may be a little longer.

@@ -15,14 +15,9 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from models.checkout import (
-    CartItem,
-    CheckoutOptions,
-    CheckoutRequest,
-    CheckoutResult,
-    CheckoutStatus,
-)
+from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, CheckoutResult
 from models.payments import CARD_DECLINED
+from models.saga import Outcome
 from services.auth import headers_from_env
 from starter.attention import QUERY
 from tests.cli import run_cli
@@ -117,7 +112,7 @@ async def test_operator_lists_retries_and_skips_stuck_refunds(
 
     done_retry, done_skip = [await h.result() for h in handles]
     for result in (done_retry, done_skip):
-        assert result.status is CheckoutStatus.REJECTED
+        assert result.status is Outcome.REJECTED
         assert result.reason_code == "card_declined"
         assert [c.name for c in result.compensations] == [
             "refund_payment",

@@ -30,14 +30,9 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 from typer.testing import CliRunner
 
 import starter.cli as cli
-from models.checkout import (
-    MAX_ORDER_TOTAL_CENTS,
-    CheckoutRequest,
-    CheckoutResult,
-    CheckoutStatus,
-    luhn_ok,
-)
+from models.checkout import MAX_ORDER_TOTAL_CENTS, CheckoutRequest, CheckoutResult, luhn_ok
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
+from models.saga import Outcome
 from services.analytics.app import create_app as analytics_app
 from services.auth import headers_from_env
 from services.deadletters.app import create_app as deadletters_app
@@ -181,7 +176,7 @@ def test_cli_checkout_parses_or_refuses_without_starting_anything(
         placed.append(request)
         result = CheckoutResult(
             order_id=request.order_id,
-            status=CheckoutStatus.CONFIRMED,
+            status=Outcome.CONFIRMED,
             total_cents=request.total_cents,
             currency=request.currency,
         )
@@ -202,7 +197,7 @@ def test_cli_checkout_parses_or_refuses_without_starting_anything(
         return
     [request] = placed
     assert CheckoutResult.model_validate_json(result.output.strip().splitlines()[-1]).status == (
-        CheckoutStatus.CONFIRMED
+        Outcome.CONFIRMED
     )
     assert [f"{i.sku}:{i.quantity}:{i.unit_price_cents}" for i in request.items] == [
         ":".join(str(int(part)) if n else part for n, part in enumerate(text.split(":")))

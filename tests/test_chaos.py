@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from models.checkout import CheckoutStatus
+from models.saga import Outcome
 from services.database import Database
 from services.email.app import SCHEMA as EMAIL_SCHEMA
 from services.inventory.app import SCHEMA as INVENTORY_SCHEMA
@@ -136,9 +136,9 @@ def _sql(data_dir: Path, service: str, statement: str, *params: str) -> None:
         conn.close()
 
 
-ANSWERS: dict[str, CheckoutStatus | None] = {
-    "o1": CheckoutStatus.CONFIRMED,
-    "o2": CheckoutStatus.REJECTED,
+ANSWERS: dict[str, Outcome | None] = {
+    "o1": Outcome.CONFIRMED,
+    "o2": Outcome.REJECTED,
 }
 
 
@@ -190,13 +190,11 @@ def test_each_broken_promise_is_caught(tmp_path: Path, violation: str) -> None:
 
 def test_answers_that_disagree_are_caught(tmp_path: Path) -> None:
     _world(tmp_path)
-    wrong = check_invariants(tmp_path, STOCK_BEFORE, {**ANSWERS, "o2": CheckoutStatus.CONFIRMED})
+    wrong = check_invariants(tmp_path, STOCK_BEFORE, {**ANSWERS, "o2": Outcome.CONFIRMED})
     assert wrong.violations["answer_mismatch"] == 1
     missing = check_invariants(tmp_path, STOCK_BEFORE, {**ANSWERS, "o2": None})
     assert missing.violations["no_answer"] == 1
     running = check_invariants(tmp_path, STOCK_BEFORE, ANSWERS, not_closed=["o2"])
     assert running.violations["not_closed"] == 1
-    changed = check_invariants(
-        tmp_path, STOCK_BEFORE, ANSWERS, final={"o1": CheckoutStatus.REJECTED}
-    )
+    changed = check_invariants(tmp_path, STOCK_BEFORE, ANSWERS, final={"o1": Outcome.REJECTED})
     assert changed.violations["answer_mismatch"] == 1

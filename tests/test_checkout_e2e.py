@@ -15,15 +15,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from models.checkout import (
-    CartItem,
-    CheckoutOptions,
-    CheckoutRequest,
-    CheckoutResult,
-    CheckoutStatus,
-)
+from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, CheckoutResult
 from models.events import after_answer_queue
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
+from models.saga import Outcome
 from services.auth import headers_from_env
 from starter.checkouts import place_checkout
 from tests.cli import run_cli
@@ -94,7 +89,7 @@ async def test_confirmed_checkout(
 
     result = await place(dev_env, checkout_settings, request)
 
-    assert result.status is CheckoutStatus.CONFIRMED
+    assert result.status is Outcome.CONFIRMED
     assert result.total_cents == 4500
     assert result.steps_done == ["create_order", "reserve_stock", "charge_payment", "confirm_order"]
     assert result.compensations_done == []
@@ -120,7 +115,7 @@ async def test_out_of_stock_cancels_order_and_charges_nothing(
 
     result = await place(dev_env, checkout_settings, request)
 
-    assert result.status is CheckoutStatus.REJECTED
+    assert result.status is Outcome.REJECTED
     assert result.failed_step is not None and result.failed_step.value == "reserve_stock"
     assert result.reason_code == "out_of_stock"
     assert result.reason is not None and scarce in result.reason
@@ -140,7 +135,7 @@ async def test_declined_card_releases_stock_and_cancels_order(
 
     result = await place(dev_env, checkout_settings, request)
 
-    assert result.status is CheckoutStatus.REJECTED
+    assert result.status is Outcome.REJECTED
     assert result.failed_step is not None and result.failed_step.value == "charge_payment"
     assert result.reason_code == "card_declined"
     assert result.compensations_done == ["refund_payment", "release_stock", "cancel_order"]
@@ -169,7 +164,7 @@ async def test_transient_503s_are_retried_then_confirmed_with_one_charge(
 
     result = await place(dev_env, checkout_settings, request)
 
-    assert result.status is CheckoutStatus.CONFIRMED
+    assert result.status is Outcome.CONFIRMED
     charges = shop.charges(request.order_id)
     assert [(c["status"], c["amount_cents"]) for c in charges] == [("SUCCEEDED", 1500)]
     handle = dev_env.client.get_workflow_handle(checkout_workflow_id(request.order_id))
@@ -209,7 +204,7 @@ async def test_same_order_started_twice_runs_once(
     again = await place(dev_env, checkout_settings, request)
 
     assert first == second == again
-    assert first.status is CheckoutStatus.CONFIRMED
+    assert first.status is Outcome.CONFIRMED
     assert len(shop.charges(request.order_id)) == 1
     assert shop.level(sku)["available"] == 8
     runs = [
@@ -265,7 +260,7 @@ async def test_cli_checkout_and_run_against_running_parts(
     )
     assert one.returncode == 0, one.stdout + one.stderr
     result = CheckoutResult.model_validate_json(one.stdout.strip().splitlines()[-1])
-    assert result.status is CheckoutStatus.CONFIRMED
+    assert result.status is Outcome.CONFIRMED
     assert shop.level(sku)["available"] == 8
 
     many = await asyncio.to_thread(
@@ -298,7 +293,7 @@ async def test_cli_checkout_steps_run_local_and_answer_before_the_work_after_it(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert CheckoutResult.model_validate_json(done.stdout.strip().splitlines()[-1]).status is (
-        CheckoutStatus.CONFIRMED
+        Outcome.CONFIRMED
     )
     handle = dev_env.client.get_workflow_handle(checkout_workflow_id(order_id))
     await handle.result()

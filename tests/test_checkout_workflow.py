@@ -14,9 +14,9 @@ from models.checkout import (
     CheckoutProgress,
     CheckoutRequest,
     CheckoutResult,
-    CheckoutStatus,
     SkipCompensation,
 )
+from models.saga import Outcome
 from starter.checkouts import decide_checkout
 from tests.fake_shop import (
     HEALED,
@@ -68,7 +68,7 @@ async def test_deadline_compensates_and_rejects(env: WorkflowEnvironment) -> Non
     request = new_request({"reserve_stock": "transient"}, decision_deadline_seconds=5)
     handle = await start(env, request)
     result = await handle.result()
-    assert result.status is CheckoutStatus.REJECTED
+    assert result.status is Outcome.REJECTED
     assert result.reason_code == "deadline_exceeded"
     assert result.failed_step is not None and result.failed_step.value == "reserve_stock"
     assert result.compensations_done == ["release_stock", "cancel_order"]
@@ -82,7 +82,7 @@ async def test_cancel_update_before_pivot_compensates(env: WorkflowEnvironment) 
     answer = await handle.execute_update(
         CheckoutWorkflow.cancel, CancelCheckout(reason="changed my mind")
     )
-    assert answer.status is CheckoutStatus.REJECTED
+    assert answer.status is Outcome.REJECTED
     assert answer.reason_code == "cancelled"
     assert answer.reason is not None and "changed my mind" in answer.reason
     result = await handle.result()
@@ -100,7 +100,7 @@ async def test_cancel_is_refused_once_the_pivot_started(env: WorkflowEnvironment
     assert "too late to cancel" in str(refused.value.cause)
     RELEASED.add(f"{request.order_id}:confirm_order")
     result = await handle.result()
-    assert result.status is CheckoutStatus.CONFIRMED
+    assert result.status is Outcome.CONFIRMED
     assert result.compensations_done == []
     assert JOURNAL[request.order_id][-2:] == ["commit_stock", "commit_stock:done"]
 
@@ -118,7 +118,7 @@ async def test_workflow_cancellation_twice_still_compensates_to_the_end(
     HEALED.add(f"{request.order_id}:refund_payment")
     result = await handle.result()
     RELEASED.add(f"{request.order_id}:charge_payment")
-    assert result.status is CheckoutStatus.REJECTED
+    assert result.status is Outcome.REJECTED
     assert result.reason_code == "cancelled"
     assert result.compensations_done == ["refund_payment", "release_stock", "cancel_order"]
 
@@ -173,11 +173,11 @@ async def test_stuck_compensation_retried_by_operator_succeeds(env: WorkflowEnvi
 async def test_decision_arrives_before_the_work_after_it(env: WorkflowEnvironment) -> None:
     request = new_request({"commit_stock": "wait"})
     decision, handle = await decide_checkout(env.client, request, TASK_QUEUE)
-    assert decision.status is CheckoutStatus.CONFIRMED
+    assert decision.status is Outcome.CONFIRMED
     # The checkout is still committing the stock: the caller did not wait for it.
     assert (await handle.describe()).status is not None
     assert "commit_stock:done" not in JOURNAL[request.order_id]
     again, _ = await decide_checkout(env.client, request, TASK_QUEUE)
     assert again == decision
     RELEASED.add(f"{request.order_id}:commit_stock")
-    assert (await handle.result()).status is CheckoutStatus.CONFIRMED
+    assert (await handle.result()).status is Outcome.CONFIRMED

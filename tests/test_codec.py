@@ -22,8 +22,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus, luhn_ok
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult, luhn_ok
 from models.events import ORDER_CONFIRMED, event_id
+from models.saga import Outcome
 from starter.checkouts import place_checkout
 from starter.launcher import free_port
 from starter.replay import replayer
@@ -202,7 +203,7 @@ async def test_histories_hold_no_card_number_or_email_in_clear(
     request = checkout_request(services, card, email)
     result = await place_checkout(dev_env.client, request, checkout_settings.task_queue)
     # The codec-enabled client reads everything back.
-    assert result.status is CheckoutStatus.CONFIRMED, result
+    assert result.status is Outcome.CONFIRMED, result
     assert result.order_id == request.order_id
 
     # A client without the codec reads the stored bytes.
@@ -244,7 +245,7 @@ async def test_the_check_finds_data_in_clear_when_a_client_has_no_codec(
     decoded: WorkflowHandle[CheckoutWorkflow, CheckoutResult] = (
         dev_env.client.get_workflow_handle_for(CheckoutWorkflow.run, handle.id)
     )
-    assert (await decoded.result()).status is CheckoutStatus.CONFIRMED
+    assert (await decoded.result()).status is Outcome.CONFIRMED
     stored = await _stored_histories(raw, request)
     assert card in stored and email in stored
 

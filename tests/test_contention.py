@@ -7,9 +7,10 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult
 from models.inventory import Reservation, SetStock, StockLevel
 from models.payments import CARD_OK, Charge
+from models.saga import Outcome
 from services.auth import headers_from_env
 from starter.checkouts import place_checkout
 from worker.settings import Settings
@@ -46,8 +47,8 @@ async def test_fifty_checkouts_for_the_last_ten_units(
                 for n in range(BUYERS)
             )
         )
-        confirmed = [r for r in results if r.status is CheckoutStatus.CONFIRMED]
-        rejected = [r for r in results if r.status is CheckoutStatus.REJECTED]
+        confirmed = [r for r in results if r.status is Outcome.CONFIRMED]
+        rejected = [r for r in results if r.status is Outcome.REJECTED]
         assert len(confirmed) == UNITS
         assert len(rejected) == BUYERS - UNITS
         assert {r.reason_code for r in rejected} == {"out_of_stock"}
@@ -75,5 +76,5 @@ async def test_fifty_checkouts_for_the_last_ten_units(
                 f"{services['payments']}/charges", params={"order_id": result.order_id}
             )
             taken = [Charge.model_validate(c) for c in charges.json()]
-            expected = 1 if result.status is CheckoutStatus.CONFIRMED else 0
+            expected = 1 if result.status is Outcome.CONFIRMED else 0
             assert len([c for c in taken if c.status == "SUCCEEDED"]) == expected

@@ -21,7 +21,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.events import signal_with_start
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult
 from models.consumers import (
     AnalyticsState,
     Announcement,
@@ -41,6 +41,7 @@ from models.deadletters import (
 from models.events import OrderConfirmed, OrderRejected, event_id
 from models.orders import OrderLine
 from models.payments import CARD_DECLINED, CARD_OK
+from models.saga import Outcome
 from services.auth import headers_from_env
 from starter.checkouts import decide_checkout
 from tests.cli import run_cli
@@ -586,7 +587,7 @@ async def test_checkout_confirmed_announces_and_is_not_held_up_by_a_down_email(
     client, url = dev_env.client, deadletters_url(checkout_settings)
     request = checkout_request(consumers)
     result, healthy_seconds = await checkout(dev_env, checkout_settings, request)
-    assert result.status is CheckoutStatus.CONFIRMED
+    assert result.status is Outcome.CONFIRMED
     event_of = event_id(checkout_workflow_id(request.order_id), "OrderConfirmed")
     assert (await job_result(client, job_id(event_of, "receipt"))).status is ConsumerStatus.DONE
     assert (await job_result(client, job_id(event_of, "shipping"))).status is ConsumerStatus.DONE
@@ -607,7 +608,7 @@ async def test_checkout_confirmed_announces_and_is_not_held_up_by_a_down_email(
         down_event = event_id(checkout_workflow_id(down_request.order_id), "OrderConfirmed")
         receipt = await job_result(client, job_id(down_event, "receipt"))
     # The customer got the same answer, as fast; only the receipt waits for a redrive.
-    assert down.status is CheckoutStatus.CONFIRMED
+    assert down.status is Outcome.CONFIRMED
     assert down_seconds < healthy_seconds + 1.0, (down_seconds, healthy_seconds)
     assert receipt.status is ConsumerStatus.DEAD_LETTERED
     assert consumers.emails(down_request.order_id) == []
@@ -623,7 +624,7 @@ async def test_checkout_rejected_announces_to_analytics(
 
     result, _ = await checkout(dev_env, checkout_settings, request)
 
-    assert result.status is CheckoutStatus.REJECTED and result.reason_code == "card_declined"
+    assert result.status is Outcome.REJECTED and result.reason_code == "card_declined"
 
     async def counted() -> bool:
         return bool(consumers.analytics(request.order_id))
@@ -658,7 +659,7 @@ async def test_slow_warehouse_does_not_slow_the_checkout(
         assert (await job_result(dev_env.client, shipping)).status is ConsumerStatus.DONE
         shipping_seconds = await workflow_seconds(dev_env.client.get_workflow_handle(shipping))
 
-    assert fast.status is slow.status is CheckoutStatus.CONFIRMED
+    assert fast.status is slow.status is Outcome.CONFIRMED
     # The shipment waited for the slow warehouse; neither the answer nor the checkout did.
     assert shipping_seconds >= 3.0
     assert slow_wait < fast_wait + 1.0, (slow_wait, fast_wait)

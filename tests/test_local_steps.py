@@ -15,20 +15,17 @@ from temporalio.client import WorkflowHandle
 from temporalio.common import RetryPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
+from workflows.local import FALLBACK_PATCH, LOCAL_ATTEMPTS, remaining_policy
 
-from models.checkout import (
-    CheckoutOptions,
-    CheckoutResult,
-    CheckoutStatus,
-)
+from models.checkout import CheckoutOptions, CheckoutResult
 from models.deadletters import Delivery
+from models.saga import Outcome
 from starter.replay import patch_ids
 from tests.fake_shop import HEALED, JOURNAL, scripted_checkout_workers, scripted_request
 from worker.after_answer import after_answer_slots
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.checkout import STEP_RETRY, CheckoutWorkflow, checkout_workflow_id
-from workflows.local import FALLBACK_PATCH, LOCAL_ATTEMPTS, remaining_policy
 
 TASK_QUEUE = "checkout-local-steps-tests"
 # The steps up to the decision; committing the stock follows the answer as an activity.
@@ -88,7 +85,7 @@ async def test_local_steps_confirm_with_markers_not_activity_tasks(
     env: WorkflowEnvironment,
 ) -> None:
     result, handle = await run_checkout(env, local_steps=True)
-    assert result.status is CheckoutStatus.CONFIRMED
+    assert result.status is Outcome.CONFIRMED
     assert result.steps_done == ["create_order", "reserve_stock", "charge_payment", "confirm_order"]
     scheduled = await scheduled_activities(handle)
     assert not STEPS & set(scheduled)
@@ -105,7 +102,7 @@ async def test_local_steps_confirm_with_markers_not_activity_tasks(
 
 async def test_steps_are_activity_tasks_with_local_steps_off(env: WorkflowEnvironment) -> None:
     result, handle = await run_checkout(env, local_steps=False)
-    assert result.status is CheckoutStatus.CONFIRMED
+    assert result.status is Outcome.CONFIRMED
     assert set(await scheduled_activities(handle)) == STEPS | {"commit_stock"}
     # Only the fan-out's two signals are local activities.
     assert (await markers(handle)).count("core_local_activity") == 2
@@ -115,7 +112,7 @@ async def test_local_steps_declined_card_compensates_with_activities(
     env: WorkflowEnvironment,
 ) -> None:
     result, handle = await run_checkout(env, local_steps=True, script={"charge_payment": "decline"})
-    assert result.status is CheckoutStatus.REJECTED
+    assert result.status is Outcome.REJECTED
     assert result.reason_code == "card_declined"
     assert result.compensations_done == ["refund_payment", "release_stock", "cancel_order"]
     scheduled = await scheduled_activities(handle)
@@ -147,7 +144,7 @@ async def test_a_step_failing_twice_continues_as_a_visible_activity(
 
     result = await handle.result()
 
-    assert result.status is CheckoutStatus.CONFIRMED
+    assert result.status is Outcome.CONFIRMED
     scheduled = await scheduled_activities(handle)
     assert [s for s in scheduled if s in STEPS] == ["charge_payment"]
     assert FALLBACK_PATCH in patch_ids(await handle.fetch_history())
@@ -162,7 +159,7 @@ async def test_a_step_that_keeps_failing_gets_the_same_budget_then_compensates(
         env, local_steps=True, script={"reserve_stock": "transient"}
     )
 
-    assert result.status is CheckoutStatus.REJECTED
+    assert result.status is Outcome.REJECTED
     assert result.reason_code == "service_unavailable"
     assert result.compensations_done == ["release_stock", "cancel_order"]
     # Local tries and activity attempts together: the step's whole retry budget, no more.

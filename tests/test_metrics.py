@@ -19,15 +19,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from models.checkout import (
-    CartItem,
-    CheckoutOptions,
-    CheckoutRequest,
-    CheckoutResult,
-    CheckoutStatus,
-)
+from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, CheckoutResult
 from models.events import OrderConfirmed
 from models.payments import CARD_DECLINED, CARD_OK
+from models.saga import Outcome
 from starter.checkouts import place_checkout
 from starter.launcher import free_port, venv_binary, worker_env
 from tests.fake_shop import HEALED, SCRIPT, scripted_checkout_workers
@@ -147,9 +142,9 @@ async def test_business_and_sdk_counters_on_the_prometheus_endpoint(
         *(place_checkout(client, r, TASK_QUEUE) for r in (confirmed, declined, sold_out))
     )
     assert [r.status for r in results] == [
-        CheckoutStatus.CONFIRMED,
-        CheckoutStatus.REJECTED,
-        CheckoutStatus.REJECTED,
+        Outcome.CONFIRMED,
+        Outcome.REJECTED,
+        Outcome.REJECTED,
     ]
     assert [r.reason_code for r in results[1:]] == ["card_declined", "out_of_stock"]
 

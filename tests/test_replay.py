@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.workflow import NondeterminismError
+from workflows.local import FALLBACK_PATCH
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutStatus
+from models.checkout import CartItem, CheckoutRequest
 from models.payments import CARD_DECLINED, CARD_OK
+from models.saga import Outcome
 from starter.checkouts import place_checkout
 from starter.histories import PATHS
 from starter.replay import (
@@ -38,7 +40,6 @@ from workflows.checkout import (
     checkout_workflow_id,
 )
 from workflows.consumers import LOCAL_CONSUMERS_PATCH
-from workflows.local import FALLBACK_PATCH
 from workflows.loyalty import CUSTOMER_LOYALTY
 from workflows.receipt import SEND_RECEIPT
 from workflows.shipping import SHIP_ORDER
@@ -199,7 +200,7 @@ async def test_replay_query_command_against_live_server(
     results = [
         await place_checkout(dev_env.client, r, checkout_settings.task_queue) for r in requests
     ]
-    assert [r.status for r in results] == [CheckoutStatus.CONFIRMED, CheckoutStatus.REJECTED]
+    assert [r.status for r in results] == [Outcome.CONFIRMED, Outcome.REJECTED]
     ids = [checkout_workflow_id(r.order_id) for r in requests]
     query = "WorkflowType = 'Checkout' AND WorkflowId IN ({})".format(
         ", ".join(f"'{i}'" for i in ids)

@@ -27,8 +27,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, format_trace_id
 from temporalio.testing import WorkflowEnvironment
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutStatus
+from models.checkout import CartItem, CheckoutRequest
 from models.payments import CARD_OK
+from models.saga import Outcome
 from services.analytics.app import create_app as analytics_app
 from services.auth import SERVICE_TOKEN_ENV, new_token
 from services.deadletters.app import create_app as deadletters_app
@@ -129,7 +130,7 @@ def traced_services(
 @dataclass
 class Traced:
     order_id: str
-    status: CheckoutStatus
+    status: Outcome
     spans: list[ReadableSpan]
     log_lines: list[dict[str, object]]
 
@@ -228,7 +229,7 @@ async def wait_for_fanout(exporter: InMemorySpanExporter, order_id: str) -> None
     """Until the calls of the receipt, shipment, loyalty and analytics are in its trace."""
     deadline = time.monotonic() + SPANS_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        traced = Traced(order_id, CheckoutStatus.CONFIRMED, list(exporter.get_finished_spans()), [])
+        traced = Traced(order_id, Outcome.CONFIRMED, list(exporter.get_finished_spans()), [])
         run = traced.run_of(order_id)
         if run is not None:
             reached = services_reached(traced.in_trace(run.context.trace_id))
@@ -238,7 +239,7 @@ async def wait_for_fanout(exporter: InMemorySpanExporter, order_id: str) -> None
 
 
 async def test_one_checkout_is_one_trace(traced_checkout: Traced) -> None:
-    assert traced_checkout.status is CheckoutStatus.CONFIRMED
+    assert traced_checkout.status is Outcome.CONFIRMED
     starts = [s for s in traced_checkout.spans if s.name.startswith("StartUpdateWithStart")]
     assert len(starts) == 1 and starts[0].resource.attributes[SERVICE_NAME] == "checkout-starter"
     trace_id = starts[0].context.trace_id

@@ -1,5 +1,5 @@
 """The Temporal Web UI in a real browser (Debian's headless Chromium, installed by .ci/run):
-checkouts listed by `CheckoutStatus`, a screenshot, and encrypted payloads shown decoded
+checkouts listed by `SagaStatus`, a screenshot, and encrypted payloads shown decoded
 through the codec server."""
 
 import asyncio
@@ -14,8 +14,9 @@ from urllib.parse import quote
 import pytest
 from temporalio.client import Client
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutStatus
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult
 from models.payments import CARD_DECLINED, CARD_OK
+from models.saga import Outcome
 from starter.checkouts import place_checkout
 from starter.launcher import ManagedProcess, free_port, start_codec_server, start_temporal
 from tests.stock import new_stocked_sku
@@ -131,13 +132,13 @@ async def ui_stack(
 
 async def test_the_web_ui_lists_checkouts_by_status(ui_stack: UiStack, tmp_path: Path) -> None:
     assert [r.status for r in ui_stack.results] == [
-        CheckoutStatus.CONFIRMED,
-        CheckoutStatus.REJECTED,
+        Outcome.CONFIRMED,
+        Outcome.REJECTED,
     ]
     confirmed = checkout_workflow_id(ui_stack.confirmed.order_id)
     rejected = checkout_workflow_id(ui_stack.rejected.order_id)
     url = f"{ui_stack.ui_url}/namespaces/default/workflows?query="
-    confirmed_page = url + quote('CheckoutStatus="CONFIRMED"')
+    confirmed_page = url + quote('SagaStatus="CONFIRMED"')
     dom = ""
     for _ in range(3):  # bounded: visibility is eventually consistent
         dom = await browse(confirmed_page, tmp_path / "chromium", "--dump-dom")
@@ -146,7 +147,7 @@ async def test_the_web_ui_lists_checkouts_by_status(ui_stack: UiStack, tmp_path:
     assert confirmed in dom, dom[-3000:]
     assert rejected not in dom  # filtered out by the query
     rejected_dom = await browse(
-        url + quote('CheckoutStatus="REJECTED"'), tmp_path / "chromium", "--dump-dom"
+        url + quote('SagaStatus="REJECTED"'), tmp_path / "chromium", "--dump-dom"
     )
     assert rejected in rejected_dom and confirmed not in rejected_dom
 

@@ -15,13 +15,12 @@ from typing import Any, Generic, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import FailureError, is_cancelled_exception
 
-from workflows.local import execute_local
-from workflows.metrics import count_dead_letter
+from workflows.saga.failures import read_failure
+from workflows.saga.metrics import count
 
 with workflow.unsafe.imports_passed_through():
-    from activities.consumer import attempts_of
     from activities.deadletters import DeadLetterActivities
     from models.consumers import ConsumerResult, ConsumerStatus, LongLivedState
     from models.deadletters import ConsumerKind, DeliveryTarget, NewDeadLetter, letter_id
@@ -43,10 +42,7 @@ DEAD_LETTER_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=0,
 )
-MAX_ERROR_CHARS = 2000
-# Consumers recorded before this made their call as an activity; since, as a local activity:
-# one workflow task per event instead of two, and no activity task (README "Performance").
-LOCAL_CONSUMERS_PATCH = "local-consumers"
+DEAD_LETTERS = "dead_letters"
 REDRIVE_MEMO = "redrive"
 
 Event = OrderConfirmed | OrderRejected
@@ -64,13 +60,9 @@ def job_id(event_id: str, consumer: str) -> str:
 
 
 def consumer_call(activity: Callable[[Any, A], Awaitable[R]], arg: A) -> Awaitable[R]:
-    """A consumer's one call to its service, with the consumer's budget (CONSUMER_RETRY): a
-    local activity (an activity in histories recorded before LOCAL_CONSUMERS_PATCH)."""
-    if workflow.patched(LOCAL_CONSUMERS_PATCH):
-        return execute_local(
-            activity, arg, start_to_close_timeout=CONSUMER_TIMEOUT, retry_policy=CONSUMER_RETRY
-        )
-    return workflow.execute_activity_method(
+    """A consumer's one call to its service, with the consumer's budget (CONSUMER_RETRY), as a
+    local activity: one workflow task per event, and no activity task."""
+    return workflow.execute_local_activity_method(
         activity, arg, start_to_close_timeout=CONSUMER_TIMEOUT, retry_policy=CONSUMER_RETRY
     )
 
@@ -82,24 +74,10 @@ def redrive_number() -> int:
     return redrive
 
 
-def describe_failure(failure: BaseException) -> tuple[str, int]:
-    """The last error's words and how many attempts were made."""
-    cause: BaseException = failure
-    if isinstance(failure, ActivityError) and failure.cause is not None:
-        cause = failure.cause
-    attempts: int | None = None
-    if isinstance(cause, ApplicationError):
-        attempts = attempts_of(cause.details)
-        error = f"{cause.type or 'error'}: {cause.message}"
-    else:
-        error = f"{type(cause).__name__}: {cause}"
-    if attempts is None:
-        exhausted = (
-            isinstance(failure, ActivityError)
-            and failure.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
-        )
-        attempts = (CONSUMER_RETRY.maximum_attempts or 1) if exhausted else 1
-    return error[:MAX_ERROR_CHARS], attempts
+def describe_failure(failure: BaseException, policy: RetryPolicy | None = None) -> tuple[str, int]:
+    """The last error's words and how many attempts were made (of a call with `policy`)."""
+    read = read_failure(failure, policy)
+    return read.words, read.attempts or 1
 
 
 async def write_dead_letter(
@@ -129,7 +107,7 @@ async def write_dead_letter(
         start_to_close_timeout=start_to_close_timeout,
         retry_policy=retry_policy,
     )
-    count_dead_letter(consumer)
+    count(DEAD_LETTERS, "dead letters written, by consumer", consumer=consumer)
 
 
 async def consume(
@@ -144,8 +122,10 @@ async def consume(
     dead letter and report DEAD_LETTERED. Never raises for the action's failure."""
     try:
         await action()
-    except ActivityError as failure:
-        error, attempts = describe_failure(failure)
+    except FailureError as failure:
+        if is_cancelled_exception(failure):
+            raise
+        error, attempts = describe_failure(failure, CONSUMER_RETRY)
         workflow.logger.warning(
             "consumer %s gave up on %s after %d attempts: %s",
             consumer,

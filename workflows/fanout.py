@@ -190,7 +190,7 @@ async def _deliver(event: Event, reaction: Reaction) -> tuple[str, str]:
     except Exception as failure:
         if is_cancelled_exception(failure):
             raise
-        error, attempts = describe_failure(failure)
+        error, attempts = describe_failure(failure, SIGNAL_RETRY)
         workflow.logger.warning(
             "fan-out: %s not signalled to %s: %s", event.event_id, reaction.workflow_id, error
         )

@@ -1,0 +1,96 @@
+"""What every saga answers and reports, whatever its steps.
+
+The saga engine (workflows/saga) builds these; its clients and operators read them. A saga's
+own models extend them with what identifies its business (the checkout's add the order id).
+Extra fields are kept when a model is read as one of these, so an operator tool that knows no
+saga type still shows them.
+"""
+
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Outcome(StrEnum):
+    """The decision: the pivot succeeded (nothing undoes it), or everything was undone."""
+
+    CONFIRMED = "CONFIRMED"
+    REJECTED = "REJECTED"
+
+
+class SagaStatus(StrEnum):
+    """Where a saga is; also its `SagaStatus` search attribute."""
+
+    RUNNING = "RUNNING"
+    COMPENSATING = "COMPENSATING"
+    # A compensation is stuck: a person must retry or skip it.
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
+    CONFIRMED = "CONFIRMED"
+    REJECTED = "REJECTED"
+
+
+class CompensationState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STUCK = "STUCK"
+    DONE = "DONE"
+    SKIPPED = "SKIPPED"
+    # Failed for good and left (only with continue_with_error).
+    FAILED = "FAILED"
+
+
+class CompensationReport(BaseModel):
+    name: str
+    state: CompensationState
+    attempts: int
+    last_error: str | None = None
+    # Why an operator skipped it, if they did.
+    skip_reason: str | None = None
+
+
+class SagaResult(BaseModel):
+    """A saga's answer: the decision, and what was done and undone to reach it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Outcome
+    # The step that failed (or was running when the saga was cancelled or ran out of time).
+    failed_step: str | None = None
+    # Machine-readable reason (the business error's type), and the words for a person.
+    reason_code: str | None = None
+    reason: str | None = None
+    steps_done: list[str] = []
+    compensations_done: list[str] = []
+    compensations: list[CompensationReport] = []
+
+
+ResultT = TypeVar("ResultT", bound=SagaResult)
+
+
+class SagaProgress(BaseModel, Generic[ResultT]):
+    """The `status` query of every saga: where it is, for operators and tools."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: SagaStatus
+    current_step: str | None = None
+    steps_done: list[str] = []
+    # Empty until the saga compensates.
+    compensations: list[CompensationReport] = []
+    stuck: list[str] = []
+    decision: ResultT | None = None
+
+
+class CancelSaga(BaseModel):
+    """The `cancel` update: refused once the pivot started."""
+
+    reason: str = Field(default="cancelled on request", min_length=1, max_length=500)
+
+
+class SkipCompensation(BaseModel):
+    """The `skip_compensation` update: an operator gives up on a stuck compensation."""
+
+    reason: str = Field(min_length=1, max_length=500)
+    # Which one; may be left out when only one is stuck.
+    name: str | None = None

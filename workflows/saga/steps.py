@@ -1,0 +1,235 @@
+"""A saga's steps, declared on its class: what each does, what undoes it, which is the pivot.
+
+    class TripBooking(SagaWorkflow[Trip, TripResult, TripProgress]):
+        book_flight = Step(TripActivities.book_flight, undo=TripActivities.cancel_flight)
+        charge_payment = Step(TripActivities.charge_payment, pivot=True)
+
+        async def book(self, trip: Trip) -> None:
+            await self.book_flight(flight_for(trip), undo_arg=trip.trip_id)
+            await self.charge_payment(payment_for(trip))
+
+A step is called with its activity's argument, as `workflow.execute_activity` is; a step that
+has an undo also names the undo's argument, or a function of the saga's failure that builds
+it when the compensation runs. The declarations are checked when the class is made (so when
+the worker imports it); the order in which steps run is checked as they run.
+"""
+
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, Protocol, Self, TypeVar, overload
+
+from temporalio.common import Priority, RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+A = TypeVar("A")
+R = TypeVar("R")
+U = TypeVar("U")
+
+# Steps before the pivot give up after ~20 s of transient faults and compensate: someone is
+# usually waiting for the answer. The pivot and what follows it retry until done.
+STEP_TIMEOUT = timedelta(seconds=10)
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=8,
+)
+FOREVER_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,
+)
+
+Activity = Callable[[Any, A], Awaitable[R]] | Callable[[A], Awaitable[R]]
+Undo = Callable[[Any, U], Awaitable[object]] | Callable[[U], Awaitable[object]]
+
+
+class SagaDefinitionError(TypeError):
+    """The steps declared on a saga class break a rule; raised when the class is made."""
+
+
+class SagaMisuse(ApplicationError):
+    """A saga ran its steps against the rules (a step twice, an undo after the pivot).
+
+    It fails the workflow with this message (after compensating what was done, when the pivot
+    was not reached), instead of a workflow task that fails and retries for ever.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="SagaMisuse", non_retryable=True)
+
+
+@dataclass(frozen=True)
+class SagaFailure:
+    """Why a saga is compensating: the step that failed (or was running), code and words."""
+
+    step: str | None
+    code: str
+    detail: str
+
+    @property
+    def summary(self) -> str:
+        """`charge_payment failed: card_declined`: for the records the undo leaves."""
+        return f"{self.step or 'saga'} failed: {self.code}"
+
+
+class StepRunner(Protocol):
+    """What runs a step: the saga (workflows/saga/workflow.py)."""
+
+    async def _run_step(self, step: "Step[Any, R, Any]", arg: object, undo_arg: object) -> R: ...
+
+
+class Step(Generic[A, R, U]):
+    """One step of a saga: its activity, and the activity that undoes it (if any).
+
+    `pivot`: the point of no return; once it started, a cancel or the deadline is refused and
+    once it succeeded nothing is undone. `local_first`: a local activity first, an activity
+    after two failed tries (workflows/saga/local.py). Steps after the pivot have no undo and
+    retry until done. The step's name is its attribute's name; its compensation's name is the
+    undo activity's name unless `undo_name` says otherwise.
+    """
+
+    @overload
+    def __init__(
+        self: "Step[A, R, None]",
+        activity: Activity[A, R],
+        *,
+        pivot: bool = False,
+        local_first: bool = False,
+        start_to_close_timeout: timedelta = STEP_TIMEOUT,
+        retry_policy: RetryPolicy | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        task_queue: str | None = None,
+        priority: Priority = Priority.default,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        activity: Activity[A, R],
+        *,
+        undo: Undo[U],
+        undo_name: str | None = None,
+        local_first: bool = False,
+        start_to_close_timeout: timedelta = STEP_TIMEOUT,
+        retry_policy: RetryPolicy | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        task_queue: str | None = None,
+        priority: Priority = Priority.default,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        activity: Activity[A, R],
+        *,
+        undo: Undo[U] | None = None,
+        undo_name: str | None = None,
+        pivot: bool = False,
+        local_first: bool = False,
+        start_to_close_timeout: timedelta = STEP_TIMEOUT,
+        retry_policy: RetryPolicy | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        task_queue: str | None = None,
+        priority: Priority = Priority.default,
+    ) -> None:
+        self.activity: Callable[..., Awaitable[R]] = activity
+        self.undo: Callable[..., Awaitable[object]] | None = undo
+        self.pivot = pivot
+        self.local_first = local_first
+        self.start_to_close_timeout = start_to_close_timeout
+        self.retry_policy = retry_policy
+        self.heartbeat_timeout = heartbeat_timeout
+        self.task_queue = task_queue
+        self.priority = priority
+        self.name = ""
+        self.undo_name = undo_name or (_activity_name(undo) if undo is not None else None)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, saga: None, owner: type) -> Self: ...
+
+    @overload
+    def __get__(self, saga: StepRunner, owner: type) -> "BoundStep[A, R, U]": ...
+
+    def __get__(self, saga: StepRunner | None, owner: type) -> "Self | BoundStep[A, R, U]":
+        if saga is None:
+            return self
+        return BoundStep(self, saga)
+
+    def with_options(self, *, local_first: bool) -> "Step[A, R, U]":
+        """The same step, run otherwise (e.g. every attempt an activity task)."""
+        copy: Step[A, R, U] = Step.__new__(Step)
+        copy.__dict__.update(self.__dict__, local_first=local_first)
+        return copy
+
+
+class BoundStep(Generic[A, R, U]):
+    """A step of one saga run: call it to run the step."""
+
+    def __init__(self, step: Step[A, R, U], saga: StepRunner) -> None:
+        self._step = step
+        self._saga = saga
+
+    async def __call__(
+        self, arg: A, *, undo_arg: U | Callable[[SagaFailure], U] | None = None
+    ) -> R:
+        """Run the step (its undo registered first); returns the activity's result."""
+        result: R = await self._saga._run_step(self._step, arg, undo_arg)
+        return result
+
+
+def declared_steps(cls: type, reserved: Collection[str]) -> dict[str, Step[Any, Any, Any]]:
+    """The steps of a saga class in the order declared (a subclass may redeclare one in
+    place), checked against the rules; raises SagaDefinitionError. `reserved`: the names
+    the saga itself uses (its handlers), which no step may hide."""
+    steps: dict[str, Step[Any, Any, Any]] = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, Step):
+                steps[name] = value
+    _check(cls.__qualname__, steps, reserved)
+    return steps
+
+
+def _check(where: str, steps: Mapping[str, Step[Any, Any, Any]], reserved: Collection[str]) -> None:
+    for name in steps:
+        if name in reserved or name.startswith("_"):
+            raise SagaDefinitionError(f"{where}: step {name!r} hides the saga's own {name!r}")
+    pivots = [name for name, step in steps.items() if step.pivot]
+    if len(pivots) > 1:
+        raise SagaDefinitionError(f"{where}: one pivot step at most; found {', '.join(pivots)}")
+    undo_names: dict[str, str] = {}
+    for name, step in steps.items():
+        if step.undo_name is None:
+            continue
+        if step.undo_name in undo_names:
+            raise SagaDefinitionError(
+                f"{where}: steps {undo_names[step.undo_name]!r} and {name!r} both have the "
+                f"compensation {step.undo_name!r}: give one an undo_name"
+            )
+        undo_names[step.undo_name] = name
+    if pivots:
+        after = list(steps)[list(steps).index(pivots[0]) + 1 :]
+        for name in after:
+            if steps[name].undo is not None:
+                raise SagaDefinitionError(
+                    f"{where}: step {name!r} comes after the pivot {pivots[0]!r} and has an "
+                    "undo: nothing is undone once the pivot succeeded"
+                )
+        for name in [pivots[0], *after]:
+            policy = steps[name].retry_policy
+            if policy is not None and policy.maximum_attempts != 0:
+                raise SagaDefinitionError(
+                    f"{where}: step {name!r} is the pivot or follows it, so it retries until "
+                    "done: its retry policy must have maximum_attempts=0"
+                )
+
+
+def _activity_name(fn: Callable[..., object]) -> str:
+    defn = getattr(fn, "__temporal_activity_definition", None)
+    name = getattr(defn, "name", None)
+    return name if isinstance(name, str) else getattr(fn, "__name__", "undo")

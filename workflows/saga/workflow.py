@@ -1,0 +1,550 @@
+"""The saga engine: a workflow class declares its steps, and gets everything else from here.
+
+    @workflow.defn(name="TripBooking")
+    class TripBookingWorkflow(SagaWorkflow[Trip, TripResult, TripProgress]):
+        book_flight = Step(TripActivities.book_flight, undo=TripActivities.cancel_flight)
+        charge_payment = Step(TripActivities.charge_payment, pivot=True)
+
+        @workflow.init
+        def __init__(self, trip: Trip) -> None:
+            super().__init__(trip, SagaOptions(deadline=timedelta(minutes=2)))
+
+        @workflow.run
+        async def run(self, trip: Trip) -> TripResult:
+            return await self.run_saga(self.book(trip))
+
+        async def book(self, trip: Trip) -> None:
+            await self.book_flight(trip, undo_arg=trip.trip_id)
+            await self.charge_payment(trip)
+
+What every saga gets (its handlers are made for each saga class with that saga's own result
+and status types, because Temporal reads a handler's types from its annotations):
+
+- `decision` (update): the answer as soon as it is known: CONFIRMED once the pivot
+  succeeded, REJECTED once a step failed for good; made for update-with-start.
+- `cancel` (update): before the pivot, stop and compensate; refused from the pivot on, with
+  the reason. A Temporal cancellation of the workflow does the same (and is ignored from
+  the pivot on: what follows the pivot only goes forward).
+- a soft deadline (`SagaOptions.deadline`): not past the pivot by then, compensate.
+- `retry_compensation` / `skip_compensation` (updates, validated): an operator's way out of
+  NEEDS_ATTENTION; a request that names no stuck compensation is refused with the stuck names.
+- `status` (query): status, current step, steps done, each compensation's state, attempts
+  and last error, what is stuck, the decision, plus the saga's own fields.
+- the search attributes `SagaStatus` and `SagaStep` (and the saga's own), one upsert per
+  change; the counters of workflows/saga/metrics.py.
+
+What runs after the pivot is forward only (retried until done); what runs after the
+compensations (`after_compensations`) announces the rejection, say. A broken declaration
+fails when the class is made; a step run against the rules fails the workflow with a
+SagaMisuse error, after compensating when the pivot was not reached.
+"""
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
+
+from workflows.saga.compensations import (
+    CompensationPolicy,
+    Compensations,
+    NothingToResolve,
+    Phase,
+    run_to_completion,
+)
+from workflows.saga.failures import read_failure
+from workflows.saga.local import execute_local_first
+from workflows.saga.metrics import (
+    count_compensation_run,
+    count_compensation_stuck,
+    count_confirmed,
+    count_rejected,
+)
+from workflows.saga.search import SAGA_STATUS, SAGA_STEP
+from workflows.saga.steps import (
+    FOREVER_RETRY,
+    STEP_RETRY,
+    SagaFailure,
+    SagaMisuse,
+    Step,
+    declared_steps,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from models.saga import (
+        CancelSaga,
+        CompensationState,
+        Outcome,
+        SagaProgress,
+        SagaResult,
+        SagaStatus,
+        SkipCompensation,
+    )
+
+InputT = TypeVar("InputT")
+ResultT = TypeVar("ResultT", bound=SagaResult)
+ProgressT = TypeVar("ProgressT", bound=SagaProgress[Any])
+T = TypeVar("T")
+
+# Each call of a compensation gets a few quick attempts; the saga retries the call with its
+# own backoff and asks a person when it stays stuck (CompensationPolicy).
+COMPENSATION_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=3,
+)
+# The reason codes of the engine's own stops.
+CANCELLED = "cancelled"
+DEADLINE_EXCEEDED = "deadline_exceeded"
+MISUSE = "saga_misuse"
+HANDLERS = ("decision", "cancel", "retry_compensation", "skip_compensation", "status")
+
+
+@dataclass(frozen=True)
+class SagaOptions:
+    # Not past the pivot by then: compensate and answer REJECTED (deadline_exceeded).
+    deadline: timedelta | None = None
+    compensation: CompensationPolicy = field(default_factory=CompensationPolicy)
+    # The retries of one call of a compensation (the saga then retries the call).
+    compensation_retry: RetryPolicy = COMPENSATION_RETRY
+    # The saga's own search attributes (register them on the cluster), upserted with the first
+    # change of SagaStatus/SagaStep.
+    search_attributes: Sequence[SearchAttributeUpdate[Any]] = ()
+
+
+class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
+    """The base of a saga workflow. Its subclass declares `Step`s as class attributes, an
+    `@workflow.init` that passes the input and options here, and an `@workflow.run` that
+    returns `await self.run_saga(self.<its steps>(input))`."""
+
+    _steps: ClassVar[dict[str, Step[Any, Any, Any]]] = {}
+    _result_type: ClassVar[type[SagaResult]] = SagaResult
+    _progress_type: ClassVar[type[SagaProgress[Any]]] = SagaProgress[SagaResult]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._steps = declared_steps(cls, reserved=_RESERVED)
+        types = _saga_types(cls)
+        if types is not None:
+            cls._result_type, cls._progress_type = types
+            _install_handlers(cls, *types)
+
+    def __init__(self, input: InputT, options: SagaOptions | None = None) -> None:
+        self.input = input
+        self.options = options or SagaOptions()
+        self._compensations = Compensations(
+            policy=self.options.compensation, on_change=self._publish
+        )
+        self._current_step: str | None = None
+        self._steps_done: list[str] = []
+        self._started: set[str] = set()
+        self._pivot_started = False
+        self._past_pivot = False
+        self._stop: SagaFailure | None = None
+        self._failure: SagaFailure | None = None
+        self._steps_task: asyncio.Future[object] | None = None
+        self._decision: ResultT | None = None
+        self._published: tuple[str, str] | None = None
+        self._attention_counted: set[str] = set()
+
+    # -- what a saga may override ----------------------------------------------------------
+
+    def reason(self, code: str, detail: str) -> str:
+        """The words of the answer for a rejection with `code` (default: the detail)."""
+        return detail
+
+    def result_fields(self) -> Mapping[str, object]:
+        """The saga's own fields of its result (ResultT), beside the engine's."""
+        return {}
+
+    def status_fields(self) -> Mapping[str, object]:
+        """The saga's own fields of its `status` query (ProgressT), beside the engine's."""
+        return {}
+
+    async def after_compensations(self, result: ResultT) -> None:
+        """Runs once the compensations are done, before the workflow returns `result` (to
+        announce the rejection, say). It cannot be cancelled."""
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def run_saga(self, steps: Coroutine[Any, Any, object]) -> ResultT:
+        """Run `steps` (the saga's own coroutine, which calls its steps) under the saga's
+        rules; returns the final result, once the work after the decision is done."""
+        self._publish()
+        failure: SagaFailure | None = self._stop  # cancelled before it started
+        misuse: SagaMisuse | None = None
+        if failure is not None:
+            steps.close()
+        else:
+            self._steps_task = asyncio.ensure_future(steps)
+            deadline = asyncio.ensure_future(self._enforce_deadline())
+            try:
+                await self._until_settled(self._steps_task)
+            finally:
+                deadline.cancel()
+            failure, misuse = self._failure_of(self._steps_task)
+        if failure is None:
+            if self._decision is None:  # a saga without a pivot decides when its steps end
+                self._decide(Outcome.CONFIRMED)
+            final = self._result(Outcome.CONFIRMED)
+        else:
+            final = await run_to_completion(self._reject(failure))
+        self._publish()
+        await run_to_completion(workflow.wait_condition(workflow.all_handlers_finished))
+        if misuse is not None:
+            raise misuse
+        return final
+
+    async def _until_settled(self, task: "asyncio.Future[object]") -> None:
+        """Wait for the steps to end. A Temporal cancellation before the pivot stops them as
+        the cancel update does; from the pivot on it is ignored."""
+        while not task.done():
+            try:
+                await asyncio.wait([task])
+            except asyncio.CancelledError:
+                if not self._pivot_started:
+                    self._stop = self._stop or SagaFailure(
+                        self._current_step, CANCELLED, "the workflow was cancelled"
+                    )
+                    task.cancel()
+
+    def _failure_of(
+        self, task: "asyncio.Future[object]"
+    ) -> tuple[SagaFailure | None, SagaMisuse | None]:
+        if task.cancelled():
+            return self._stopped(), None
+        err = task.exception()
+        if err is None:
+            return None, None
+        if self._past_pivot:
+            raise err  # nothing to undo: the workflow fails (or, for a bug, its task retries)
+        if isinstance(err, SagaMisuse):
+            return SagaFailure(self._current_step, MISUSE, err.message), err
+        if is_cancelled_exception(err):
+            return self._stopped(), None
+        if isinstance(err, FailureError):
+            code, detail = read_failure(err).reason
+            return SagaFailure(self._current_step, code, detail), None
+        raise err  # a bug in the saga's own code: its workflow task fails until a fix is deployed
+
+    def _stopped(self) -> SagaFailure:
+        return self._stop or SagaFailure(
+            self._current_step, CANCELLED, "the workflow was cancelled"
+        )
+
+    async def _enforce_deadline(self) -> None:
+        if self.options.deadline is None:
+            return
+        await workflow.sleep(self.options.deadline)
+        if not self._pivot_started and self._steps_task is not None:
+            self._stop = SagaFailure(
+                self._current_step, DEADLINE_EXCEEDED, "not confirmed within the deadline"
+            )
+            self._steps_task.cancel()
+
+    async def _run_step(self, step: Step[Any, T, Any], arg: object, undo_arg: object) -> T:
+        self._check_may_run(step, undo_arg)
+        self._started.add(step.name)
+        if step.undo is not None and step.undo_name is not None:
+            self._compensations.add(step.undo_name, self._compensation(step, undo_arg))
+        if step.pivot:
+            self._pivot_started = True
+        self._current_step = step.name
+        self._publish()
+        result = await self._execute(step, arg)
+        self._steps_done.append(step.name)
+        if step.pivot:
+            self._past_pivot = True
+            self._decide(Outcome.CONFIRMED)
+            self._publish()
+        return result
+
+    def _check_may_run(self, step: Step[Any, Any, Any], undo_arg: object) -> None:
+        if self._steps.get(step.name) is not step:
+            raise SagaMisuse(f"step {step.name!r} is not a step of {type(self).__name__}")
+        if step.name in self._started:
+            raise SagaMisuse(f"step {step.name!r} ran twice: each step runs once")
+        if step.undo is not None and self._pivot_started:
+            raise SagaMisuse(
+                f"step {step.name!r} has an undo and ran after the pivot: nothing is undone "
+                "once the pivot started"
+            )
+        if (step.undo is None) != (undo_arg is None):
+            wanted = "needs an undo_arg" if step.undo is not None else "has no undo"
+            raise SagaMisuse(f"step {step.name!r} {wanted}")
+
+    async def _execute(self, step: Step[Any, T, Any], arg: object) -> T:
+        forward_only = step.pivot or self._past_pivot
+        policy = step.retry_policy or (FOREVER_RETRY if forward_only else STEP_RETRY)
+        if step.local_first:
+            return await execute_local_first(
+                step.activity,
+                arg,
+                start_to_close_timeout=step.start_to_close_timeout,
+                retry_policy=policy,
+            )
+        activity: Any = step.activity
+        result: T = await workflow.execute_activity(
+            activity,
+            arg,
+            start_to_close_timeout=step.start_to_close_timeout,
+            retry_policy=policy,
+            heartbeat_timeout=step.heartbeat_timeout,
+            task_queue=step.task_queue,
+            priority=step.priority,
+        )
+        return result
+
+    def _compensation(
+        self, step: Step[Any, Any, Any], undo_arg: object
+    ) -> Callable[[], Coroutine[Any, Any, object]]:
+        undo: Any = step.undo
+
+        async def compensate() -> object:
+            failure = self._failure or SagaFailure(step.name, CANCELLED, "compensating")
+            arg = undo_arg(failure) if callable(undo_arg) else undo_arg
+            return await workflow.execute_activity(
+                undo,
+                arg,
+                start_to_close_timeout=step.start_to_close_timeout,
+                retry_policy=self.options.compensation_retry,
+                heartbeat_timeout=step.heartbeat_timeout,
+                task_queue=step.task_queue,
+            )
+
+        return compensate
+
+    def _decide(self, outcome: Outcome) -> None:
+        self._decision = self._result(outcome)
+        if outcome is Outcome.CONFIRMED:
+            count_confirmed()
+            workflow.logger.info("saga decided: CONFIRMED")
+
+    async def _reject(self, failure: SagaFailure) -> ResultT:
+        self._failure = failure
+        self._decision = self._result(Outcome.REJECTED)
+        count_rejected(failure.code)
+        workflow.logger.info(
+            "saga decided: REJECTED (%s at %s)", failure.code, failure.step or "start"
+        )
+        self._compensations.start()
+        self._publish()
+        await self._compensations.run()
+        for report in self._compensations.reports:
+            if report.state is CompensationState.DONE:
+                count_compensation_run(report.name)
+        result = self._result(Outcome.REJECTED)
+        await self.after_compensations(result)
+        return result
+
+    # -- what callers and operators see and do (the handlers call these) ---------------------
+
+    async def _wait_for_decision(self) -> ResultT:
+        await workflow.wait_condition(lambda: self._decision is not None)
+        assert self._decision is not None
+        return self._decision
+
+    async def _cancel(self, request: CancelSaga) -> ResultT:
+        if self._stop is None:  # a repeated cancel keeps the first reason
+            self._stop = SagaFailure(self._current_step, CANCELLED, request.reason)
+        if self._steps_task is not None:
+            self._steps_task.cancel()
+        return await self._wait_for_decision()
+
+    def _validate_cancel(self, request: CancelSaga) -> None:
+        if self._pivot_started or self._decision is not None:
+            raise ApplicationError(
+                "too late to cancel: the saga has already reached its decision "
+                f"({self._decision.status if self._decision else 'confirming'})",
+                type="TooLateToCancel",
+            )
+
+    def _retry_compensation(self, name: str | None) -> str:
+        return self._compensations.retry(name)
+
+    def _skip_compensation(self, request: SkipCompensation) -> str:
+        return self._compensations.skip(request.reason, request.name)
+
+    def _validate_stuck(self, name: str | None) -> None:
+        try:
+            self._compensations.check_stuck(name)
+        except NothingToResolve as err:
+            raise ApplicationError(str(err), type="NothingToResolve") from err
+
+    def _progress(self) -> ProgressT:
+        fields = {
+            "status": self._status(),
+            "current_step": self._current_step,
+            "steps_done": list(self._steps_done),
+            "compensations": self._reports(),
+            "stuck": self._compensations.stuck,
+            "decision": self._decision,
+            **self.status_fields(),
+        }
+        return cast(ProgressT, self._progress_type.model_validate(fields))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _status(self) -> SagaStatus:
+        phase = self._compensations.phase
+        if phase is Phase.NEEDS_ATTENTION:
+            return SagaStatus.NEEDS_ATTENTION
+        if phase is Phase.RUNNING:
+            return SagaStatus.COMPENSATING
+        if self._decision is not None:
+            return SagaStatus(self._decision.status.value)
+        return SagaStatus.RUNNING
+
+    def _publish(self) -> None:
+        """Keep the search attributes current (one upsert per change), so the Web UI and the
+        operator commands can list sagas by them."""
+        current = (self._status().value, self._current_step or "")
+        if current == self._published:
+            return
+        first = self._published is None
+        self._published = current
+        workflow.upsert_search_attributes(
+            [
+                SAGA_STATUS.value_set(current[0]),
+                SAGA_STEP.value_set(current[1]),
+                *(self.options.search_attributes if first else ()),
+            ]
+        )
+        if current[0] == SagaStatus.NEEDS_ATTENTION:
+            for name in self._compensations.stuck:
+                if name not in self._attention_counted:
+                    self._attention_counted.add(name)
+                    count_compensation_stuck(name)
+        else:
+            self._attention_counted.clear()
+
+    def _reports(self) -> list[Any]:
+        if self._compensations.phase is Phase.NOT_STARTED:
+            return []
+        return [report.model_copy() for report in self._compensations.reports]
+
+    def _result(self, outcome: Outcome) -> ResultT:
+        failure = self._failure if outcome is Outcome.REJECTED else None
+        fields = {
+            "status": outcome,
+            "failed_step": failure.step if failure else None,
+            "reason_code": failure.code if failure else None,
+            "reason": self.reason(failure.code, failure.detail) if failure else None,
+            "steps_done": list(self._steps_done),
+            "compensations_done": self._compensations.done,
+            "compensations": self._reports(),
+            **self.result_fields(),
+        }
+        return cast(ResultT, self._result_type.model_validate(fields))
+
+    if TYPE_CHECKING:
+        # Made for each saga class by _install_handlers, with its own types.
+
+        @workflow.update
+        async def decision(self) -> ResultT:
+            """The answer, as soon as it is known (use with update-with-start)."""
+            ...
+
+        @workflow.update
+        async def cancel(self, request: CancelSaga) -> ResultT:
+            """Stop before the pivot and compensate; the answer (REJECTED, cancelled)."""
+            ...
+
+        @workflow.update
+        def retry_compensation(self, name: str | None = None) -> str:
+            """Operator: try a stuck compensation again; returns its name."""
+            ...
+
+        @workflow.update
+        def skip_compensation(self, request: SkipCompensation) -> str:
+            """Operator: give up on a stuck compensation, with the reason; returns its name."""
+            ...
+
+        @workflow.query
+        def status(self) -> ProgressT:
+            """Where the saga is."""
+            ...
+
+
+# Names a step may not take: the saga's own (a step would hide them).
+_RESERVED = frozenset(vars(SagaWorkflow)) | frozenset(HANDLERS) | {"input", "options"}
+
+
+def _saga_types(cls: type) -> tuple[type[SagaResult], type[SagaProgress[Any]]] | None:
+    """The result and status types the class gave SagaWorkflow (None while they are still
+    type variables, in a generic subclass)."""
+    for klass in cls.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if get_origin(base) is SagaWorkflow:
+                _, result_type, progress_type = get_args(base)
+                if isinstance(result_type, type) and isinstance(progress_type, type):
+                    return result_type, progress_type
+                return None
+    return None
+
+
+def _install_handlers(
+    cls: type, result_type: type[SagaResult], progress_type: type[SagaProgress[Any]]
+) -> None:
+    """The handlers of `cls`, annotated with its types (Temporal converts by annotation)."""
+
+    async def decision(self: SagaWorkflow[Any, Any, Any]) -> Any:
+        """The answer, as soon as it is known (use with update-with-start)."""
+        return await self._wait_for_decision()
+
+    async def cancel(self: SagaWorkflow[Any, Any, Any], request: CancelSaga) -> Any:
+        """Stop before the pivot and compensate; the answer (REJECTED, cancelled)."""
+        return await self._cancel(request)
+
+    def validate_cancel(self: SagaWorkflow[Any, Any, Any], request: CancelSaga) -> None:
+        self._validate_cancel(request)
+
+    def retry_compensation(self: SagaWorkflow[Any, Any, Any], name: str | None = None) -> str:
+        """Operator: try a stuck compensation again; returns its name."""
+        return self._retry_compensation(name)
+
+    def validate_retry(self: SagaWorkflow[Any, Any, Any], name: str | None = None) -> None:
+        self._validate_stuck(name)
+
+    def skip_compensation(self: SagaWorkflow[Any, Any, Any], request: SkipCompensation) -> str:
+        """Operator: give up on a stuck compensation, with the reason; returns its name."""
+        return self._skip_compensation(request)
+
+    def validate_skip(self: SagaWorkflow[Any, Any, Any], request: SkipCompensation) -> None:
+        self._validate_stuck(request.name)
+
+    def status(self: SagaWorkflow[Any, Any, Any]) -> Any:
+        """Where the saga is: status, steps, compensations, the decision."""
+        return self._progress()
+
+    annotations: dict[Callable[..., Any], dict[str, Any]] = {
+        decision: {"return": result_type},
+        cancel: {"request": CancelSaga, "return": result_type},
+        validate_cancel: {"request": CancelSaga, "return": None},
+        retry_compensation: {"name": str | None, "return": str},
+        validate_retry: {"name": str | None, "return": None},
+        skip_compensation: {"request": SkipCompensation, "return": str},
+        validate_skip: {"request": SkipCompensation, "return": None},
+        status: {"return": progress_type},
+    }
+    for fn, hints in annotations.items():
+        fn.__annotations__ = hints
+        fn.__module__ = cls.__module__
+        fn.__qualname__ = f"{cls.__qualname__}.{fn.__name__}"
+    handlers: dict[str, Any] = {
+        "decision": workflow.update(decision),
+        "cancel": workflow.update(cancel),
+        "retry_compensation": workflow.update(retry_compensation),
+        "skip_compensation": workflow.update(skip_compensation),
+        "status": workflow.query(status),
+    }
+    handlers["cancel"].validator(validate_cancel)
+    handlers["retry_compensation"].validator(validate_retry)
+    handlers["skip_compensation"].validator(validate_skip)
+    for name, handler in handlers.items():
+        setattr(cls, name, handler)
