@@ -1,38 +1,50 @@
-"""`checkout-saga attention list|retry|skip`: checkouts whose compensation needs a person."""
+"""`checkout-saga attention list|retry|skip`: sagas of any type whose compensation needs a
+person, found by the engine's `SagaStatus` search attribute."""
 
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from models.checkout import CheckoutProgress, CheckoutResult, SkipCompensation
-from starter.checkouts import checkout_handle
 from worker.clients import connect_temporal
-from workflows.checkout import CheckoutWorkflow
+from workflows.checkout import checkout_workflow_id
+from workflows.saga.client import (
+    Stuck,
+    needing_attention,
+    retry_compensation,
+    skip_compensation,
+)
 
 attention = typer.Typer(
-    help="Checkouts whose compensation is stuck (NEEDS_ATTENTION): list, retry, skip.",
+    help="Sagas whose compensation is stuck (NEEDS_ATTENTION): list, retry, skip.",
     no_args_is_help=True,
 )
-# Wide when piped, so order ids stay whole in logs and scripts.
+# Wide when piped, so ids stay whole in logs and scripts.
 console = Console(width=None if sys.stdout.isatty() else 160)
-QUERY = "WorkflowType = 'Checkout' AND SagaStatus = 'NEEDS_ATTENTION'"
+
+OrderIdArgument = Annotated[
+    str | None, typer.Argument(help="The order of a checkout (or give --workflow-id).")
+]
+WorkflowIdOption = Annotated[
+    str | None, typer.Option(help="The saga's workflow id, of any saga type.")
+]
+CompensationOption = Annotated[
+    str | None, typer.Option(help="Which compensation, when several are stuck.")
+]
 
 
-async def stuck_checkouts(client: Client, limit: int) -> list[CheckoutProgress]:
-    found = []
-    async for execution in client.list_workflows(QUERY, limit=limit):
-        handle: WorkflowHandle[CheckoutWorkflow, CheckoutResult] = client.get_workflow_handle_for(
-            CheckoutWorkflow.run, execution.id
-        )
-        found.append(await handle.query(CheckoutWorkflow.status))
-    return found
+def saga_workflow_id(order_id: str | None, workflow_id: str | None) -> str:
+    """The workflow id a command means: --workflow-id, or the checkout of ORDER_ID."""
+    if (order_id is None) == (workflow_id is None):
+        raise typer.BadParameter("give an ORDER_ID or --workflow-id (one of them)")
+    return workflow_id if workflow_id is not None else checkout_workflow_id(order_id or "")
 
 
 @attention.command("list")
@@ -40,27 +52,30 @@ def list_stuck(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """Show every checkout waiting for an operator, with the stuck compensation's error."""
+    """Show every saga waiting for an operator, with the stuck compensation's error."""
 
-    async def run() -> list[CheckoutProgress]:
-        return await stuck_checkouts(await connect_temporal(), limit)
+    async def find() -> list[Stuck]:
+        return await needing_attention(await connect_temporal(), limit)
 
-    stuck = asyncio.run(run())
+    stuck = asyncio.run(find())
     if as_json:
-        for progress in stuck:
-            print(json.dumps(progress.model_dump(mode="json")))
+        for found in stuck:
+            line = {"workflow_id": found.workflow_id, "workflow_type": found.workflow_type}
+            print(json.dumps({**line, **found.progress.model_dump(mode="json")}))
         return
-    table = Table(title=f"{len(stuck)} checkout(s) need attention")
-    for column in ("order", "decision", "stuck", "attempts"):
+    table = Table(title=f"{len(stuck)} saga(s) need attention")
+    for column in ("workflow id", "type", "decision", "stuck", "attempts"):
         table.add_column(column, no_wrap=True)
     table.add_column("last error")
-    for progress in stuck:
+    for found in stuck:
+        progress = found.progress
+        decision = progress.decision
         for report in progress.compensations:
             if report.name in progress.stuck:
-                decision = progress.decision.reason_code if progress.decision else ""
                 table.add_row(
-                    progress.order_id,
-                    f"REJECTED ({decision})",
+                    found.workflow_id,
+                    found.workflow_type,
+                    f"{decision.status} ({decision.reason_code})" if decision else "",
                     report.name,
                     str(report.attempts),
                     report.last_error or "",
@@ -68,51 +83,47 @@ def list_stuck(
     console.print(table)
 
 
-async def _resolve(order_id: str, action: str, name: str | None, reason: str | None) -> str:
-    handle = await checkout_handle(order_id)
-    if action == "retry":
-        return await handle.execute_update(CheckoutWorkflow.retry_compensation, name)
-    assert reason is not None
-    return await handle.execute_update(
-        CheckoutWorkflow.skip_compensation, SkipCompensation(reason=reason, name=name)
-    )
+def _resolve(workflow_id: str, send: Callable[[Client], Awaitable[str]], verb: str) -> None:
+    async def run() -> str:
+        return await send(await connect_temporal())
 
-
-def _run_resolution(order_id: str, action: str, name: str | None, reason: str | None) -> None:
     try:
-        resolved = asyncio.run(_resolve(order_id, action, name, reason))
+        resolved = asyncio.run(run())
     except WorkflowUpdateFailedError as err:
-        console.print(f"[red]{order_id}: {err.cause}[/red]")
+        console.print(f"[red]{workflow_id}: {err.cause}[/red]")
         raise typer.Exit(1) from err
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
-            console.print(f"[red]no running checkout for order {order_id}[/red]")
+            console.print(f"[red]no running saga {workflow_id}[/red]")
             raise typer.Exit(1) from err
         raise
-    verb = "retrying" if action == "retry" else "skipped"
-    console.print(f"{order_id}: {verb} {resolved}")
+    console.print(f"{workflow_id}: {verb} {resolved}")
 
 
 @attention.command()
 def retry(
-    order_id: Annotated[str, typer.Argument(help="The order whose checkout is stuck.")],
-    compensation: Annotated[
-        str | None, typer.Option(help="Which one, when several are stuck.")
-    ] = None,
+    order_id: OrderIdArgument = None,
+    workflow_id: WorkflowIdOption = None,
+    compensation: CompensationOption = None,
 ) -> None:
     """Try the stuck compensation again (after fixing what made it fail)."""
-    _run_resolution(order_id, "retry", compensation, None)
+    target = saga_workflow_id(order_id, workflow_id)
+    _resolve(target, lambda client: retry_compensation(client, target, compensation), "retrying")
 
 
 @attention.command()
 def skip(
-    order_id: Annotated[str, typer.Argument(help="The order whose checkout is stuck.")],
-    reason: Annotated[str, typer.Option(help="Why; recorded in the checkout's result.")],
-    compensation: Annotated[
-        str | None, typer.Option(help="Which one, when several are stuck.")
-    ] = None,
+    reason: Annotated[str, typer.Option(help="Why; recorded in the saga's result.")],
+    order_id: OrderIdArgument = None,
+    workflow_id: WorkflowIdOption = None,
+    compensation: CompensationOption = None,
 ) -> None:
     """Give up on the stuck compensation (it was done by hand, or cannot be done)."""
     if not reason.strip():
         raise typer.BadParameter("a reason is required", param_hint="--reason")
-    _run_resolution(order_id, "skip", compensation, reason)
+    target = saga_workflow_id(order_id, workflow_id)
+    _resolve(
+        target,
+        lambda client: skip_compensation(client, target, reason, compensation),
+        "skipped",
+    )

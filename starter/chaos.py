@@ -68,9 +68,10 @@ from starter.launcher import (
 )
 from worker.clients import connect_temporal
 from worker.settings import Settings
-from workflows.checkout import CHECKOUT_STATUS, CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.consumers import job_id
 from workflows.receipt import RECEIPT
+from workflows.saga import SAGA_STATUS
 from workflows.shipping import SHIPPING
 
 # Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one.
@@ -332,7 +333,7 @@ async def _wait_closed(
             try:
                 described = await handle.describe()
                 if described.status is WorkflowExecutionStatus.RUNNING:
-                    status = described.typed_search_attributes.get(CHECKOUT_STATUS)
+                    status = described.typed_search_attributes.get(SAGA_STATUS)
                     if status == "NEEDS_ATTENTION":
                         await handle.execute_update(CheckoutWorkflow.retry_compensation, None)
                         report.attention_retries += 1

@@ -1,69 +1,38 @@
 """Placing checkouts: one, a demo mix, or many, and reading their outcomes."""
 
 import asyncio
-import contextlib
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowFailureError,
-    WorkflowHandle,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from models.saga import Outcome
 from worker.clients import connect_temporal
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.saga.client import decide
 
 
 async def decide_checkout(
     client: Client, request: CheckoutRequest, task_queue: str
-) -> tuple[CheckoutResult, WorkflowHandle[CheckoutWorkflow, CheckoutResult]]:
-    """Start the checkout for this order and return its decision as soon as it is known.
-
-    One round trip (update-with-start): the call returns CONFIRMED or REJECTED while the
-    checkout goes on with what follows the decision. The workflow id is the order's: a repeat
-    of the same order joins the running checkout, or gets the answer of the finished one; it
-    never runs a second time.
-    """
-    workflow_id = checkout_workflow_id(request.order_id)
-    start = WithStartWorkflowOperation(
-        CheckoutWorkflow.run,
+) -> tuple[CheckoutResult, WorkflowHandle[Any, CheckoutResult]]:
+    """Start the checkout for this order and return its decision as soon as it is known
+    (update-with-start, workflows.saga.client.decide). The workflow id is the order's: a
+    repeat of the same order joins the running checkout, or gets the answer of the finished
+    one; it never runs a second time."""
+    return await decide(
+        client,
+        CheckoutWorkflow,
         request,
-        id=workflow_id,
+        workflow_id=checkout_workflow_id(request.order_id),
         task_queue=task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
-    try:
-        decision = await client.execute_update_with_start_workflow(
-            CheckoutWorkflow.decision, start_workflow_operation=start
-        )
-        return decision, await start.workflow_handle()
-    except WorkflowAlreadyStartedError:  # finished earlier: its answer is final
-        with contextlib.suppress(WorkflowAlreadyStartedError):
-            await start.workflow_handle()  # the same error; retrieved so it isn't logged
-        handle: WorkflowHandle[CheckoutWorkflow, CheckoutResult] = client.get_workflow_handle_for(
-            CheckoutWorkflow.run, workflow_id
-        )
-        return await handle.result(), handle
-    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        # The server was unreachable or the call timed out: the caller may call again (same
-        # order). The start operation holds the same error; retrieved so it isn't logged.
-        with contextlib.suppress(RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
-            await start.workflow_handle()
-        raise
 
 
 async def place_checkout(

@@ -19,15 +19,19 @@ from rich.table import Table
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from models.checkout import CancelCheckout, CheckoutProgress, CheckoutRequest, CheckoutResult
+from models.checkout import CheckoutRequest, CheckoutResult
 from models.payments import CARD_OK
-from models.saga import Outcome
-from starter.attention import attention
+from models.saga import Outcome, SagaProgress, SagaResult
+from starter.attention import (
+    OrderIdArgument,
+    WorkflowIdOption,
+    attention,
+    saga_workflow_id,
+)
 from starter.bench import mount as mount_bench
 from starter.chaos import chaos as chaos_command
 from starter.checkouts import (
     Scenario,
-    checkout_handle,
     decide_checkout,
     demo_scenarios,
     describe_validation_error,
@@ -39,10 +43,12 @@ from starter.dlq import dlq
 from starter.histories import mount as mount_histories
 from starter.launcher import LaunchError, Stack, running_stack, write_env_file
 from starter.reactions import reactions_table, wait_for_reactions
+from starter.trips import trip
 from telemetry.tracing import configure_tracing
 from worker.clients import connect_temporal
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow
+from workflows.saga.client import cancel as cancel_saga
+from workflows.saga.client import status as saga_status
 
 app = typer.Typer(
     help="Checkout saga on Temporal: demo, checkouts and worker.",
@@ -167,14 +173,6 @@ def checkout(
     card: Annotated[str, typer.Option(help="Card number.")] = CARD_OK,
     currency: Annotated[str, typer.Option(help="ISO 4217 code.")] = "EUR",
     order_id: Annotated[str | None, typer.Option(help="Default: a new id.")] = None,
-    local_steps: Annotated[
-        bool,
-        typer.Option(
-            help="Run the steps up to the decision as local activities, each continuing as "
-            "an activity if it fails twice (the default: faster answer); --no-local-steps: "
-            'every step an activity (README "Performance": the trade-off).'
-        ),
-    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Place one checkout against running parts; prints the decision as soon as it is known.
@@ -190,7 +188,6 @@ def checkout(
                 "card_number": card,
                 "currency": currency,
                 "items": [_parse_item(text) for text in item],
-                "options": {"local_steps": local_steps},
             }
         )
     except ValidationError as err:
@@ -297,45 +294,48 @@ app.command("chaos")(chaos_command)
 
 @app.command()
 def status(
-    order_id: Annotated[str, typer.Argument(help="The order's id.")],
+    order_id: OrderIdArgument = None,
+    workflow_id: WorkflowIdOption = None,
 ) -> None:
-    """Where a checkout is: status, current step, steps done, compensations (as JSON)."""
+    """Where a saga is: status, current step, steps done, compensations (as JSON)."""
+    target = saga_workflow_id(order_id, workflow_id)
 
-    async def query() -> CheckoutProgress:
-        handle = await checkout_handle(order_id)
-        return await handle.query(CheckoutWorkflow.status)
+    async def query() -> SagaProgress[SagaResult]:
+        return await saga_status(await connect_temporal(), target, SagaProgress[SagaResult])
 
     try:
         print(asyncio.run(query()).model_dump_json(indent=2))
     except RPCError as err:
-        console.print(f"[red]no checkout for order {order_id}: {err.message}[/red]")
+        console.print(f"[red]no saga {target}: {err.message}[/red]")
         raise typer.Exit(1) from err
 
 
 @app.command()
 def cancel(
-    order_id: Annotated[str, typer.Argument(help="The order's id.")],
+    order_id: OrderIdArgument = None,
+    workflow_id: WorkflowIdOption = None,
     reason: Annotated[str, typer.Option(help="Why, in the customer's words.")] = (
         "cancelled by the customer"
     ),
 ) -> None:
-    """Cancel a checkout before its confirmation; prints the answer (REJECTED, cancelled)."""
+    """Cancel a saga before its pivot; prints the answer (REJECTED, cancelled)."""
+    target = saga_workflow_id(order_id, workflow_id)
 
-    async def send() -> CheckoutResult:
-        handle = await checkout_handle(order_id)
-        return await handle.execute_update(CheckoutWorkflow.cancel, CancelCheckout(reason=reason))
+    async def send() -> SagaResult:
+        return await cancel_saga(await connect_temporal(), target, reason, SagaResult)
 
     try:
         print(asyncio.run(send()).model_dump_json())
     except WorkflowUpdateFailedError as err:
-        console.print(f"[red]{order_id}: {err.cause}[/red]")
+        console.print(f"[red]{target}: {err.cause}[/red]")
         raise typer.Exit(1) from err
     except RPCError as err:
-        console.print(f"[red]no running checkout for order {order_id}: {err.message}[/red]")
+        console.print(f"[red]no running saga {target}: {err.message}[/red]")
         raise typer.Exit(1) from err
 
 
 app.add_typer(attention, name="attention")
+app.add_typer(trip, name="trip")
 app.add_typer(dlq, name="dlq")
 
 

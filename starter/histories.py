@@ -1,4 +1,4 @@
-"""Record workflow histories of the checkout's paths, and replay histories against this code.
+"""Record workflow histories of each saga's paths, and replay histories against this code.
 
     checkout-saga histories capture [--out tests/histories] [--path NAME ...]
     checkout-saga histories replay [DIR]
@@ -29,15 +29,11 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from models.checkout import (
-    CancelCheckout,
-    CheckoutProgress,
-    CheckoutRequest,
-    CheckoutResult,
-    CheckoutStep,
-    SkipCompensation,
-)
+from examples.trip.models import Simulation, TripRequest, trip_workflow_id
+from examples.trip.workflow import TripBookingWorkflow
+from models.checkout import CheckoutProgress, CheckoutRequest, CheckoutResult, CheckoutStep
 from models.events import ORDER_CONFIRMED, event_id
+from models.saga import CancelSaga, SagaResult, SkipCompensation
 from services.auth import SERVICE_TOKEN_ENV, bearer_headers
 from starter.checkouts import demo_scenarios, outcome_label, place_checkout
 from starter.launcher import LaunchError, running_stack
@@ -181,20 +177,6 @@ async def _wait_for(
     raise CaptureError(f"{handle.id} never reached the state this path needs")
 
 
-def activity_steps_confirmed() -> PathRun:
-    """The confirmed order again with `options.local_steps` off (every step an activity)."""
-
-    async def run(stack: CaptureStack) -> Recorded:
-        base = demo_request("confirmed")
-        options = base.options.model_copy(update={"local_steps": False})
-        request = _variant(base, "activities", options=options.model_dump())
-        outcome = outcome_label(await place_checkout(stack.client, request, stack.task_queue))
-        _expect(outcome, "CONFIRMED")
-        return Recorded(checkout_workflow_id(request.order_id), outcome)
-
-    return run
-
-
 @contextlib.asynccontextmanager
 async def payments_down(
     stack: CaptureStack, paths: list[str] | None = None
@@ -224,7 +206,7 @@ def cancelled_while_charging() -> PathRun:
             handle = await _start(stack, request)
             await _wait_for(handle, lambda p: p.current_step == CheckoutStep.CHARGE_PAYMENT)
             await handle.execute_update(
-                CheckoutWorkflow.cancel, CancelCheckout(reason="changed my mind")
+                CheckoutWorkflow.cancel, CancelSaga(reason="changed my mind")
             )
             await recover()  # the refund (of nothing charged) goes through
         outcome = outcome_label(await handle.result())
@@ -268,6 +250,55 @@ def refund_stuck_then_skipped() -> PathRun:
         outcome = outcome_label(await handle.result())
         _expect(outcome, "REJECTED:card_declined")
         return Recorded(handle.id, f"{outcome} (refund skipped)")
+
+    return run
+
+
+def trip(name: str, **simulate: Any) -> TripRequest:
+    """The example saga's trip `history-<name>`, its providers simulated as asked."""
+    return TripRequest(
+        trip_id=f"{RUN_ID}-{name}",
+        traveller="Ada",
+        flight="LH 1234",
+        hotel="Hotel Adlon, 2 nights",
+        car="compact",
+        amount_cents=129_900,
+        deadline_seconds=simulate.pop("deadline_seconds", 120),
+        attempts_before_attention=1,
+        simulate=Simulation.model_validate(simulate),
+    )
+
+
+def _trip_outcome(result: SagaResult) -> str:
+    return result.status if result.reason_code is None else f"{result.status}:{result.reason_code}"
+
+
+def trip_path(request: TripRequest, expected: str, operator: str | None = None) -> PathRun:
+    """Book the trip; with `operator`, retry its stuck compensation, or cancel it while
+    its car is being booked."""
+
+    async def run(stack: CaptureStack) -> Recorded:
+        handle = await stack.client.start_workflow(
+            TripBookingWorkflow.run,
+            request,
+            id=trip_workflow_id(request.trip_id),
+            task_queue=stack.task_queue,
+        )
+        if operator == "retry":
+            for _ in range(120):  # bounded: about 30 s
+                if (await handle.query(TripBookingWorkflow.status)).stuck:
+                    break
+                await asyncio.sleep(0.25)
+            await handle.execute_update(TripBookingWorkflow.retry_compensation, None)
+        if operator == "cancel":
+            for _ in range(120):  # bounded: about 30 s
+                if (await handle.query(TripBookingWorkflow.status)).current_step == "book_car":
+                    break
+                await asyncio.sleep(0.25)
+            await handle.execute_update(TripBookingWorkflow.cancel, CancelSaga(reason="not now"))
+        outcome = _trip_outcome(await handle.result())
+        _expect(outcome, expected)
+        return Recorded(handle.id, outcome + (f" ({operator})" if operator else ""))
 
     return run
 
@@ -325,7 +356,6 @@ PATHS: list[HistoryPath] = [
         "same order started twice at once, then again",
         checkout_twice("confirmed", "CONFIRMED", nth=1),
     ),
-    HistoryPath("activity-steps", "confirmed, every step an activity", activity_steps_confirmed()),
     HistoryPath("cancelled", "cancel update during the charge", cancelled_while_charging()),
     HistoryPath("deadline", "deadline passed during the charge", deadline_while_charging()),
     HistoryPath(
@@ -339,6 +369,40 @@ PATHS: list[HistoryPath] = [
         long_lived(loyalty_workflow_id(demo_request("confirmed").customer_id)),
     ),
     HistoryPath("analytics", "Analytics, after every path", long_lived(ANALYTICS_WORKFLOW_ID)),
+    HistoryPath(
+        "trip-confirmed", "the example trip, paid", trip_path(trip("confirmed"), "CONFIRMED")
+    ),
+    HistoryPath(
+        "trip-declined",
+        "the trip's payment declined: car, hotel, flight cancelled",
+        trip_path(trip("declined", payment_declined=True), "REJECTED:payment_declined"),
+    ),
+    HistoryPath(
+        "trip-retried",
+        "the car's cancellation stuck, retried by an operator",
+        trip_path(
+            trip("retried", payment_declined=True, cancel_failures={"cancel_car": 1}),
+            "REJECTED:payment_declined",
+            operator="retry",
+        ),
+    ),
+    HistoryPath(
+        "trip-cancelled",
+        "the trip cancelled while its car was booked",
+        trip_path(
+            trip("cancelled", slow_step="book_car", slow_seconds=5),
+            "REJECTED:cancelled",
+            operator="cancel",
+        ),
+    ),
+    HistoryPath(
+        "trip-deadline",
+        "the trip's deadline passed while its car was booked",
+        trip_path(
+            trip("deadline", slow_step="book_car", slow_seconds=5, deadline_seconds=1),
+            "REJECTED:deadline_exceeded",
+        ),
+    ),
 ]
 
 

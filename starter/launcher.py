@@ -21,6 +21,7 @@ import httpx
 
 from services.auth import SERVICE_TOKEN_ENV, bearer_headers, new_token
 from worker.codec import CODEC_KEYS_ENV, format_keys, new_key
+from worker.runner import SEARCH_ATTRIBUTES as WORKER_SEARCH_ATTRIBUTES
 
 SERVICES = (
     "orders",
@@ -34,8 +35,8 @@ SERVICES = (
     "deadletters",
 )
 READY_TIMEOUT_SECONDS = 30.0
-# Keyword search attributes the checkout keeps current (workflows.checkout.SEARCH_ATTRIBUTES).
-SEARCH_ATTRIBUTES = ("Outcome", "CheckoutStep", "CustomerId")
+# Keyword search attributes the workflows keep current (worker.runner.SEARCH_ATTRIBUTES).
+SEARCH_ATTRIBUTES = tuple(key.name for key in WORKER_SEARCH_ATTRIBUTES)
 # The dev server's SQLite pragmas: without fsync per commit the server is ~1.7x faster
 # (README "Performance"); a power loss may lose its last writes, a process crash does not.
 DEV_SERVER_SQLITE_PRAGMAS = ("synchronous=OFF",)

@@ -16,9 +16,8 @@ from starter.launcher import DEV_SERVER_DYNAMIC_CONFIG, SERVICES, start_services
 from tests.fanout_probe import PROBE_WORKFLOWS
 from worker.clients import service_clients
 from worker.codec import CODEC_KEYS_ENV, data_converter, format_keys, new_key
-from worker.runner import checkout_workers
+from worker.runner import SEARCH_ATTRIBUTES, checkout_workers
 from worker.settings import Settings
-from workflows.checkout import SEARCH_ATTRIBUTES
 
 # Made fresh for the session, in the environment of this process and so of every process the
 # tests start (services, workers, CLI runs): the services' bearer token (services.auth) and

@@ -14,11 +14,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Interceptor, Worker
 
 from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
+from models.deadletters import Delivery, NewDeadLetter
 from models.inventory import Reservation, ReservationStatus, ReserveStock
 from models.orders import CreateOrder, Order, OrderCancellation, OrderStatus
 from models.payments import CARD_OK, Charge, ChargeRequest, ChargeStatus, Refund
 from worker.after_answer import AfterAnswerSlots, after_answer_worker
-from workflows.checkout import CheckoutWorkflow
+from examples.trip.activities import TripActivities
+from worker.runner import WORKFLOWS
 
 # order id -> {activity name: behaviour}. Behaviours: "transient" (always 503),
 # "decline"/"out_of_stock" (business refusal), "fail" (compensation fails until HEALED),
@@ -143,8 +145,19 @@ class FakeShop:
             status=ChargeStatus.REFUNDED,
         )
 
+    @activity.defn(name="deliver_order_event")
+    async def deliver_order_event(self, delivery: Delivery) -> str:
+        """The fan-out's signals: delivered nowhere (the consumers are not under test)."""
+        return ""
+
+    @activity.defn(name="record_dead_letter")
+    async def record_dead_letter(self, letter: NewDeadLetter) -> None:
+        """The dead letters of the jobs, whose services are not here: recorded nowhere."""
+
     def all(self) -> list[Callable[..., Any]]:
         return [
+            self.deliver_order_event,
+            self.record_dead_letter,
             self.create_order,
             self.confirm_order,
             self.cancel_order,
@@ -183,15 +196,16 @@ async def scripted_checkout_workers(
     extra_activities: Sequence[Callable[..., Any]] = (),
     interceptors: Sequence[Interceptor] = (),
 ) -> AsyncIterator[None]:
-    """The checkout workflow with these activities on `task_queue`, and the commit on its
-    after-answer queue behind `slots`."""
+    """Every workflow of the worker (the checkout, its jobs, the example saga) with these
+    activities and the trip's on `task_queue`, and the commit on its after-answer queue
+    behind `slots`. The jobs find no services here: they leave dead letters nowhere."""
     shop = FakeShop()
     async with (
         Worker(
             client,
             task_queue=task_queue,
-            workflows=[CheckoutWorkflow],
-            activities=[*shop.all(), *extra_activities],
+            workflows=WORKFLOWS,
+            activities=[*shop.all(), *TripActivities().all(), *extra_activities],
             interceptors=interceptors,
         ),
         after_answer_worker(client, task_queue, [shop.commit_stock], slots),

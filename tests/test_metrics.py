@@ -29,11 +29,11 @@ from tests.fake_shop import HEALED, SCRIPT, scripted_checkout_workers
 from tests.fanout_probe import PROBE_WORKFLOWS, FanoutProbeBroken
 from worker.after_answer import after_answer_slots
 from worker.clients import connect_temporal, service_clients
-from worker.runner import WORKFLOWS, checkout_workers
+from worker.runner import SEARCH_ATTRIBUTES, WORKFLOWS, checkout_workers
 from worker.settings import Settings
 from worker.telemetry import metrics_runtime
 from workflows import metrics
-from workflows.checkout import SEARCH_ATTRIBUTES, CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 
 TASK_QUEUE = "checkout-metrics"
 # The checkout with scripted activities (tests/fake_shop.py), for a compensation that sticks.

@@ -46,9 +46,9 @@ from telemetry.services import instrument_service_app, service_name
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import span_exporter
 from worker.clients import connect_temporal, service_clients
-from worker.runner import checkout_workers
+from worker.runner import SEARCH_ATTRIBUTES, checkout_workers
 from worker.settings import Settings
-from workflows.checkout import SEARCH_ATTRIBUTES, checkout_workflow_id
+from workflows.checkout import checkout_workflow_id
 
 TASK_QUEUE = "checkout-tracing"
 CHECKOUT_SERVICES = {"orders", "inventory", "payments"}

@@ -1,5 +1,6 @@
-"""Build and run the Workers: the checkout workflow, the fan-out's consumer workflows and the
-activities of every service on the task queue; committing the stock on its after-answer queue."""
+"""Build and run the Workers: the checkout workflow, the fan-out's consumer workflows, the
+example saga (TripBooking) and the activities of every service on the task queue; committing
+the stock on its after-answer queue."""
 
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -17,6 +18,8 @@ from activities.loyalty import LoyaltyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.warehouse import WarehouseActivities
+from examples.trip.activities import TripActivities
+from examples.trip.workflow import TripBookingWorkflow
 from models.checkout import CheckoutStep
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import configure_tracing
@@ -26,8 +29,9 @@ from worker.process import stop_on_signals
 from worker.settings import Settings
 from worker.telemetry import metrics_runtime
 from worker.tuning import worker_tuning
+from workflows import saga
 from workflows.analytics import AnalyticsWorkflow
-from workflows.checkout import CheckoutWorkflow
+from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow
 from workflows.loyalty import CustomerLoyaltyWorkflow
 from workflows.receipt import SendReceiptWorkflow
 from workflows.shipping import ShipOrderWorkflow
@@ -39,7 +43,11 @@ WORKFLOWS: list[type] = [
     ShipOrderWorkflow,
     CustomerLoyaltyWorkflow,
     AnalyticsWorkflow,
+    # The example saga on the engine (examples/trip): `checkout-saga trip book` starts one.
+    TripBookingWorkflow,
 ]
+# Every search attribute these workflows set: register them (Keyword) on the cluster.
+SEARCH_ATTRIBUTES = (*saga.SEARCH_ATTRIBUTES, CUSTOMER_ID)
 
 
 @asynccontextmanager
@@ -91,6 +99,7 @@ async def checkout_workers(
             loyalty.add_loyalty_points,
             deadletters.record_dead_letter,
             events.deliver_order_event,
+            *TripActivities().all(),
         ],
         interceptors=[answers.interceptor([step.value for step in CheckoutStep])],
         **worker_tuning(settings),

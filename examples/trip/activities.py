@@ -8,6 +8,7 @@ so that the late booking is refused: a step that timed out may still land after 
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -55,7 +56,7 @@ class TripActivities:
     async def cancel_car(self, trip: TripRequest) -> None:
         self._cancel(trip, "car")
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Awaitable[object]]]:
         return [
             self.book_flight,
             self.book_hotel,

@@ -111,7 +111,7 @@ class SagaOptions:
     deadline: timedelta | None = None
     compensation: CompensationPolicy = field(default_factory=CompensationPolicy)
     # The retries of one call of a compensation (the saga then retries the call).
-    compensation_retry: RetryPolicy = COMPENSATION_RETRY
+    compensation_retry: RetryPolicy = field(default_factory=lambda: COMPENSATION_RETRY)
     # The saga's own search attributes (register them on the cluster), upserted with the first
     # change of SagaStatus/SagaStep.
     search_attributes: Sequence[SearchAttributeUpdate[Any]] = ()
@@ -205,7 +205,7 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
         the cancel update does; from the pivot on it is ignored."""
         while not task.done():
             try:
-                await asyncio.wait([task])
+                await workflow.wait([task])
             except asyncio.CancelledError:
                 if not self._pivot_started:
                     self._stop = self._stop or SagaFailure(
@@ -443,6 +443,9 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
         return cast(ResultT, self._result_type.model_validate(fields))
 
     if TYPE_CHECKING:
+        # Each saga's own, with @workflow.run.
+        async def run(self, input: InputT) -> ResultT: ...
+
         # Made for each saga class by _install_handlers, with its own types.
 
         @workflow.update

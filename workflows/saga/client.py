@@ -1,0 +1,137 @@
+"""The client side of the saga engine, for any saga: its answer by update-with-start, its
+status, and what operators send it. Workflow code never imports this module.
+
+A saga's own types come from its class (`SagaWorkflow[Input, Result, Progress]`); a tool
+that knows no saga type reads the engine's models, which keep the saga's own fields as extras.
+"""
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from models.saga import CancelSaga, SagaProgress, SagaResult, SkipCompensation
+from workflows.saga.search import SAGA_STATUS
+from workflows.saga.workflow import SagaWorkflow
+
+InputT = TypeVar("InputT")
+ResultT = TypeVar("ResultT", bound=SagaResult)
+ProgressT = TypeVar("ProgressT", bound=SagaProgress[Any])
+
+# Every saga waiting for an operator, whatever its type.
+NEEDS_ATTENTION_QUERY = f"{SAGA_STATUS.name} = 'NEEDS_ATTENTION' AND ExecutionStatus = 'Running'"
+AnyProgress = SagaProgress[SagaResult]
+
+
+async def decide(
+    client: Client,
+    saga: type[SagaWorkflow[InputT, ResultT, Any]],
+    input: InputT,
+    *,
+    workflow_id: str,
+    task_queue: str,
+) -> tuple[ResultT, WorkflowHandle[Any, ResultT]]:
+    """Start the saga and return its decision as soon as it is known, in one round trip
+    (update-with-start of `decision`); the saga goes on with what follows its decision.
+
+    The workflow id is the business key: a repeat joins the running saga, or gets the answer
+    of the finished one; it never runs a second time.
+    """
+    result_type: type[ResultT] = saga._result_type  # type: ignore[assignment]
+    start: WithStartWorkflowOperation[Any, ResultT] = WithStartWorkflowOperation(
+        saga.run,
+        input,
+        id=workflow_id,
+        task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    try:
+        decision = await client.execute_update_with_start_workflow(
+            "decision", start_workflow_operation=start, result_type=result_type
+        )
+        return decision, await start.workflow_handle()
+    except WorkflowAlreadyStartedError:  # finished earlier: its answer is final
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await start.workflow_handle()  # the same error; retrieved so it isn't logged
+        handle = saga_handle(client, saga, workflow_id)
+        return await handle.result(), handle
+    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # The server was unreachable or the call timed out: the caller may call again (same
+        # id). The start operation holds the same error; retrieved so it isn't logged.
+        with contextlib.suppress(RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            await start.workflow_handle()
+        raise
+
+
+def saga_handle(
+    client: Client, saga: type[SagaWorkflow[Any, ResultT, Any]], workflow_id: str
+) -> WorkflowHandle[Any, ResultT]:
+    """The handle of one saga of a known type: its result decodes as the saga's."""
+    result_type: type[ResultT] = saga._result_type  # type: ignore[assignment]
+    return client.get_workflow_handle(workflow_id, result_type=result_type)
+
+
+async def status(client: Client, workflow_id: str, progress_type: type[ProgressT]) -> ProgressT:
+    """The `status` query of any saga (its own fields kept as extras of the engine's)."""
+    progress: ProgressT = await client.get_workflow_handle(workflow_id).query(
+        "status", result_type=progress_type
+    )
+    return progress
+
+
+async def cancel(
+    client: Client, workflow_id: str, reason: str, result_type: type[ResultT]
+) -> ResultT:
+    """Cancel before the pivot; the answer (REJECTED, cancelled). Refused from the pivot on:
+    WorkflowUpdateFailedError, whose cause says why."""
+    answer: ResultT = await client.get_workflow_handle(workflow_id).execute_update(
+        "cancel", CancelSaga(reason=reason), result_type=result_type
+    )
+    return answer
+
+
+async def retry_compensation(client: Client, workflow_id: str, name: str | None = None) -> str:
+    """Operator: try the stuck compensation again; the name of the one retried."""
+    retried: str = await client.get_workflow_handle(workflow_id).execute_update(
+        "retry_compensation", name, result_type=str
+    )
+    return retried
+
+
+async def skip_compensation(
+    client: Client, workflow_id: str, reason: str, name: str | None = None
+) -> str:
+    """Operator: give up on the stuck compensation, with the reason; the name skipped."""
+    skipped: str = await client.get_workflow_handle(workflow_id).execute_update(
+        "skip_compensation", SkipCompensation(reason=reason, name=name), result_type=str
+    )
+    return skipped
+
+
+@dataclass(frozen=True)
+class Stuck:
+    workflow_id: str
+    workflow_type: str
+    progress: AnyProgress
+
+
+async def needing_attention(client: Client, limit: int, query: str = "") -> list[Stuck]:
+    """Every saga in NEEDS_ATTENTION (of any type, by the SagaStatus search attribute), with
+    its status; `query`: more of a visibility query to narrow it (`AND ...`)."""
+    found = []
+    async for execution in client.list_workflows(
+        f"{NEEDS_ATTENTION_QUERY} {query}".strip(), limit=limit
+    ):
+        progress = await status(client, execution.id, AnyProgress)
+        found.append(Stuck(execution.id, execution.workflow_type, progress))
+    return found
