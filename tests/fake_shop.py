@@ -28,6 +28,8 @@ from worker.runner import WORKFLOWS
 SCRIPT: dict[str, dict[str, str]] = defaultdict(dict)
 JOURNAL: dict[str, list[str]] = defaultdict(list)
 HEALED: set[str] = set()
+# order id -> the reasons the order's cancellation and refund were given, in order.
+UNDO_REASONS: dict[str, list[str]] = defaultdict(list)
 RELEASED: set[str] = set()
 
 
@@ -81,6 +83,7 @@ class FakeShop:
     @activity.defn(name="cancel_order")
     async def cancel_order(self, cancellation: OrderCancellation) -> Order:
         await _act(cancellation.order_id, "cancel_order")
+        UNDO_REASONS[cancellation.order_id].append(cancellation.reason)
         return Order(
             order_id=cancellation.order_id,
             customer_id="c",
@@ -136,6 +139,7 @@ class FakeShop:
     @activity.defn(name="refund_payment")
     async def refund_payment(self, refund: Refund) -> Charge:
         await _act(_order_of(refund.charge_id), "refund_payment")
+        UNDO_REASONS[_order_of(refund.charge_id)].append(refund.reason)
         return Charge(
             charge_id=refund.charge_id,
             order_id=None,

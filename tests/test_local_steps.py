@@ -1,6 +1,6 @@
-"""`options.local_steps` (the default): the checkout's forward steps as local activities that
-continue as activities when they fail twice (README "Performance", local steps), on the
-time-skipping server with scripted activities: the same answers, the steps recorded as markers
+"""Local-first steps (`Step(..., local_first=True)`, the checkout's up to its decision): local
+activities that continue as activities when they fail twice (docs/performance.md, local
+steps), on the time-skipping server with scripted activities: the steps recorded as markers
 instead of activity tasks, compensations still activities, a failing step a pending activity
 with the rest of its retry budget, and the histories replay."""
 
@@ -9,23 +9,21 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.common import RetryPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
-from workflows.local import FALLBACK_PATCH, LOCAL_ATTEMPTS, remaining_policy
 
-from models.checkout import CheckoutOptions, CheckoutResult
-from models.deadletters import Delivery
+from models.checkout import CheckoutResult
 from models.saga import Outcome
-from starter.replay import patch_ids
 from tests.fake_shop import HEALED, JOURNAL, scripted_checkout_workers, scripted_request
 from worker.after_answer import after_answer_slots
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
-from workflows.checkout import STEP_RETRY, CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.saga import STEP_RETRY
+from workflows.saga.local import LOCAL_ATTEMPTS, remaining_policy
 
 TASK_QUEUE = "checkout-local-steps-tests"
 # The steps up to the decision; committing the stock follows the answer as an activity.
@@ -33,27 +31,17 @@ STEPS = {"create_order", "reserve_stock", "charge_payment", "confirm_order"}
 Handle = WorkflowHandle[CheckoutWorkflow, CheckoutResult]
 
 
-@activity.defn(name="deliver_order_event")
-async def deliver_order_event(delivery: Delivery) -> str:
-    """The fan-out's signal, delivered nowhere: these tests are about the steps."""
-    return "delivered"
-
-
 @pytest.fixture
 async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[WorkflowEnvironment]:
     slots = after_answer_slots(Settings())
-    async with scripted_checkout_workers(
-        time_skipping_env.client, TASK_QUEUE, slots, extra_activities=[deliver_order_event]
-    ):
+    async with scripted_checkout_workers(time_skipping_env.client, TASK_QUEUE, slots):
         yield time_skipping_env
 
 
 async def run_checkout(
-    env: WorkflowEnvironment, local_steps: bool, script: dict[str, str] | None = None
+    env: WorkflowEnvironment, script: dict[str, str] | None = None
 ) -> tuple[CheckoutResult, Handle]:
-    request = scripted_request(
-        "ls", script, customer="customer-9", options=CheckoutOptions(local_steps=local_steps)
-    )
+    request = scripted_request("ls", script, customer="customer-9")
     handle = await env.client.start_workflow(
         CheckoutWorkflow.run,
         request,
@@ -84,7 +72,7 @@ async def markers(handle: Handle) -> list[str]:
 async def test_local_steps_confirm_with_markers_not_activity_tasks(
     env: WorkflowEnvironment,
 ) -> None:
-    result, handle = await run_checkout(env, local_steps=True)
+    result, handle = await run_checkout(env)
     assert result.status is Outcome.CONFIRMED
     assert result.steps_done == ["create_order", "reserve_stock", "charge_payment", "confirm_order"]
     scheduled = await scheduled_activities(handle)
@@ -93,25 +81,16 @@ async def test_local_steps_confirm_with_markers_not_activity_tasks(
     assert scheduled == ["commit_stock"]
     recorded = await markers(handle)
     # One marker per step, and one per fan-out signal (a local activity too).
-    assert recorded.count("core_local_activity") == len(STEPS) + 2
-    assert "core_patch" in recorded
+    assert recorded == ["core_local_activity"] * (len(STEPS) + 2)  # and no patch marker
 
     replayer = Replayer(workflows=WORKFLOWS, data_converter=env.client.data_converter)
     await replayer.replay_workflow(await handle.fetch_history())
 
 
-async def test_steps_are_activity_tasks_with_local_steps_off(env: WorkflowEnvironment) -> None:
-    result, handle = await run_checkout(env, local_steps=False)
-    assert result.status is Outcome.CONFIRMED
-    assert set(await scheduled_activities(handle)) == STEPS | {"commit_stock"}
-    # Only the fan-out's two signals are local activities.
-    assert (await markers(handle)).count("core_local_activity") == 2
-
-
 async def test_local_steps_declined_card_compensates_with_activities(
     env: WorkflowEnvironment,
 ) -> None:
-    result, handle = await run_checkout(env, local_steps=True, script={"charge_payment": "decline"})
+    result, handle = await run_checkout(env, script={"charge_payment": "decline"})
     assert result.status is Outcome.REJECTED
     assert result.reason_code == "card_declined"
     assert result.compensations_done == ["refund_payment", "release_stock", "cancel_order"]
@@ -147,7 +126,6 @@ async def test_a_step_failing_twice_continues_as_a_visible_activity(
     assert result.status is Outcome.CONFIRMED
     scheduled = await scheduled_activities(handle)
     assert [s for s in scheduled if s in STEPS] == ["charge_payment"]
-    assert FALLBACK_PATCH in patch_ids(await handle.fetch_history())
     replayer = Replayer(workflows=WORKFLOWS, data_converter=env.client.data_converter)
     await replayer.replay_workflow(await handle.fetch_history())
 
@@ -155,9 +133,7 @@ async def test_a_step_failing_twice_continues_as_a_visible_activity(
 async def test_a_step_that_keeps_failing_gets_the_same_budget_then_compensates(
     env: WorkflowEnvironment,
 ) -> None:
-    result, handle = await run_checkout(
-        env, local_steps=True, script={"reserve_stock": "transient"}
-    )
+    result, handle = await run_checkout(env, script={"reserve_stock": "transient"})
 
     assert result.status is Outcome.REJECTED
     assert result.reason_code == "service_unavailable"
@@ -166,12 +142,6 @@ async def test_a_step_that_keeps_failing_gets_the_same_budget_then_compensates(
     order_id = result.order_id
     assert JOURNAL[order_id].count("reserve_stock") == STEP_RETRY.maximum_attempts
     assert [s for s in await scheduled_activities(handle) if s in STEPS] == ["reserve_stock"]
-
-
-async def test_steps_that_succeed_record_no_fallback_patch(env: WorkflowEnvironment) -> None:
-    _, handle = await run_checkout(env, local_steps=True)
-
-    assert FALLBACK_PATCH not in patch_ids(await handle.fetch_history())
 
 
 def test_remaining_policy_carries_on_the_backoff_where_the_local_tries_stopped() -> None:

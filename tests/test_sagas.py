@@ -152,9 +152,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 async def client(dev_env: WorkflowEnvironment) -> AsyncIterator[Client]:
-    async with scripted_checkout_workers(
-        dev_env.client, TASK_QUEUE, after_answer_slots(SETTINGS)
-    ):
+    async with scripted_checkout_workers(dev_env.client, TASK_QUEUE, after_answer_slots(SETTINGS)):
         yield dev_env.client
 
 
