@@ -1,7 +1,9 @@
 """Start and stop the real parts as processes: Temporal dev server, services, workers.
 
 Every process listens on 127.0.0.1 on a free port, logs to a file in the data directory, and
-is stopped (SIGTERM, then SIGKILL) by the Stack that started it, newest first.
+is stopped (SIGTERM, then SIGKILL) by the Stack that started it, newest first. Every part is
+tied to this process's lifeline (starter.lifeline), so none outlives it, even when it is
+SIGKILLed.
 """
 
 import contextlib
@@ -20,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from services.auth import SERVICE_TOKEN_ENV, bearer_headers, new_token
+from starter.lifeline import GRACE_SECONDS, lifeline
 from worker.codec import CODEC_KEYS_ENV, format_keys, new_key
 
 SERVICES = (
@@ -82,7 +85,7 @@ class ManagedProcess:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = GRACE_SECONDS) -> None:
         if not self.alive():
             return
         self.process.send_signal(signal.SIGTERM)
@@ -108,9 +111,9 @@ def _spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {}), **lifeline().env},
             # Own process group: Ctrl-C in the terminal reaches the launcher only, which then
-            # stops everything in order.
+            # stops everything in order (and the lifeline, should the launcher die first).
             start_new_session=True,
         )
     return ManagedProcess(name, process, log_path, address)
