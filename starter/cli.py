@@ -137,7 +137,7 @@ def demo(
             console.print(f"To talk to it from another shell: source {write_env_file(stack)}")
             if once:
                 return
-            console.print("Running; press Ctrl-C to stop every process started here.")
+            console.print("Running; Ctrl-C (or SIGTERM) stops every process started here.")
             try:
                 while all(p.alive() for p in stack.processes):
                     time.sleep(0.5)

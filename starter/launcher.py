@@ -1,9 +1,9 @@
 """Start and stop the real parts as processes: Temporal dev server, services, workers.
 
 Every process listens on 127.0.0.1 on a free port, logs to a file in the data directory, and
-is stopped (SIGTERM, then SIGKILL) by the Stack that started it, newest first. Every part is
-tied to this process's lifeline (starter.lifeline), so none outlives it, even when it is
-SIGKILLed.
+is stopped (SIGTERM, then SIGKILL) by the Stack that started it, newest first. Within
+`running_stack`, SIGTERM and SIGHUP stop it as Ctrl-C does; and every part is tied to this
+process's lifeline (starter.lifeline), so none outlives it, even when it is SIGKILLed.
 """
 
 import contextlib
@@ -14,10 +14,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
@@ -121,12 +123,17 @@ def _spawn(
 
 def _wait_until(proc: ManagedProcess, ready: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise LaunchError(f"{proc.name} exited while starting:\n{proc.log_tail()}")
-        if ready():
-            return
-        time.sleep(0.1)
+    try:
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise LaunchError(f"{proc.name} exited while starting:\n{proc.log_tail()}")
+            if ready():
+                return
+            time.sleep(0.1)
+    except BaseException:
+        # Interrupted while starting (Ctrl-C, SIGTERM): no Stack holds it yet to stop it.
+        proc.stop()
+        raise
     proc.kill()
     raise LaunchError(f"{proc.name}: {what} not ready in {READY_TIMEOUT_SECONDS:.0f} s")
 
@@ -357,6 +364,37 @@ def write_env_file(stack: Stack) -> Path:
     return path
 
 
+# What a service manager, a container stop or a closed terminal sends: stop as on Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """Do what SIGINT would do now: asyncio.run's handler cancels its main task, Python's
+    default raises KeyboardInterrupt. When SIGINT is ignored (a background job of a script),
+    raise KeyboardInterrupt all the same: this signal was meant to stop us."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stop_signals_as_ctrl_c() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP unwind like Ctrl-C (so `finally` blocks stop the stack);
+    the previous handlers come back after. Only the main thread may set handlers: elsewhere
+    it does nothing (the lifeline still stops the parts when the process dies)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _as_ctrl_c) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
 @contextlib.contextmanager
 def running_stack(
     data_dir: Path,
@@ -374,25 +412,27 @@ def running_stack(
     stack.service_env[SERVICE_TOKEN_ENV] = stack.service_token
     if not encrypt:
         stack.codec_keys = ""
-    try:
-        codec_args = []
-        if ui and encrypt:
-            codec_port = free_port()
-            stack.codec_url = f"http://127.0.0.1:{codec_port}"
-            codec_args = ["--ui-codec-endpoint", stack.codec_url]
-        temporal, stack.ui_url = start_temporal(
-            data_dir, ui=ui, sqlite_pragmas=sqlite_pragmas, extra_args=codec_args
-        )
-        stack.processes.append(temporal)
-        stack.temporal_address = temporal.address
-        if stack.codec_url is not None and stack.ui_url is not None:
-            codec = start_codec_server(data_dir, stack.env, codec_port, stack.ui_url)
-            stack.processes.append(codec)
-        for service in start_services(SERVICES, data_dir, stack.service_env):
-            stack.processes.append(service)
-            stack.service_urls[service.name] = service.address
-        for index in range(workers):
-            stack.processes.append(start_worker(data_dir, stack.env, index))
-        yield stack
-    finally:
-        stack.stop()
+    # The handlers stay until the stack has stopped: a signal while starting stops it too.
+    with stop_signals_as_ctrl_c():
+        try:
+            codec_args = []
+            if ui and encrypt:
+                codec_port = free_port()
+                stack.codec_url = f"http://127.0.0.1:{codec_port}"
+                codec_args = ["--ui-codec-endpoint", stack.codec_url]
+            temporal, stack.ui_url = start_temporal(
+                data_dir, ui=ui, sqlite_pragmas=sqlite_pragmas, extra_args=codec_args
+            )
+            stack.processes.append(temporal)
+            stack.temporal_address = temporal.address
+            if stack.codec_url is not None and stack.ui_url is not None:
+                codec = start_codec_server(data_dir, stack.env, codec_port, stack.ui_url)
+                stack.processes.append(codec)
+            for service in start_services(SERVICES, data_dir, stack.service_env):
+                stack.processes.append(service)
+                stack.service_urls[service.name] = service.address
+            for index in range(workers):
+                stack.processes.append(start_worker(data_dir, stack.env, index))
+            yield stack
+        finally:
+            stack.stop()
