@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from temporalio.client import WorkflowUpdateFailedError
@@ -132,8 +133,10 @@ def demo(
             for proc in stack.processes:
                 if proc.name.startswith("worker-") and proc.address:
                     console.print(f"Metrics of {proc.name}: {proc.address}")
-            if stack.codec_url:
-                console.print(f"Payloads are encrypted; the UI decodes them via {stack.codec_url}")
+            if stack.codec_notice:
+                # Said loudly: this one decrypts for anyone on the machine (dev only).
+                notice = escape(stack.codec_notice)
+                console.print(f"Payloads are encrypted. [bold]{notice}[/bold]")
             console.print(f"To talk to it from another shell: source {write_env_file(stack)}")
             if once:
                 return

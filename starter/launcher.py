@@ -22,10 +22,13 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
+from pydantic import SecretStr
 
 from services.auth import SERVICE_TOKEN_ENV, bearer_headers, new_token
 from starter.lifeline import GRACE_SECONDS, lifeline
 from worker.codec import CODEC_KEYS_ENV, format_keys, new_key
+from worker.codec_auth import AUTH_TOKEN_ENV, JWKS_URL_ENV, CodecAuth, CodecAuthSettings
+from worker.codec_server import describe as describe_codec_server
 
 SERVICES = (
     "orders",
@@ -293,12 +296,28 @@ def relaunch(
     return new
 
 
+def codec_server_auth(auth_token: str | None = None) -> CodecAuth:
+    """What the launcher's codec server requires: `auth_token`, else nothing."""
+    token = SecretStr(auth_token) if auth_token else None
+    return CodecAuth(CodecAuthSettings.model_construct(auth_token=token))
+
+
 def start_codec_server(
-    data_dir: Path, env: Mapping[str, str], port: int, ui_origin: str
+    data_dir: Path,
+    env: Mapping[str, str],
+    port: int,
+    ui_origin: str,
+    auth_token: str | None = None,
 ) -> ManagedProcess:
-    """The codec server (worker.codec_server) the Web UI decrypts payloads with."""
+    """The codec server (worker.codec_server) the Web UI decrypts payloads with: on loopback,
+    CORS for `ui_origin` only. The dev UI (`start-dev --ui-codec-endpoint`) cannot send a
+    credential, so it requires none, whatever the caller's environment holds; `auth_token`:
+    require that bearer token (the `temporal` CLI's `--codec-auth`), and the dev UI is
+    refused."""
     url = f"http://127.0.0.1:{port}"
     args = [sys.executable, "-m", "worker.codec_server", "--port", str(port)]
+    # Decided here, not by the caller's environment ("" is unset).
+    env = {**env, AUTH_TOKEN_ENV: auth_token or "", JWKS_URL_ENV: ""}
     proc = _spawn("codec-server", [*args, "--ui-origin", ui_origin], data_dir, url, env)
     _wait_healthy(proc)
     return proc
@@ -334,6 +353,8 @@ class Stack:
     service_token: str = field(default_factory=new_token, repr=False)
     codec_keys: str = field(default_factory=lambda: format_keys([new_key("stack")]), repr=False)
     codec_url: str | None = None
+    # The line that says who may decrypt through the codec server (None: there is none).
+    codec_notice: str | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -428,6 +449,9 @@ def running_stack(
             if stack.codec_url is not None and stack.ui_url is not None:
                 codec = start_codec_server(data_dir, stack.env, codec_port, stack.ui_url)
                 stack.processes.append(codec)
+                stack.codec_notice = describe_codec_server(
+                    "127.0.0.1", codec_port, [stack.ui_url], codec_server_auth()
+                )
             for service in start_services(SERVICES, data_dir, stack.service_env):
                 stack.processes.append(service)
                 stack.service_urls[service.name] = service.address

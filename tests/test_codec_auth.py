@@ -1,7 +1,8 @@
 """Who may decrypt through the codec server (worker.codec_auth): a static bearer token, a JWT
 checked against a JWKS served here, refusals with a clear JSON error, CORS preflights without
-a credential."""
+a credential, and the `temporal` CLI's `--codec-auth`."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -24,8 +25,9 @@ from fastapi import FastAPI
 from google.protobuf import json_format
 from jwt.algorithms import RSAAlgorithm
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.testing import WorkflowEnvironment
 
-from starter.launcher import free_port
+from starter.launcher import free_port, start_codec_server, venv_binary
 from worker.codec import EncryptionCodec, keys_from_env
 from worker.codec_auth import (
     AUTH_TOKEN_ENV,
@@ -337,3 +339,56 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(ValueError) as caught:
         CodecAuthSettings()
     assert "tiny" not in settings_problems(caught.value)  # type: ignore[arg-type]
+
+
+# --- The `temporal` CLI through a codec server that wants a token ------------------------
+
+
+async def test_temporal_workflow_show_decodes_with_codec_auth(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    email = f"cli-{uuid.uuid4().hex[:8]}@example.com"
+    # No worker needed: the start event alone holds the input, encrypted by this client.
+    handle = await dev_env.client.start_workflow(
+        "CodecAuthProbe",
+        {"email": email},
+        id=f"codec-auth-{uuid.uuid4().hex[:8]}",
+        task_queue=f"nobody-{uuid.uuid4().hex[:8]}",
+    )
+    port = free_port()
+    codec_server = await asyncio.to_thread(start_codec_server, tmp_path, {}, port, UI_ORIGIN, TOKEN)
+    address = dev_env.client.service_client.config.target_host
+
+    def show(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(venv_binary("temporal")),
+                "workflow",
+                "show",
+                "--workflow-id",
+                handle.id,
+                "--address",
+                address,
+                "--detailed",  # payloads shown as their decoded fields
+                "--codec-endpoint",
+                f"http://127.0.0.1:{port}",
+                *extra,
+            ],
+            env={k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    try:
+        shown = await asyncio.to_thread(show, "--codec-auth", f"Bearer {TOKEN}")
+        assert shown.returncode == 0, shown.stderr
+        assert f"input[0].email: {email}" in shown.stdout  # decoded by the codec server
+        # Refused, the CLI retries until its deadline, then fails: keep the deadline short.
+        for auth in ([], ["--codec-auth", "Bearer wrong-token-0123456789"]):
+            refused = await asyncio.to_thread(show, *auth, "--command-timeout", "5s")
+            assert refused.returncode != 0 and email not in refused.stdout, refused.stdout
+    finally:
+        await asyncio.to_thread(codec_server.stop)
+        await handle.terminate("test over")
