@@ -37,6 +37,7 @@ from worker.codec_auth import (
 )
 
 DEFAULT_UI_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 Apply = Callable[[Iterable[Payload]], Awaitable[list[Payload]]]
 
@@ -44,9 +45,6 @@ Apply = Callable[[Iterable[Payload]], Awaitable[list[Payload]]]
 class Health(BaseModel):
     status: str
     key_id: str
-
-
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def describe(host: str, port: int, ui_origins: Sequence[str], auth: CodecAuth) -> str:
