@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from temporalio.client import WorkflowUpdateFailedError
@@ -133,12 +134,14 @@ def demo(
             for proc in stack.processes:
                 if proc.name.startswith("worker-") and proc.address:
                     console.print(f"Metrics of {proc.name}: {proc.address}")
-            if stack.codec_url:
-                console.print(f"Payloads are encrypted; the UI decodes them via {stack.codec_url}")
+            if stack.codec_notice:
+                # Said loudly: this one decrypts for anyone on the machine (dev only).
+                notice = escape(stack.codec_notice)
+                console.print(f"Payloads are encrypted. [bold]{notice}[/bold]")
             console.print(f"To talk to it from another shell: source {write_env_file(stack)}")
             if once:
                 return
-            console.print("Running; press Ctrl-C to stop every process started here.")
+            console.print("Running; Ctrl-C (or SIGTERM) stops every process started here.")
             try:
                 while all(p.alive() for p in stack.processes):
                     time.sleep(0.5)
@@ -278,7 +281,10 @@ def codec_server(
         typer.Option(help="A Web UI origin allowed to call it (repeatable; default :8233)."),
     ] = None,
 ) -> None:
-    """Decode (and encode) payloads for the Temporal Web UI with CHECKOUT_CODEC_KEYS."""
+    """Decode (and encode) payloads for the Temporal Web UI with CHECKOUT_CODEC_KEYS.
+
+    Callers need CHECKOUT_CODEC_AUTH_TOKEN and/or a JWT of CHECKOUT_CODEC_JWKS_URL once one is
+    set (worker/codec_auth.py); with neither, anyone who reaches it can decrypt."""
     from worker.codec_server import main as serve_codec
 
     args = ["--host", host, "--port", str(port)]

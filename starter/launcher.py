@@ -1,7 +1,9 @@
 """Start and stop the real parts as processes: Temporal dev server, services, workers.
 
 Every process listens on 127.0.0.1 on a free port, logs to a file in the data directory, and
-is stopped (SIGTERM, then SIGKILL) by the Stack that started it, newest first.
+is stopped (SIGTERM, then SIGKILL) by the Stack that started it, newest first. Within
+`running_stack`, SIGTERM and SIGHUP stop it as Ctrl-C does; and every part is tied to this
+process's lifeline (starter.lifeline), so none outlives it, even when it is SIGKILLed.
 """
 
 import contextlib
@@ -12,15 +14,21 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import httpx
+from pydantic import SecretStr
 
 from services.auth import SERVICE_TOKEN_ENV, bearer_headers, new_token
+from starter.lifeline import GRACE_SECONDS, lifeline
 from worker.codec import CODEC_KEYS_ENV, format_keys, new_key
+from worker.codec_auth import AUTH_TOKEN_ENV, JWKS_URL_ENV, CodecAuth, CodecAuthSettings
+from worker.codec_server import describe as describe_codec_server
 from worker.runner import SEARCH_ATTRIBUTES as WORKER_SEARCH_ATTRIBUTES
 
 SERVICES = (
@@ -83,7 +91,7 @@ class ManagedProcess:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = GRACE_SECONDS) -> None:
         if not self.alive():
             return
         self.process.send_signal(signal.SIGTERM)
@@ -109,9 +117,9 @@ def _spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {}), **lifeline().env},
             # Own process group: Ctrl-C in the terminal reaches the launcher only, which then
-            # stops everything in order.
+            # stops everything in order (and the lifeline, should the launcher die first).
             start_new_session=True,
         )
     return ManagedProcess(name, process, log_path, address)
@@ -119,12 +127,17 @@ def _spawn(
 
 def _wait_until(proc: ManagedProcess, ready: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise LaunchError(f"{proc.name} exited while starting:\n{proc.log_tail()}")
-        if ready():
-            return
-        time.sleep(0.1)
+    try:
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise LaunchError(f"{proc.name} exited while starting:\n{proc.log_tail()}")
+            if ready():
+                return
+            time.sleep(0.1)
+    except BaseException:
+        # Interrupted while starting (Ctrl-C, SIGTERM): no Stack holds it yet to stop it.
+        proc.stop()
+        raise
     proc.kill()
     raise LaunchError(f"{proc.name}: {what} not ready in {READY_TIMEOUT_SECONDS:.0f} s")
 
@@ -284,12 +297,28 @@ def relaunch(
     return new
 
 
+def codec_server_auth(auth_token: str | None = None) -> CodecAuth:
+    """What the launcher's codec server requires: `auth_token`, else nothing."""
+    token = SecretStr(auth_token) if auth_token else None
+    return CodecAuth(CodecAuthSettings.model_construct(auth_token=token))
+
+
 def start_codec_server(
-    data_dir: Path, env: Mapping[str, str], port: int, ui_origin: str
+    data_dir: Path,
+    env: Mapping[str, str],
+    port: int,
+    ui_origin: str,
+    auth_token: str | None = None,
 ) -> ManagedProcess:
-    """The codec server (worker.codec_server) the Web UI decrypts payloads with."""
+    """The codec server (worker.codec_server) the Web UI decrypts payloads with: on loopback,
+    CORS for `ui_origin` only. The dev UI (`start-dev --ui-codec-endpoint`) cannot send a
+    credential, so it requires none, whatever the caller's environment holds; `auth_token`:
+    require that bearer token (the `temporal` CLI's `--codec-auth`), and the dev UI is
+    refused."""
     url = f"http://127.0.0.1:{port}"
     args = [sys.executable, "-m", "worker.codec_server", "--port", str(port)]
+    # Decided here, not by the caller's environment ("" is unset).
+    env = {**env, AUTH_TOKEN_ENV: auth_token or "", JWKS_URL_ENV: ""}
     proc = _spawn("codec-server", [*args, "--ui-origin", ui_origin], data_dir, url, env)
     _wait_healthy(proc)
     return proc
@@ -325,6 +354,8 @@ class Stack:
     service_token: str = field(default_factory=new_token, repr=False)
     codec_keys: str = field(default_factory=lambda: format_keys([new_key("stack")]), repr=False)
     codec_url: str | None = None
+    # The line that says who may decrypt through the codec server (None: there is none).
+    codec_notice: str | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -355,6 +386,37 @@ def write_env_file(stack: Stack) -> Path:
     return path
 
 
+# What a service manager, a container stop or a closed terminal sends: stop as on Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """Do what SIGINT would do now: asyncio.run's handler cancels its main task, Python's
+    default raises KeyboardInterrupt. When SIGINT is ignored (a background job of a script),
+    raise KeyboardInterrupt all the same: this signal was meant to stop us."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stop_signals_as_ctrl_c() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP unwind like Ctrl-C (so `finally` blocks stop the stack);
+    the previous handlers come back after. Only the main thread may set handlers: elsewhere
+    it does nothing (the lifeline still stops the parts when the process dies)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _as_ctrl_c) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
 @contextlib.contextmanager
 def running_stack(
     data_dir: Path,
@@ -372,25 +434,30 @@ def running_stack(
     stack.service_env[SERVICE_TOKEN_ENV] = stack.service_token
     if not encrypt:
         stack.codec_keys = ""
-    try:
-        codec_args = []
-        if ui and encrypt:
-            codec_port = free_port()
-            stack.codec_url = f"http://127.0.0.1:{codec_port}"
-            codec_args = ["--ui-codec-endpoint", stack.codec_url]
-        temporal, stack.ui_url = start_temporal(
-            data_dir, ui=ui, sqlite_pragmas=sqlite_pragmas, extra_args=codec_args
-        )
-        stack.processes.append(temporal)
-        stack.temporal_address = temporal.address
-        if stack.codec_url is not None and stack.ui_url is not None:
-            codec = start_codec_server(data_dir, stack.env, codec_port, stack.ui_url)
-            stack.processes.append(codec)
-        for service in start_services(SERVICES, data_dir, stack.service_env):
-            stack.processes.append(service)
-            stack.service_urls[service.name] = service.address
-        for index in range(workers):
-            stack.processes.append(start_worker(data_dir, stack.env, index))
-        yield stack
-    finally:
-        stack.stop()
+    # The handlers stay until the stack has stopped: a signal while starting stops it too.
+    with stop_signals_as_ctrl_c():
+        try:
+            codec_args = []
+            if ui and encrypt:
+                codec_port = free_port()
+                stack.codec_url = f"http://127.0.0.1:{codec_port}"
+                codec_args = ["--ui-codec-endpoint", stack.codec_url]
+            temporal, stack.ui_url = start_temporal(
+                data_dir, ui=ui, sqlite_pragmas=sqlite_pragmas, extra_args=codec_args
+            )
+            stack.processes.append(temporal)
+            stack.temporal_address = temporal.address
+            if stack.codec_url is not None and stack.ui_url is not None:
+                codec = start_codec_server(data_dir, stack.env, codec_port, stack.ui_url)
+                stack.processes.append(codec)
+                stack.codec_notice = describe_codec_server(
+                    "127.0.0.1", codec_port, [stack.ui_url], codec_server_auth()
+                )
+            for service in start_services(SERVICES, data_dir, stack.service_env):
+                stack.processes.append(service)
+                stack.service_urls[service.name] = service.address
+            for index in range(workers):
+                stack.processes.append(start_worker(data_dir, stack.env, index))
+            yield stack
+        finally:
+            stack.stop()

@@ -13,13 +13,13 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Interceptor, Worker
 
+from examples.trip.activities import TripActivities
 from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
 from models.deadletters import Delivery, NewDeadLetter
 from models.inventory import Reservation, ReservationStatus, ReserveStock
 from models.orders import CreateOrder, Order, OrderCancellation, OrderStatus
 from models.payments import CARD_OK, Charge, ChargeRequest, ChargeStatus, Refund
 from worker.after_answer import AfterAnswerSlots, after_answer_worker
-from examples.trip.activities import TripActivities
 from worker.runner import WORKFLOWS
 
 # order id -> {activity name: behaviour}. Behaviours: "transient" (always 503),

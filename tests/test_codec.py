@@ -42,6 +42,7 @@ from worker.codec import (
     new_key,
     parse_keys,
 )
+from worker.codec_auth import CodecAuth
 from worker.codec_server import create_codec_app
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
@@ -264,7 +265,10 @@ def codec_server() -> Iterator[tuple[str, EncryptionCodec]]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_codec_app(codec, [UI_ORIGIN]), host="127.0.0.1", port=port, log_level="warning"
+            create_codec_app(codec, [UI_ORIGIN], CodecAuth.open()),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

@@ -32,6 +32,10 @@ def test_demo_once_runs_the_mix_and_stops_everything(tmp_path: Path) -> None:
     assert "refund_payment → release_stock → cancel_order" in out
     assert "│ release_stock → cancel_order" in out
     assert "Temporal Web UI: http://127.0.0.1:" in out
+    # The dev codec server takes no credential (the dev UI cannot send one), and says so.
+    said = " ".join(out.split())  # as one line, however rich wrapped it
+    assert re.search(r"Codec server http://127\.0\.0\.1:\d+ \(loopback only; CORS for", said)
+    assert "NO CREDENTIAL: anyone on this machine can decrypt" in said
     # Every process the demo started has stopped.
     pids = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert pids.stdout.strip() == "", f"left running: {pids.stdout}"

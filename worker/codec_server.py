@@ -7,25 +7,37 @@
 JSON, as the UI sends it), using the keys of CHECKOUT_CODEC_KEYS (worker.codec). Point the UI
 at it with `temporal server start-dev --ui-codec-endpoint http://127.0.0.1:8081` (or the UI's
 Settings, "Codec Server"). The browser calls it directly, so it answers CORS only for the UI
-origins given. It decrypts for whoever can reach it: keep it on loopback or behind your own
-authentication.
+origins given (a preflight needs no credential: browsers send none with it).
+
+Who may call /decode and /encode: worker.codec_auth (a static bearer token, and/or a JWT the
+UI forwards, checked against a JWKS). With no credential configured it decrypts for whoever
+can reach it, and its first line says so: keep it on loopback then.
 """
 
 import argparse
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Annotated
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from temporalio.api.common.v1 import Payload, Payloads
 
 from worker.codec import CodecKeyError, EncryptionCodec, keys_from_env
+from worker.codec_auth import (
+    AUTH_TOKEN_ENV,
+    JWKS_URL_ENV,
+    CodecAuth,
+    CodecAuthError,
+    settings_problems,
+)
 
 DEFAULT_UI_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 Apply = Callable[[Iterable[Payload]], Awaitable[list[Payload]]]
 
@@ -35,14 +47,42 @@ class Health(BaseModel):
     key_id: str
 
 
-def create_codec_app(codec: EncryptionCodec, ui_origins: Sequence[str]) -> FastAPI:
+def describe(host: str, port: int, ui_origins: Sequence[str], auth: CodecAuth) -> str:
+    """The one line a codec server says when it starts: where, for which UI, for whom."""
+    loopback = host in LOOPBACK_HOSTS
+    where = "loopback only" if loopback else f"listening on {host}"
+    needs = auth.describe()
+    if needs is None:
+        who = "anyone on this machine" if loopback else "anyone who can reach it"
+        needs = (
+            f"NO CREDENTIAL: {who} can decrypt payloads through it "
+            f"(set {AUTH_TOKEN_ENV} or {JWKS_URL_ENV} to require one)"
+        )
+    origins = ", ".join(ui_origins)
+    return f"Codec server http://{host}:{port} ({where}; CORS for {origins}): {needs}"
+
+
+def create_codec_app(codec: EncryptionCodec, ui_origins: Sequence[str], auth: CodecAuth) -> FastAPI:
     app = FastAPI(title="checkout-saga codec server")
+    # Outermost: it answers preflights itself, and adds its headers to a 401 too, so the UI
+    # can show why it was refused.
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(ui_origins),
         allow_methods=["POST"],
         allow_headers=["content-type", "x-namespace", "authorization"],
     )
+
+    @app.exception_handler(CodecAuthError)
+    async def refused(request: Request, err: CodecAuthError) -> JSONResponse:
+        body = {"code": err.code, "message": err.message}
+        return JSONResponse(body, err.status, headers=err.headers)
+
+    # A plain function: FastAPI runs it in its threadpool, where a JWKS fetch may block.
+    def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
+        auth.check(authorization)
+
+    guarded = [Depends(authorized)]
 
     async def apply(fn: Apply, request: Request) -> Response:
         try:
@@ -55,11 +95,11 @@ def create_codec_app(codec: EncryptionCodec, ui_origins: Sequence[str]) -> FastA
             return JSONResponse({"code": "codec_key", "message": str(err)}, 400)
         return Response(json_format.MessageToJson(result), media_type="application/json")
 
-    @app.post("/decode")
+    @app.post("/decode", dependencies=guarded)
     async def decode(request: Request) -> Response:
         return await apply(codec.decode, request)
 
-    @app.post("/encode")
+    @app.post("/encode", dependencies=guarded)
     async def encode(request: Request) -> Response:
         return await apply(codec.encode, request)
 
@@ -84,9 +124,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         keys = keys_from_env()
         if not keys:
             raise CodecKeyError("CHECKOUT_CODEC_KEYS is not set: nothing to decode with")
+        auth = CodecAuth.from_env()
     except CodecKeyError as err:
         parser.exit(2, f"refusing to start: {err}\n")
-    app = create_codec_app(EncryptionCodec(keys), args.ui_origin or DEFAULT_UI_ORIGINS)
+    except ValidationError as err:
+        parser.exit(2, f"refusing to start: {settings_problems(err)}\n")
+    origins = args.ui_origin or DEFAULT_UI_ORIGINS
+    print(describe(args.host, args.port, origins, auth), file=sys.stderr, flush=True)
+    app = create_codec_app(EncryptionCodec(keys), origins, auth)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
