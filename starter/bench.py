@@ -8,7 +8,7 @@ It starts its own dev server, services and workers, then measures:
   services and the fan-out.
 - `direct`: the same checkout as a chain of synchronous HTTP calls (bench/direct.py).
 - `bare_local`: bare with local activities; `saga_activities`: the checkout with every step an
-  activity (options.local_steps off).
+  activity, not local first (bench/checkout_activities.py, on the bench's checkout workers).
 - `saga_slow`, `direct_slow`, `saga_activities_slow`: with email and warehouse slowed.
 
 Each mode: the answer's p50/p95/p99 unloaded (one checkout at a time), then bursts of
@@ -44,11 +44,11 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
 from bench.bare import BARE_TASK_QUEUE, BareWorkflow
+from bench.checkout_activities import CheckoutActivitiesWorkflow
 from bench.direct import DirectClients, direct_checkout, direct_clients
-from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
+from models.checkout import CartItem, CheckoutRequest
 from models.payments import CARD_OK
 from models.saga import Outcome
-from starter.checkouts import decide_checkout
 from starter.launcher import (
     DEV_SERVER_SQLITE_PRAGMAS,
     SERVICES,
@@ -60,6 +60,8 @@ from starter.launcher import (
 )
 from worker.clients import connect_temporal
 from worker.settings import Settings
+from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.saga.client import decide
 
 BENCH_SKU = "BENCH-ITEM"
 BENCH_STOCK = 10_000_000
@@ -73,11 +75,11 @@ SETTLE_LIMIT_SECONDS = 90.0
 # Workflows that end when the work after an answer is done (the long-lived consumers don't).
 IN_FLIGHT_QUERY = (
     "ExecutionStatus = 'Running' AND WorkflowType IN "
-    "('Checkout', 'SendReceipt', 'ShipOrder', 'BenchBare')"
+    "('Checkout', 'CheckoutActivities', 'SendReceipt', 'ShipOrder', 'BenchBare')"
 )
 # The workflows a burst starts, one per checkout: each closes once its work after the answer
 # (the commit, and the fan-out's start) is done.
-BURST_WORKFLOWS = "WorkflowType IN ('Checkout', 'BenchBare')"
+BURST_WORKFLOWS = "WorkflowType IN ('Checkout', 'CheckoutActivities', 'BenchBare')"
 UNLOADED_WINDOW_SECONDS = 0.25
 UNLOADED_LIMIT_SECONDS = 10.0
 # Targets of issue 8 (ratios, not absolute times).
@@ -411,7 +413,7 @@ async def _unloaded_sample(
     return await _timed(call, order_id)
 
 
-def bench_request(order_id: str, local_steps: bool = True) -> CheckoutRequest:
+def bench_request(order_id: str) -> CheckoutRequest:
     customer = f"bench-{sum(order_id.encode()) % 20}"
     return CheckoutRequest(
         order_id=order_id,
@@ -419,7 +421,6 @@ def bench_request(order_id: str, local_steps: bool = True) -> CheckoutRequest:
         email=f"{customer}@example.com",
         card_number=CARD_OK,
         items=[CartItem(sku=BENCH_SKU, quantity=1, unit_price_cents=1000)],
-        options=CheckoutOptions(local_steps=local_steps),
     )
 
 
@@ -440,10 +441,17 @@ def bare_call(client: Client, local: bool) -> Call:
     return call
 
 
-def saga_call(client: Client, task_queue: str, local_steps: bool) -> Call:
+def saga_call(
+    client: Client, task_queue: str, saga: type[CheckoutWorkflow] = CheckoutWorkflow
+) -> Call:
     async def call(order_id: str) -> bool:
-        request = bench_request(order_id, local_steps)
-        decision, _ = await decide_checkout(client, request, task_queue)
+        decision, _ = await decide(
+            client,
+            saga,
+            bench_request(order_id),
+            workflow_id=checkout_workflow_id(order_id),
+            task_queue=task_queue,
+        )
         return decision.status is Outcome.CONFIRMED
 
     return call
@@ -487,13 +495,13 @@ async def run_bench(
     async with direct_clients(stack.service_urls, headers) as http:
         calls: dict[str, Call] = {
             "bare": bare_call(client, local=False),
-            "saga": saga_call(client, task_queue, local_steps=True),
+            "saga": saga_call(client, task_queue),
             "direct": direct_call(http),
         }
         slowed = ["saga", "direct"]
         if config.variants:
             calls["bare_local"] = bare_call(client, local=True)
-            calls["saga_activities"] = saga_call(client, task_queue, local_steps=False)
+            calls["saga_activities"] = saga_call(client, task_queue, CheckoutActivitiesWorkflow)
             slowed.append("saga_activities")
         # Warm up: connections, workflow caches, the services' first SQLite writes.
         for mode, call in calls.items():
@@ -550,7 +558,10 @@ def bench_stack(data_dir: Path, config: BenchConfig) -> Iterator[Stack]:
     ) as stack:
         env = {**stack.env, **config.worker_env}
         for index in range(config.workers):
-            stack.processes.append(start_worker(data_dir, env, index))
+            # The checkout worker with the bench's variant (every step an activity) beside it.
+            stack.processes.append(
+                start_worker(data_dir, env, index, module="bench.checkout_worker")
+            )
         stack.processes.append(start_worker(data_dir, env, 0, module="bench.worker"))
         yield stack
 

@@ -11,6 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from bench.checkout_activities import CheckoutActivitiesWorkflow
 from services.auth import SERVICE_TOKEN_ENV, new_token
 from starter.launcher import DEV_SERVER_DYNAMIC_CONFIG, SERVICES, start_services, venv_binary
 from tests.fanout_probe import PROBE_WORKFLOWS
@@ -98,11 +99,15 @@ async def checkout_worker(
     dev_env: WorkflowEnvironment, checkout_settings: Settings
 ) -> AsyncIterator[Worker]:
     """The real checkout worker, in this process, against the dev server and the services;
-    plus the fan-out's test workflows (tests/fanout_probe.py) on the same task queue."""
+    plus the fan-out's test workflows (tests/fanout_probe.py) and the bench's every-step-an-
+    activity checkout on the same task queue."""
     async with (
         service_clients(checkout_settings) as clients,
         checkout_workers(
-            dev_env.client, checkout_settings, clients, extra_workflows=PROBE_WORKFLOWS
+            dev_env.client,
+            checkout_settings,
+            clients,
+            extra_workflows=[*PROBE_WORKFLOWS, CheckoutActivitiesWorkflow],
         ) as worker,
     ):
         yield worker

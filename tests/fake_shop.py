@@ -199,6 +199,7 @@ async def scripted_checkout_workers(
     slots: AfterAnswerSlots,
     extra_activities: Sequence[Callable[..., Any]] = (),
     interceptors: Sequence[Interceptor] = (),
+    extra_workflows: Sequence[type] = (),
 ) -> AsyncIterator[None]:
     """Every workflow of the worker (the checkout, its jobs, the example saga) with these
     activities and the trip's on `task_queue`, and the commit on its after-answer queue
@@ -208,7 +209,7 @@ async def scripted_checkout_workers(
         Worker(
             client,
             task_queue=task_queue,
-            workflows=WORKFLOWS,
+            workflows=[*WORKFLOWS, *extra_workflows],
             activities=[*shop.all(), *TripActivities().all(), *extra_activities],
             interceptors=interceptors,
         ),

@@ -14,7 +14,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import SlotReleaseContext, SlotReserveContext
 
-from models.checkout import CheckoutOptions, CheckoutStep
+from bench.checkout_activities import CheckoutActivitiesWorkflow
+from models.checkout import CheckoutStep
 from models.events import AFTER_ANSWER, after_answer_queue
 from models.saga import Outcome
 from starter.checkouts import decide_checkout
@@ -26,6 +27,8 @@ from worker.after_answer import (
     server_backlog_age,
 )
 from worker.settings import Settings
+from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.saga.client import decide
 
 TASK_QUEUE = "after-answer-tests"
 # Any context: the gate does not look at it.
@@ -167,10 +170,19 @@ async def test_the_steps_before_the_answer_are_counted_activities_and_local(
     client = time_skipping_env.client
     slots = after_answer_slots(Settings(), answers)
     interceptor = answers.interceptor(steps)
-    async with scripted_checkout_workers(client, TASK_QUEUE, slots, interceptors=[interceptor]):
-        for local_steps in (False, True):
-            request = scripted_request("count", options=CheckoutOptions(local_steps=local_steps))
-            decision, handle = await decide_checkout(client, request, TASK_QUEUE)
+    async with scripted_checkout_workers(
+        client,
+        TASK_QUEUE,
+        slots,
+        interceptors=[interceptor],
+        extra_workflows=[CheckoutActivitiesWorkflow],
+    ):
+        for saga in (CheckoutActivitiesWorkflow, CheckoutWorkflow):
+            request = scripted_request("count")
+            workflow_id = checkout_workflow_id(request.order_id)
+            decision, handle = await decide(
+                client, saga, request, workflow_id=workflow_id, task_queue=TASK_QUEUE
+            )
             assert decision.status is Outcome.CONFIRMED
             await asyncio.wait_for(handle.result(), timeout=30)
     # The four steps of each checkout, and nothing after the answer (the commit runs on the

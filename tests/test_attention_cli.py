@@ -19,11 +19,11 @@ from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, Checkout
 from models.payments import CARD_DECLINED
 from models.saga import Outcome
 from services.auth import headers_from_env
-from starter.attention import QUERY
 from tests.cli import run_cli
 from tests.stock import new_stocked_sku
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.saga.client import NEEDS_ATTENTION_QUERY
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
 
@@ -54,7 +54,7 @@ def declined_request(services: dict[str, str]) -> CheckoutRequest:
 
 
 async def listed_stuck(env: WorkflowEnvironment, ids: list[str]) -> None:
-    query = f"{QUERY} AND WorkflowId IN ({', '.join(repr(i) for i in ids)})"
+    query = f"{NEEDS_ATTENTION_QUERY} AND WorkflowId IN ({', '.join(repr(i) for i in ids)})"
     for _ in range(120):  # 30 s at most
         if (await env.client.count_workflows(query)).count == len(ids):
             return

@@ -15,7 +15,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, CheckoutResult
+from bench.checkout_activities import CheckoutActivitiesWorkflow
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult
 from models.events import after_answer_queue
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from models.saga import Outcome
@@ -24,7 +25,8 @@ from starter.checkouts import place_checkout
 from tests.cli import run_cli
 from tests.stock import put_stock
 from worker.settings import Settings
-from workflows.checkout import checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.saga.client import decide
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
 
@@ -153,16 +155,27 @@ async def test_declined_card_releases_stock_and_cancels_order(
     assert [c["status"] for c in shop.charges(request.order_id)] == ["DECLINED"]
 
 
-@pytest.mark.parametrize("local_steps", [True, False], ids=["local-steps", "activity-steps"])
+@pytest.mark.parametrize(
+    "saga", [CheckoutWorkflow, CheckoutActivitiesWorkflow], ids=["local-steps", "activity-steps"]
+)
 async def test_transient_503s_are_retried_then_confirmed_with_one_charge(
-    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop, local_steps: bool
+    dev_env: WorkflowEnvironment,
+    checkout_settings: Settings,
+    shop: Shop,
+    saga: type[CheckoutWorkflow],
 ) -> None:
     sku = shop.stock(new_sku(), 3)
-    request = request_for(CARD_FLAKY, (sku, 1, 1500)).model_copy(
-        update={"options": CheckoutOptions(local_steps=local_steps)}
-    )
+    request = request_for(CARD_FLAKY, (sku, 1, 1500))
+    workflow_id = checkout_workflow_id(request.order_id)
 
-    result = await place(dev_env, checkout_settings, request)
+    _, handle = await decide(
+        dev_env.client,
+        saga,
+        request,
+        workflow_id=workflow_id,
+        task_queue=checkout_settings.task_queue,
+    )
+    result = await handle.result()
 
     assert result.status is Outcome.CONFIRMED
     charges = shop.charges(request.order_id)
@@ -182,7 +195,7 @@ async def test_transient_503s_are_retried_then_confirmed_with_one_charge(
         for e in events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
     }
-    if local_steps:
+    if saga is CheckoutWorkflow:
         # 503 on both local tries; the charge continued as an activity, which succeeded at
         # once. The other steps stayed local.
         assert attempts["charge_payment"] == 1

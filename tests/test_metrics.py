@@ -32,8 +32,9 @@ from worker.clients import connect_temporal, service_clients
 from worker.runner import SEARCH_ATTRIBUTES, WORKFLOWS, checkout_workers
 from worker.settings import Settings
 from worker.telemetry import metrics_runtime
-from workflows import metrics
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.consumers import DEAD_LETTERS
+from workflows.saga import metrics
 
 TASK_QUEUE = "checkout-metrics"
 # The checkout with scripted activities (tests/fake_shop.py), for a compensation that sticks.
@@ -215,7 +216,7 @@ async def test_stuck_compensations_and_dead_letters_are_counted(
 
     expected: Expected = {
         (metrics.COMPENSATIONS_STUCK, (("compensation", "cancel_order"),)): 1.0,
-        (metrics.DEAD_LETTERS, (("consumer", "broken"),)): 1.0,
+        (DEAD_LETTERS, (("consumer", "broken"),)): 1.0,
     }
     samples = await scrape_until(url, expected)
     for (name, labels), value in expected.items():

@@ -1,8 +1,9 @@
 """Replay: recorded histories still replay against today's code, and the net catches changes.
 
 tests/histories/*.json are recorded by `checkout-saga histories capture` (one per path of
-the checkout). A change to the workflow code that those histories no longer replay against
-would break the checkouts running at deploy time; guard it with `workflow.patched`.
+each saga, and of each fan-out workflow). A change to the workflow code that those histories
+no longer replay against would break the sagas running at deploy time; guard it with
+`workflow.patched`.
 """
 
 import asyncio
@@ -12,7 +13,6 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.workflow import NondeterminismError
-from workflows.local import FALLBACK_PATCH
 
 from models.checkout import CartItem, CheckoutRequest
 from models.payments import CARD_DECLINED, CARD_OK
@@ -22,7 +22,6 @@ from starter.histories import PATHS
 from starter.replay import (
     history_files,
     load_history,
-    patch_ids,
     replay_files,
     replayer,
     workflow_type,
@@ -33,31 +32,16 @@ from tests.stock import new_stocked_sku
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.analytics import ANALYTICS
-from workflows.checkout import (
-    ANNOUNCE_OUTCOME_PATCH,
-    COMMIT_AS_ACTIVITY_PATCH,
-    LOCAL_STEPS_PATCH,
-    checkout_workflow_id,
-)
-from workflows.consumers import LOCAL_CONSUMERS_PATCH
+from workflows.checkout import checkout_workflow_id
 from workflows.loyalty import CUSTOMER_LOYALTY
 from workflows.receipt import SEND_RECEIPT
 from workflows.shipping import SHIP_ORDER
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORDED = history_files(HISTORIES)
-# Every recorded checkout, of today's code and of code before a patch (sub-directories).
 CHECKOUTS = [p for p in RECORDED if workflow_type(load_history(p)) == "Checkout"]
+TRIPS = [p for p in RECORDED if workflow_type(load_history(p)) == "TripBooking"]
 CONFIRMED = HISTORIES / "confirmed.json"
-# Recorded before the checkout announced its outcome (workflow.patched("announce-outcome")).
-BEFORE_FANOUT = HISTORIES / "before-fanout"
-# Consumers recorded while they called their service with an activity (LOCAL_CONSUMERS_PATCH).
-BEFORE_LOCAL_CONSUMERS = HISTORIES / "before-local-consumers"
-# Checkouts recorded while their steps were activities unless a request asked for local steps
-# (local-steps.json), and a failing local step retried in the worker to the end of its budget.
-BEFORE_LOCAL_STEPS_DEFAULT = HISTORIES / "before-local-steps-default"
-# The paths whose charge fails its two local tries (payments 503s) and goes on as an activity.
-FELL_BACK = {"transient-retries", "cancelled", "deadline"}
 
 
 def test_every_path_has_a_recorded_history() -> None:
@@ -91,58 +75,10 @@ async def test_unguarded_change_fails_replay_with_nondeterminism_error() -> None
 
 def test_every_kind_of_workflow_is_recorded() -> None:
     recorded = {workflow_type(load_history(p)) for p in RECORDED}
-    assert recorded == {"Checkout", SEND_RECEIPT, SHIP_ORDER, CUSTOMER_LOYALTY, ANALYTICS}
+    expected = {"Checkout", SEND_RECEIPT, SHIP_ORDER, CUSTOMER_LOYALTY, ANALYTICS, "TripBooking"}
+    assert recorded == expected
     assert len(WORKFLOWS) == len(recorded)  # a new workflow type needs its history too
-    assert history_files(BEFORE_FANOUT), "the histories from before the fan-out are kept"
-    assert history_files(BEFORE_LOCAL_CONSUMERS), "and those from before local consumer calls"
-    assert history_files(BEFORE_LOCAL_STEPS_DEFAULT), "and those from before local steps"
-
-
-def patches(path: Path) -> set[str]:
-    """The ids of the patch markers (`workflow.patched`) in a recorded history."""
-    return patch_ids(load_history(path))
-
-
-def test_patch_marker_only_in_histories_recorded_after_it() -> None:
-    """Today's checkouts announce their outcome behind the patch; older ones replay without."""
-    old = [p for p in CHECKOUTS if p.parent == BEFORE_FANOUT]
-    new = [p for p in CHECKOUTS if p.parent == HISTORIES]
-    assert old and new
-    assert all(ANNOUNCE_OUTCOME_PATCH not in patches(p) for p in old)
-    assert all(ANNOUNCE_OUTCOME_PATCH in patches(p) for p in new)
-
-
-def test_consumers_recorded_before_local_calls_replay_beside_todays() -> None:
-    """Consumers call their service through a local activity behind a patch; the histories
-    of the four consumers from before it (activities) are kept and replay too."""
-    consumers = [p for p in RECORDED if p not in CHECKOUTS]
-    old = [p for p in consumers if p.parent == BEFORE_LOCAL_CONSUMERS]
-    new = [p for p in consumers if p.parent == HISTORIES]
-    assert len(old) == len(new) == 4
-    assert all(LOCAL_CONSUMERS_PATCH not in patches(p) for p in old)
-    assert all(LOCAL_CONSUMERS_PATCH in patches(p) for p in new)
-
-
-def test_local_steps_history_commits_the_stock_with_an_activity() -> None:
-    assert {LOCAL_STEPS_PATCH, COMMIT_AS_ACTIVITY_PATCH} <= patches(CONFIRMED)
-    # Read only with local steps: not in a checkout whose steps are activities.
-    assert not {LOCAL_STEPS_PATCH, COMMIT_AS_ACTIVITY_PATCH} & patches(
-        HISTORIES / "activity-steps.json"
-    )
-    before = BEFORE_LOCAL_STEPS_DEFAULT / "local-steps.json"
-    assert {LOCAL_STEPS_PATCH, COMMIT_AS_ACTIVITY_PATCH} <= patches(before)
-
-
-def test_fallback_patch_only_where_a_local_step_failed_twice() -> None:
-    """The fallback's patch is read only once a local step has failed its local tries, so
-    the histories from before it (whose failing local steps retried in the worker) replay,
-    and a checkout whose steps succeed carries no marker for it."""
-    new = {p.stem: patches(p) for p in CHECKOUTS if p.parent == HISTORIES}
-    assert new.keys() >= FELL_BACK
-    assert {name for name, found in new.items() if FALLBACK_PATCH in found} == FELL_BACK
-    old = [p for p in CHECKOUTS if p.parent == BEFORE_LOCAL_STEPS_DEFAULT]
-    assert len(old) == 9
-    assert all(FALLBACK_PATCH not in patches(p) for p in old)
+    assert len(TRIPS) >= 4, "the example saga's paths are recorded too"
 
 
 async def test_unguarded_change_fails_every_recorded_history() -> None:

@@ -108,7 +108,9 @@ async def checkout_workers(
         yield main
 
 
-async def run_worker() -> None:
+async def run_worker(extra_workflows: Sequence[type] = ()) -> None:
+    """The worker process's work: connect, run `checkout_workers` until SIGINT/SIGTERM.
+    `extra_workflows`: more workflow classes on the task queue (the bench's own variant)."""
     settings = Settings()
     # Tracing (CHECKOUT_TRACING) and the Prometheus endpoint (CHECKOUT_METRICS_ADDRESS).
     observe = TelemetrySettings()
@@ -119,7 +121,7 @@ async def run_worker() -> None:
     try:
         async with (
             service_clients(settings, tracer_provider) as services,
-            checkout_workers(client, settings, services),
+            checkout_workers(client, settings, services, extra_workflows),
         ):
             if observe.metrics_address:
                 logging.getLogger(__name__).info(
