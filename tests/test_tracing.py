@@ -294,7 +294,7 @@ async def test_log_lines_carry_order_workflow_and_trace_ids(traced_checkout: Tra
     assert {line["logger"] for line in lines} == {"temporalio.workflow", "temporalio.activity"}
     assert f"{workflow_id}:OrderConfirmed:receipt" in {line["workflow_id"] for line in lines}
     messages = [str(line["message"]) for line in lines]
-    assert "checkout decided: CONFIRMED" in messages
+    assert "saga decided: CONFIRMED" in messages
     assert any(
         m.startswith("POST http://127.0.0.1:") and "/charges answered 201" in m for m in messages
     )
