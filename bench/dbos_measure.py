@@ -22,14 +22,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
 
 from bench.dbos_checkout import dbos_decide, failed_workflows, running_dbos, wait_all_done
-from bench.postgres import Postgres, running_postgres
+from bench.postgres import BENCH_SETTINGS, Postgres, running_postgres
 from bench.shop import bench_request, stock_bench_sku
 from models.saga import Outcome
 from services.auth import SERVICE_TOKEN_ENV, bearer_headers, new_token
@@ -51,6 +51,7 @@ class DbosFigures:
     cpu_s_per_checkout: dict[str, float]
     errors: list[str] = field(default_factory=list)
     failed_workflows: list[str] = field(default_factory=list)
+    postgres_settings: dict[str, str] = field(default_factory=dict)
     cpu_count: int | None = field(default_factory=os.cpu_count)
 
 
@@ -135,15 +136,19 @@ async def measure(
         cpu_s_per_checkout=cpu,
         errors=[error for _, error in [*unloaded, *burst] if error is not None],
         failed_workflows=failed,
+        postgres_settings=dict(postgres.settings),
     )
 
 
-def run(checkouts: int, data_dir: Path) -> DbosFigures:
+def run(
+    checkouts: int, data_dir: Path, postgres_settings: Mapping[str, str] = BENCH_SETTINGS
+) -> DbosFigures:
     """Start the services and Postgres, measure, stop them (on error too)."""
     token = new_token()
     services = start_services(SERVICES, data_dir, {SERVICE_TOKEN_ENV: token})
     try:
-        with running_postgres(log_path=data_dir / "postgres.log") as postgres:
+        log_path = data_dir / "postgres.log"
+        with running_postgres(log_path=log_path, settings=postgres_settings) as postgres:
             return asyncio.run(measure(checkouts, postgres, services, token))
     finally:
         for proc in reversed(services):
@@ -156,6 +161,7 @@ def report(figures: DbosFigures) -> str:
         [
             f"DBOS checkout: {figures.checkouts} one at a time, then {figures.checkouts} at "
             f"once ({figures.cpu_count} CPUs)",
+            "Postgres: " + " ".join(f"{k}={v}" for k, v in figures.postgres_settings.items()),
             f"unloaded answer p50 {figures.unloaded_p50_ms:.1f} ms, "
             f"p95 {figures.unloaded_p95_ms:.1f} ms",
             f"burst: {figures.burst_answers_per_second:.1f} answers/s, "
@@ -172,14 +178,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.dbos_measure", description=__doc__)
     parser.add_argument("--checkouts", type=int, default=20, help="unloaded samples; burst size")
     parser.add_argument("--data-dir", type=Path, help="services' SQLite files and all logs")
+    parser.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a Postgres setting over the bench's (repeatable), e.g. synchronous_commit=on",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON line")
     args = parser.parse_args(argv)
     if not 1 <= args.checkouts <= 1000:
         parser.error("--checkouts: 1 to 1000")
+    settings = dict(BENCH_SETTINGS)
+    for setting in args.pg_setting:
+        name, equals, value = setting.partition("=")
+        if not equals or not name:
+            parser.error(f"--pg-setting {setting!r}: not NAME=VALUE")
+        settings[name] = value
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="checkout-saga-dbos-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     print(f"Data and logs: {data_dir}", file=sys.stderr)
-    figures = run(args.checkouts, data_dir)
+    figures = run(args.checkouts, data_dir, settings)
     print(json.dumps(asdict(figures)) if args.json else report(figures))
     return 1 if figures.errors or figures.failed_workflows else 0
 

@@ -63,6 +63,8 @@ class Postgres:
     data_dir: Path
     log_path: Path
     process: "subprocess.Popen[bytes]"
+    # What it was started with, beside Postgres's defaults.
+    settings: Mapping[str, str]
 
     def url_for(self, database: str) -> str:
         return f"postgresql://{POSTGRES_USER}@127.0.0.1:{self.port}/{database}"
@@ -151,6 +153,7 @@ def running_postgres(
             data_dir=cluster,
             log_path=log_path,
             process=process,
+            settings=settings,
         )
         _wait_ready(server, ready_timeout)
         yield server
