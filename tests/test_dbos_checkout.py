@@ -33,7 +33,8 @@ from services.auth import headers_from_env
 from tests.stock import new_stocked_sku
 
 pytestmark = pytest.mark.timeout(120)
-# The work after an answer (commit, four consumers) takes well under a second here.
+# The work after an answer (commit, four consumers) takes well under a second: the bound
+# only turns a hang into a failure.
 ALL_DONE_SECONDS = 30.0
 
 
