@@ -34,7 +34,7 @@ from enum import StrEnum
 from typing import ParamSpec, TypeVar
 
 from dbos import DBOS, DBOSConfig, SetWorkflowID, WorkflowHandleAsync
-from dbos._error import DBOSException, DBOSMaxStepRetriesExceeded
+from dbos import error as dbos_error
 
 from activities.http import SERVICE_UNAVAILABLE
 from bench.service_calls import ServiceRefused, ShopCalls, shop_calls
@@ -213,7 +213,7 @@ async def until_done(call: Callable[[], Awaitable[T]]) -> T:
             return await call()
         except ServiceRefused:
             raise
-        except DBOSException:
+        except dbos_error.DBOSException:
             raise  # DBOS's own (a cancelled workflow, ...): not a fault of the call
         except Exception as err:
             DBOS.logger.warning("retrying in %.1f s: %s", backoff, err)
@@ -245,12 +245,14 @@ async def checkout_workflow(request: CheckoutRequest) -> CheckoutResult:
         undo.append(("refund_payment", functools.partial(refund_payment, charge_id)))
         await charge_payment(request, charge_id)
         done.append(step.value)
-        step = CheckoutStep.CONFIRM_ORDER  # the pivot: once it started, nothing is undone
+        # The pivot, retried until done: once it succeeded nothing is undone (a refusal of it
+        # still compensates, as in the saga).
+        step = CheckoutStep.CONFIRM_ORDER
         await until_done(lambda: confirm_order(request.order_id))
         done.append(step.value)
     except ServiceRefused as err:
         code, detail = err.code, err.message
-    except DBOSMaxStepRetriesExceeded as err:
+    except dbos_error.DBOSMaxStepRetriesExceeded as err:
         code, detail = SERVICE_UNAVAILABLE, str(err.errors[-1] if err.errors else err)
     else:
         result = _result(request, Outcome.CONFIRMED, done)
