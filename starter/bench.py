@@ -46,8 +46,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from bench.bare import BARE_TASK_QUEUE, BareWorkflow
 from bench.checkout_activities import CheckoutActivitiesWorkflow
 from bench.direct import DirectClients, direct_checkout, direct_clients
-from models.checkout import CartItem, CheckoutRequest
-from models.payments import CARD_OK
+from bench.shop import bench_request, stock_bench_sku
 from models.saga import Outcome
 from starter.launcher import (
     DEV_SERVER_SQLITE_PRAGMAS,
@@ -63,8 +62,6 @@ from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.saga.client import decide
 
-BENCH_SKU = "BENCH-ITEM"
-BENCH_STOCK = 10_000_000
 SLOWED_SERVICES = ("email", "warehouse")
 ROLES = ("server", "worker", "services", "client")
 # The work after the answer has settled when our processes use less than this share of a
@@ -413,17 +410,6 @@ async def _unloaded_sample(
     return await _timed(call, order_id)
 
 
-def bench_request(order_id: str) -> CheckoutRequest:
-    customer = f"bench-{sum(order_id.encode()) % 20}"
-    return CheckoutRequest(
-        order_id=order_id,
-        customer_id=customer,
-        email=f"{customer}@example.com",
-        card_number=CARD_OK,
-        items=[CartItem(sku=BENCH_SKU, quantity=1, unit_price_cents=1000)],
-    )
-
-
 def bare_call(client: Client, local: bool) -> Call:
     async def call(order_id: str) -> bool:
         start = WithStartWorkflowOperation(
@@ -465,15 +451,6 @@ def direct_call(clients: DirectClients) -> Call:
     return call
 
 
-async def _prepare_services(urls: dict[str, str], headers: dict[str, str]) -> None:
-    async with httpx.AsyncClient(headers=headers, timeout=10.0) as http:
-        response = await http.put(
-            f"{urls['inventory']}/stock/{BENCH_SKU}",
-            json={"name": "Benchmark item", "available": BENCH_STOCK},
-        )
-        response.raise_for_status()
-
-
 async def _slow_down(urls: dict[str, str], headers: dict[str, str], seconds: float) -> None:
     body = {"delay_seconds": seconds} if seconds > 0 else {}
     async with httpx.AsyncClient(headers=headers, timeout=10.0) as http:
@@ -486,7 +463,7 @@ async def run_bench(
 ) -> BenchReport:
     env = {**os.environ, **stack.env}
     headers = stack.service_headers
-    await _prepare_services(stack.service_urls, headers)
+    await stock_bench_sku(stack.service_urls, headers)
     client = await connect_temporal(env)
     task_queue = Settings().task_queue
     meter = CpuMeter(stack)
