@@ -1,7 +1,7 @@
 """What every saga answers and reports, whatever its steps.
 
 The saga engine (workflows/saga) builds these; its clients and operators read them. A saga's
-own models extend them with what identifies its business (the checkout's add the order id).
+own models extend them with what identifies its business (its business key, say).
 Extra fields are kept when a model is read as one of these, so an operator tool that knows no
 saga type still shows them.
 """

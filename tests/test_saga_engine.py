@@ -3,11 +3,13 @@ retries, cancellation, parallel compensation, continue-with-error, misuse; and t
 declaration checks made when a saga class is made."""
 
 import asyncio
+import re
 import types
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -343,3 +345,25 @@ def test_a_step_may_not_hide_the_engine(name: str) -> None:
             (SagaWorkflow[Plan, SagaResult, Progress],),
             exec_body=lambda namespace: namespace.update({name: Step(act)}),
         )
+
+
+# -- the engine holds what every saga needs; a saga holds only its business ------------------
+
+ROOT = Path(__file__).parent.parent
+ENGINE = [*sorted((ROOT / "workflows" / "saga").glob("*.py")), ROOT / "models" / "saga.py"]
+SAGAS = [ROOT / "workflows" / "checkout.py", ROOT / "examples" / "trip" / "workflow.py"]
+
+
+@pytest.mark.parametrize("path", ENGINE, ids=lambda p: p.name)
+def test_the_engine_names_no_saga_of_its_own(path: Path) -> None:
+    text = re.sub(r"round trip", "", path.read_text(), flags=re.IGNORECASE)
+    assert not re.findall(r"\b(checkout|trip)\w*", text, flags=re.IGNORECASE)
+
+
+@pytest.mark.parametrize("path", SAGAS, ids=lambda p: p.parent.name)
+def test_a_saga_writes_no_handler_search_attribute_or_timer(path: Path) -> None:
+    text = path.read_text()
+    for engine_only in ("@workflow.update", "@workflow.query", "@workflow.signal"):
+        assert engine_only not in text
+    for engine_only in ("upsert_search_attributes", "workflow.sleep", "wait_condition"):
+        assert engine_only not in text

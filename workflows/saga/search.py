@@ -1,4 +1,4 @@
-"""The search attributes every saga keeps current, so the Web UI and `checkout-saga attention`
+"""The search attributes every saga keeps current, so the Web UI and the operator commands
 can list sagas of any type by where they are. Register them on the cluster (Keyword)."""
 
 from temporalio.common import SearchAttributeKey

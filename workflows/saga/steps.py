@@ -1,12 +1,12 @@
 """A saga's steps, declared on its class: what each does, what undoes it, which is the pivot.
 
-    class TripBooking(SagaWorkflow[Trip, TripResult, TripProgress]):
-        book_flight = Step(TripActivities.book_flight, undo=TripActivities.cancel_flight)
-        charge_payment = Step(TripActivities.charge_payment, pivot=True)
+    class Transfer(SagaWorkflow[Request, Result, Progress]):
+        withdraw = Step(Bank.withdraw, undo=Bank.deposit_back)
+        deposit = Step(Bank.deposit, pivot=True)
 
-        async def book(self, trip: Trip) -> None:
-            await self.book_flight(flight_for(trip), undo_arg=trip.trip_id)
-            await self.charge_payment(payment_for(trip))
+        async def transfer(self, request: Request) -> None:
+            await self.withdraw(request.debit, undo_arg=request.refund)
+            await self.deposit(request.credit)
 
 A step is called with its activity's argument, as `workflow.execute_activity` is; a step that
 has an undo also names the undo's argument, or a function of the saga's failure that builds

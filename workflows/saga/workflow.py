@@ -1,21 +1,23 @@
 """The saga engine: a workflow class declares its steps, and gets everything else from here.
 
-    @workflow.defn(name="TripBooking")
-    class TripBookingWorkflow(SagaWorkflow[Trip, TripResult, TripProgress]):
-        book_flight = Step(TripActivities.book_flight, undo=TripActivities.cancel_flight)
-        charge_payment = Step(TripActivities.charge_payment, pivot=True)
+    @workflow.defn(name="Transfer")
+    class TransferWorkflow(SagaWorkflow[Request, Result, Progress]):
+        withdraw = Step(Bank.withdraw, undo=Bank.deposit_back)
+        deposit = Step(Bank.deposit, pivot=True)
 
         @workflow.init
-        def __init__(self, trip: Trip) -> None:
-            super().__init__(trip, SagaOptions(deadline=timedelta(minutes=2)))
+        def __init__(self, request: Request) -> None:
+            super().__init__(request, SagaOptions(deadline=timedelta(minutes=2)))
 
         @workflow.run
-        async def run(self, trip: Trip) -> TripResult:
-            return await self.run_saga(self.book(trip))
+        async def run(self, request: Request) -> Result:
+            return await self.run_saga(self.transfer(request))
 
-        async def book(self, trip: Trip) -> None:
-            await self.book_flight(trip, undo_arg=trip.trip_id)
-            await self.charge_payment(trip)
+        async def transfer(self, request: Request) -> None:
+            await self.withdraw(request.debit, undo_arg=request.refund)
+            await self.deposit(request.credit)
+
+(examples/ holds a whole saga written this way.)
 
 What every saga gets (its handlers are made for each saga class with that saga's own result
 and status types, because Temporal reads a handler's types from its annotations):
