@@ -32,7 +32,7 @@ from tests.cli import run_cli
 from tests.stock import new_stocked_sku
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
-from workflows.analytics import ANALYTICS
+from workflows.analytics import ANALYTICS_WORKFLOW_TYPE
 from workflows.checkout import (
     ANNOUNCE_OUTCOME_PATCH,
     COMMIT_AS_ACTIVITY_PATCH,
@@ -91,7 +91,13 @@ async def test_unguarded_change_fails_replay_with_nondeterminism_error() -> None
 
 def test_every_kind_of_workflow_is_recorded() -> None:
     recorded = {workflow_type(load_history(p)) for p in RECORDED}
-    assert recorded == {"Checkout", SEND_RECEIPT, SHIP_ORDER, CUSTOMER_LOYALTY, ANALYTICS}
+    assert recorded == {
+        "Checkout",
+        SEND_RECEIPT,
+        SHIP_ORDER,
+        CUSTOMER_LOYALTY,
+        ANALYTICS_WORKFLOW_TYPE,
+    }
     assert len(WORKFLOWS) == len(recorded)  # a new workflow type needs its history too
     assert history_files(BEFORE_FANOUT), "the histories from before the fan-out are kept"
     assert history_files(BEFORE_LOCAL_CONSUMERS), "and those from before local consumer calls"
