@@ -4,8 +4,9 @@ A redrive delivers the event to its consumer again, the way it went the first ti
 
 - a job (SendReceipt, ShipOrder) is started again as workflow `{job_id}:redrive-{n}` with
   the event (and memo `redrive`: n); a repeat of redrive n finds that workflow and starts nothing;
-- a reaction (CustomerLoyalty, Analytics) gets the signal again, with start; the workflow
-  never remembered the event as handled, so it lets it through once.
+- a reaction (CustomerLoyalty, Analytics) gets the signal again, with start, at the workflow id
+  the letter records (for Analytics, the shard that failed it, whatever the shard count is now);
+  the workflow never remembered the event as handled, so it lets it through once.
 
 Then the letter is marked REDRIVEN (n). Consumers are idempotent by event id, so redriving a
 letter twice, or one whose consumer meanwhile succeeded, still sends one email.

@@ -49,7 +49,7 @@ from starter.replay import (
 )
 from worker.clients import connect_temporal
 from worker.settings import Settings
-from workflows.analytics import ANALYTICS_WORKFLOW_ID
+from workflows.analytics import analytics_workflow_id
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.consumers import job_id
 from workflows.loyalty import loyalty_workflow_id
@@ -368,7 +368,11 @@ PATHS: list[HistoryPath] = [
         "CustomerLoyalty of the confirmed order's customer",
         long_lived(loyalty_workflow_id(demo_request("confirmed").customer_id)),
     ),
-    HistoryPath("analytics", "Analytics, after every path", long_lived(ANALYTICS_WORKFLOW_ID)),
+    HistoryPath(
+        "analytics",
+        "Analytics shard of the confirmed order",
+        long_lived(analytics_workflow_id(demo_request("confirmed").order_id)),
+    ),
     HistoryPath(
         "trip-confirmed", "the example trip, paid", trip_path(trip("confirmed"), "CONFIRMED")
     ),

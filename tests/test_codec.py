@@ -46,7 +46,7 @@ from worker.codec_auth import CodecAuth
 from worker.codec_server import create_codec_app
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
-from workflows.analytics import ANALYTICS_WORKFLOW_ID
+from workflows.analytics import analytics_workflow_id
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.consumers import job_id
 from workflows.loyalty import loyalty_workflow_id
@@ -167,7 +167,8 @@ def _clear_text(node: Any) -> str:
 
 async def _stored_histories(client: Client, request: CheckoutRequest) -> str:
     """Raw (never decoded) histories of every workflow the order's data went to: the
-    checkout, its receipt and shipment jobs, the customer's loyalty, the analytics."""
+    checkout, its receipt and shipment jobs, the customer's loyalty, the order's analytics
+    shard."""
     checkout = checkout_workflow_id(request.order_id)
     confirmed = event_id(checkout, ORDER_CONFIRMED)
     texts = []
@@ -176,7 +177,7 @@ async def _stored_histories(client: Client, request: CheckoutRequest) -> str:
         job_id(confirmed, RECEIPT),
         job_id(confirmed, SHIPPING),
         loyalty_workflow_id(request.customer_id),
-        ANALYTICS_WORKFLOW_ID,
+        analytics_workflow_id(request.order_id),
     ):
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         texts.append(_clear_text(history.to_json_dict()))

@@ -19,6 +19,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from activities.events import signal_with_start
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult
@@ -51,8 +52,16 @@ from tests.fanout_probe import (
     FanoutProbeRejected,
 )
 from tests.stock import new_stocked_sku
+from worker.runner import WORKFLOWS
 from worker.settings import Settings
-from workflows.analytics import ANALYTICS_WORKFLOW_ID, AnalyticsWorkflow
+from workflows import fanout
+from workflows.analytics import (
+    ANALYTICS_CONSUMER,
+    ANALYTICS_WORKFLOW_TYPE,
+    ORDER_CONFIRMED_SIGNAL,
+    AnalyticsWorkflow,
+    analytics_workflow_id,
+)
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.consumers import job_id
 from workflows.loyalty import CustomerLoyaltyWorkflow, loyalty_workflow_id
@@ -215,6 +224,12 @@ async def loyalty_state(client: Client, customer_id: str) -> LoyaltyState:
     return await handle.query(CustomerLoyaltyWorkflow.state)
 
 
+async def analytics_state(client: Client, order_id: str) -> AnalyticsState:
+    """The state of the order's Analytics shard."""
+    handle = client.get_workflow_handle_for(AnalyticsWorkflow.run, analytics_workflow_id(order_id))
+    return await handle.query(AnalyticsWorkflow.state)
+
+
 async def test_announce_starts_jobs_and_signals_reactions(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, consumers: Consumers
 ) -> None:
@@ -226,7 +241,7 @@ async def test_announce_starts_jobs_and_signals_reactions(
     assert report.jobs_started == [receipt_id, shipping_id]
     assert report.jobs_already_started == [] and report.failed == []
     assert sorted(report.signalled) == sorted(
-        [loyalty_workflow_id(event.customer_id), ANALYTICS_WORKFLOW_ID]
+        [loyalty_workflow_id(event.customer_id), analytics_workflow_id(event.order_id)]
     )
     # The jobs outlive the probe (abandoned children) and do their work.
     assert (await job_result(dev_env.client, receipt_id)).status is ConsumerStatus.DONE
@@ -250,6 +265,8 @@ async def test_announce_starts_jobs_and_signals_reactions(
     assert [e["event_type"] for e in consumers.analytics(event.order_id)] == ["OrderConfirmed"]
     state = await loyalty_state(dev_env.client, event.customer_id)
     assert state.points_awarded == 45 and state.seen == [event.event_id]
+    # Counted by the order's shard, `analytics-{crc32(order_id) % N}`.
+    assert event.event_id in (await analytics_state(dev_env.client, event.order_id)).seen
 
 
 async def test_announce_rejected_signals_analytics_only(
@@ -262,7 +279,8 @@ async def test_announce_rejected_signals_analytics_only(
 
     report = await handle.result()
 
-    assert report.jobs_started == [] and report.signalled == [ANALYTICS_WORKFLOW_ID]
+    assert report.jobs_started == []
+    assert report.signalled == [analytics_workflow_id(event.order_id)]
 
     async def counted() -> bool:
         return bool(consumers.analytics(event.order_id))
@@ -270,6 +288,7 @@ async def test_announce_rejected_signals_analytics_only(
     await eventually(counted)
     assert [e["event_type"] for e in consumers.analytics(event.order_id)] == ["OrderRejected"]
     assert consumers.emails(event.order_id) == [] and consumers.shipments(event.order_id) == []
+    assert event.event_id in (await analytics_state(dev_env.client, event.order_id)).seen
 
 
 async def test_email_down_announcer_unaffected_then_redrive_sends_one_email(
@@ -541,6 +560,47 @@ async def test_loyalty_down_dead_letters_then_redrive_books_points_once(
     assert consumers.letter(letter).status is DeadLetterStatus.REDRIVEN
 
 
+async def test_analytics_down_dead_letters_then_redrive_goes_to_the_same_shard(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, consumers: Consumers
+) -> None:
+    client, url = dev_env.client, deadletters_url(checkout_settings)
+    event = confirmed_event()
+    shard = analytics_workflow_id(event.order_id)
+    letter = letter_id(event.event_id, ANALYTICS_CONSUMER)
+
+    with consumers.fault("analytics", fail=True):
+        report, _ = await announce(dev_env, checkout_settings, event)
+        assert shard in report.signalled  # delivered to the shard; its consumer fails there
+
+        async def dead_lettered() -> bool:
+            return letter in {written.letter_id for written in consumers.letters()}
+
+        await eventually(dead_lettered)
+
+    written = consumers.letter(letter)
+    # The shard wrote its own id as the target: the redrive needs no hashing, and goes where
+    # the event went even if the shard count changed since.
+    assert (written.status, written.target.kind) == (DeadLetterStatus.OPEN, ConsumerKind.SIGNAL)
+    assert (written.target.workflow_type, written.target.workflow_id) == (
+        ANALYTICS_WORKFLOW_TYPE,
+        shard,
+    )
+    assert written.target.signal == ORDER_CONFIRMED_SIGNAL
+    assert consumers.analytics(event.order_id) == []
+    assert event.event_id not in (await analytics_state(client, event.order_id)).seen
+
+    [outcome] = await cli(dev_env, checkout_settings, "redrive", letter, "--url", url)
+
+    assert (outcome["outcome"], outcome["workflow_id"]) == ("redriven", shard)
+
+    async def counted() -> bool:
+        return event.event_id in (await analytics_state(client, event.order_id)).seen
+
+    await eventually(counted)
+    assert [e["event_id"] for e in consumers.analytics(event.order_id)] == [event.event_id]
+    assert consumers.letter(letter).status is DeadLetterStatus.REDRIVEN
+
+
 async def test_undeliverable_signal_does_not_fail_the_announcer(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, consumers: Consumers
 ) -> None:
@@ -633,7 +693,49 @@ async def test_checkout_rejected_announces_to_analytics(
     [recorded] = consumers.analytics(request.order_id)
     assert recorded["event_type"] == "OrderRejected"
     assert recorded["event_id"] == event_id(checkout_workflow_id(request.order_id), "OrderRejected")
+    # The checkout signalled its order's shard.
+    state = await analytics_state(dev_env.client, request.order_id)
+    assert recorded["event_id"] in state.seen
     assert consumers.emails(request.order_id) == [] and consumers.shipments(request.order_id) == []
+
+
+async def test_checkout_announced_under_one_shard_count_replays_under_another(
+    dev_env: WorkflowEnvironment,
+    checkout_settings: Settings,
+    consumers: Consumers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deploy that changes ANALYTICS_SHARDS does not break the checkouts it finds running:
+    the fan-out's signal is a local activity, whose marker records its result (the run id
+    signalled) but not its input (the target id), so a replay under another shard count
+    issues the same commands. Only an announcement not yet recorded goes by the new count."""
+    request = checkout_request(consumers)
+    result, _ = await checkout(dev_env, checkout_settings, request)
+    assert result.status is Outcome.CONFIRMED
+    handle = dev_env.client.get_workflow_handle(checkout_workflow_id(request.order_id))
+    history = await handle.fetch_history()
+    recorded = analytics_workflow_id(request.order_id)
+    # A shard count under which this order lands elsewhere.
+    other = next(n for n in range(2, 64) if analytics_workflow_id(request.order_id, n) != recorded)
+    computed: list[str] = []
+
+    def under_other_count(order_id: str) -> str:
+        computed.append(analytics_workflow_id(order_id, other))
+        return computed[-1]
+
+    # Unsandboxed: the replay runs this process's workflows.fanout, patched. Only for the
+    # replay, and no checkout runs meanwhile (the worker shares the module).
+    monkeypatch.setattr(fanout, "analytics_workflow_id", under_other_count)
+    replay = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=dev_env.client.data_converter,
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    replayed = await replay.replay_workflow(history, raise_on_replay_failure=False)
+    monkeypatch.undo()
+
+    assert replayed.replay_failure is None, repr(replayed.replay_failure)
+    assert computed and set(computed) != {recorded}  # the replay did aim elsewhere
 
 
 async def test_slow_warehouse_does_not_slow_the_checkout(

@@ -22,7 +22,7 @@ from workflows.checkout import checkout_workflow_id
         (f"{checkout_workflow_id('o2')}:OrderConfirmed:receipt", "o2"),
         (f"{checkout_workflow_id('o3')}:OrderConfirmed:shipping:redrive-1", "o3"),
         ("loyalty-customer-7", None),
-        ("analytics", None),
+        ("analytics-3", None),
         ("checkout-", None),
         (None, None),
     ],

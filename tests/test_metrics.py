@@ -55,8 +55,9 @@ class MetricsWorker:
 async def metrics_worker(
     checkout_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[MetricsWorker]:
-    """On a Temporal server of its own: the fan-out's long-lived workflows (`analytics`) start
-    on the task queue of the worker that announces first, which here stops with this module."""
+    """On a Temporal server of its own: the fan-out's long-lived workflows (`analytics-{shard}`)
+    start on the task queue of the worker that announces first, which here stops with this
+    module."""
     async with await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(venv_binary("temporal")),
         ui=False,

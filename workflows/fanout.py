@@ -1,7 +1,7 @@
 """Fan-out: announce a decision, fire and forget. Call it from any workflow.
 
     await announce(event, jobs=[Job("receipt", "SendReceipt")],
-                   signals=[Reaction("analytics", "Analytics", "analytics", "order_confirmed")])
+                   signals=[Reaction("analytics", "Analytics", "analytics-3", "order_confirmed")])
 
 1. **Jobs** are child workflows, one per event and consumer, started with
    `ParentClosePolicy.ABANDON`: they outlive the caller, which waits only until each has
@@ -27,10 +27,10 @@ from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
 
 from workflows.analytics import (
-    ANALYTICS,
     ANALYTICS_CONSUMER,
-    ANALYTICS_WORKFLOW_ID,
+    ANALYTICS_WORKFLOW_TYPE,
     ORDER_REJECTED_SIGNAL,
+    analytics_workflow_id,
 )
 from workflows.consumers import describe_failure, job_id, write_dead_letter
 from workflows.loyalty import (
@@ -114,8 +114,9 @@ async def announce_order_confirmed(event: OrderConfirmed) -> Announcement:
     """Announce a confirmed order (the checkout does, after `commit_stock`). Starts the jobs
     SendReceipt and ShipOrder (abandoned children, ids `{event_id}:receipt` and
     `{event_id}:shipping`) and signals `order_confirmed` to CustomerLoyalty
-    (`loyalty-{customer_id}`) and Analytics (`analytics`). Waits only until the children have
-    started and the signals are delivered; never raises but for a cancellation."""
+    (`loyalty-{customer_id}`) and Analytics (the order's shard, `analytics-{shard}`). Waits
+    only until the children have started and the signals are delivered; never raises but for a
+    cancellation."""
     return await announce(
         event,
         jobs=[Job(RECEIPT, SEND_RECEIPT), Job(SHIPPING, SHIP_ORDER)],
@@ -126,19 +127,24 @@ async def announce_order_confirmed(event: OrderConfirmed) -> Announcement:
                 loyalty_workflow_id(event.customer_id),
                 ORDER_CONFIRMED_SIGNAL,
             ),
-            Reaction(ANALYTICS_CONSUMER, ANALYTICS, ANALYTICS_WORKFLOW_ID, ORDER_CONFIRMED_SIGNAL),
+            analytics_reaction(event, ORDER_CONFIRMED_SIGNAL),
         ],
     )
 
 
 async def announce_order_rejected(event: OrderRejected) -> Announcement:
     """Announce a rejected order (the checkout does, after the compensations): signals
-    `order_rejected` to Analytics (`analytics`). Never raises but for a cancellation."""
-    return await announce(
-        event,
-        signals=[
-            Reaction(ANALYTICS_CONSUMER, ANALYTICS, ANALYTICS_WORKFLOW_ID, ORDER_REJECTED_SIGNAL)
-        ],
+    `order_rejected` to Analytics (the order's shard, the one its confirmation would go to).
+    Never raises but for a cancellation."""
+    return await announce(event, signals=[analytics_reaction(event, ORDER_REJECTED_SIGNAL)])
+
+
+def analytics_reaction(event: Event, signal: str) -> Reaction:
+    """`signal` to the Analytics shard of the event's order. The shard comes from the order id
+    and the build's ANALYTICS_SHARDS, no environment: every worker of one build computes the
+    same id, on a first run and on a replay; and an order's events all meet in one shard."""
+    return Reaction(
+        ANALYTICS_CONSUMER, ANALYTICS_WORKFLOW_TYPE, analytics_workflow_id(event.order_id), signal
     )
 
 
