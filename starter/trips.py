@@ -17,7 +17,8 @@ from worker.settings import Settings
 from workflows.saga.client import decide
 
 trip = typer.Typer(help="The example saga: a trip booking (examples/trip).", no_args_is_help=True)
-console = Console(width=None if sys.stdout.isatty() else 160)
+# The answer goes to stdout as JSON; what to do next, to stderr.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _pairs(texts: list[str], what: str) -> dict[str, str]:

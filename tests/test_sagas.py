@@ -337,3 +337,59 @@ async def test_a_stuck_compensation_is_resolved_through_the_cli(
     ]
     final = await progress_of(client, handle)
     assert final.status == "REJECTED" and final.stuck == []
+
+
+async def test_the_trip_runs_from_its_command_and_an_operator_retries_it(
+    dev_env: WorkflowEnvironment, client: Client
+) -> None:
+    """What docs/saga.md shows: `checkout-saga trip book`, then `attention list`, `attention
+    retry --workflow-id` and `status --workflow-id`, all through the real CLI."""
+    trip_id = f"cli-{uuid.uuid4().hex[:8]}"
+    workflow_id = trip_workflow_id(trip_id)
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        done = run_cli(dev_env, SETTINGS, *args)
+        return done.returncode, done.stdout, done.stderr
+
+    code, out, err = await asyncio.to_thread(
+        cli,
+        "trip",
+        "book",
+        "--trip-id",
+        trip_id,
+        "--declined",
+        "--cancel-failures",
+        "cancel_car:1",
+        "--attempts-before-attention",
+        "1",
+    )
+    assert code == 0, out + err
+    answer = SagaResult.model_validate_json(out)
+    assert (answer.status, answer.reason_code) == (Outcome.REJECTED, "payment_declined")
+    assert f"checkout-saga status --workflow-id {workflow_id}" in err
+    handle = client.get_workflow_handle(workflow_id)
+    await wait_for(client, handle, status="NEEDS_ATTENTION")
+    query = f"{NEEDS_ATTENTION_QUERY} AND WorkflowId = '{workflow_id}'"
+    for _ in range(120):  # the visibility store catches up within a few seconds
+        if (await client.count_workflows(query)).count == 1:
+            break
+        await asyncio.sleep(0.25)
+    code, out, err = await asyncio.to_thread(cli, "attention", "list")
+    assert code == 0 and workflow_id in out and "cancel_car" in out, out + err
+    code, out, err = await asyncio.to_thread(
+        cli, "attention", "retry", "--workflow-id", workflow_id
+    )
+    assert code == 0 and f"{workflow_id}: retrying cancel_car" in out, out + err
+    await handle.result()
+    code, out, err = await asyncio.to_thread(cli, "status", "--workflow-id", workflow_id)
+    assert code == 0, out + err
+    final = SagaProgress[SagaResult].model_validate_json(out)
+    assert final.status == "REJECTED" and final.model_extra == {"trip_id": trip_id}
+    assert [(c.name, c.state) for c in final.compensations] == [
+        ("cancel_car", CompensationState.DONE),
+        ("cancel_hotel", CompensationState.DONE),
+        ("cancel_flight", CompensationState.DONE),
+    ]
+    # Invalid input names the field, before anything starts.
+    code, out, err = await asyncio.to_thread(cli, "trip", "book", "--trip-id", "no spaces")
+    assert code == 2 and "trip_id" in out + err, out + err
