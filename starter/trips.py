@@ -45,8 +45,8 @@ def book(
     ] = 3,
     declined: Annotated[bool, typer.Option(help="Simulate: the payment is declined.")] = False,
     slow: Annotated[
-        list[str] | None,
-        typer.Option(help="Simulate: STEP:SECONDS, that step's provider is slow."),
+        str | None,
+        typer.Option(help="Simulate: STEP:SECONDS, that step's provider is slow (under 10 s)."),
     ] = None,
     cancel_failures: Annotated[
         list[str] | None,
@@ -58,7 +58,7 @@ def book(
     With --declined the bookings are undone in reverse order; with --cancel-failures a
     cancellation gets stuck and waits in NEEDS_ATTENTION for `checkout-saga attention`.
     """
-    slow_steps = _pairs(slow or [], "SECONDS")
+    slow_steps = _pairs([slow] if slow else [], "SECONDS")
     try:
         request = TripRequest.model_validate(
             {

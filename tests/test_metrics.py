@@ -177,7 +177,7 @@ async def test_business_and_sdk_counters_on_the_prometheus_endpoint(
         await metrics_worker.runtime_replayer.replay_workflow(await handle.fetch_history())
     again = await scrape(url)
     for (name, labels), value in expected.items():
-        if name.startswith("checkout_"):
+        if name.startswith("saga_"):
             assert total(again, name, **dict(labels)) == value, (name, labels)
 
 

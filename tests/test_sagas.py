@@ -31,7 +31,7 @@ from worker.after_answer import after_answer_slots
 from worker.settings import Settings
 from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow, checkout_workflow_id
 from workflows.saga import SAGA_STATUS, SAGA_STEP
-from workflows.saga.client import NEEDS_ATTENTION_QUERY, status
+from workflows.saga.client import NEEDS_ATTENTION_QUERY, skip_compensation, status
 
 TASK_QUEUE = "sagas-tests"
 SETTINGS = Settings(task_queue=TASK_QUEUE)
@@ -315,6 +315,10 @@ async def test_a_stuck_compensation_is_resolved_through_the_cli(
         code, out = await asyncio.to_thread(cli, "retry", "--workflow-id", handle.id)
         assert code == 0 and f"{handle.id}: retrying {stuck}" in out, out
     else:
+        # A blank reason is refused by the update's validator (the CLI refuses it sooner).
+        with pytest.raises(WorkflowUpdateFailedError) as blank:
+            await skip_compensation(client, handle.id, "   ")
+        assert "a reason is required" in str(blank.value.cause)
         code, out = await asyncio.to_thread(
             cli, "skip", "--workflow-id", handle.id, "--reason", "undone by hand"
         )

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import FailureError
 
 from workflows.saga.failures import read_failure
@@ -35,12 +35,16 @@ async def execute_local_first(
     *,
     start_to_close_timeout: timedelta,
     retry_policy: RetryPolicy,
+    heartbeat_timeout: timedelta | None = None,
+    task_queue: str | None = None,
+    priority: Priority = Priority.default,
     local_attempts: int = LOCAL_ATTEMPTS,
 ) -> R:
     """Up to `local_attempts` tries as a local activity; if the call still fails with an error
     worth retrying and the policy has attempts left, the rest as an ordinary activity whose
     backoff carries on where the local tries stopped. Refusals (non-retryable errors) and
-    cancellation are raised at once, as the local activity raised them."""
+    cancellation are raised at once, as the local activity raised them. The heartbeat
+    timeout, task queue and priority are the activity's (a local activity runs here, now)."""
     local_policy = first_attempts(retry_policy, local_attempts)
     call: Any = activity
     try:
@@ -63,6 +67,9 @@ async def execute_local_first(
         arg,
         start_to_close_timeout=start_to_close_timeout,
         retry_policy=remaining_policy(retry_policy, local_attempts),
+        heartbeat_timeout=heartbeat_timeout,
+        task_queue=task_queue,
+        priority=priority,
     )
     return result
 

@@ -289,6 +289,9 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
                 arg,
                 start_to_close_timeout=step.start_to_close_timeout,
                 retry_policy=policy,
+                heartbeat_timeout=step.heartbeat_timeout,
+                task_queue=step.task_queue,
+                priority=step.priority,
             )
         activity: Any = step.activity
         result: T = await workflow.execute_activity(
@@ -371,6 +374,11 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
 
     def _skip_compensation(self, request: SkipCompensation) -> str:
         return self._compensations.skip(request.reason, request.name)
+
+    def _validate_skip(self, request: SkipCompensation) -> None:
+        if not request.reason.strip():
+            raise ApplicationError("a reason is required to skip a compensation", type="NoReason")
+        self._validate_stuck(request.name)
 
     def _validate_stuck(self, name: str | None) -> None:
         try:
@@ -521,7 +529,7 @@ def _install_handlers(
         return self._skip_compensation(request)
 
     def validate_skip(self: SagaWorkflow[Any, Any, Any], request: SkipCompensation) -> None:
-        self._validate_stuck(request.name)
+        self._validate_skip(request)
 
     def status(self: SagaWorkflow[Any, Any, Any]) -> Any:
         """Where the saga is: status, steps, compensations, the decision."""
