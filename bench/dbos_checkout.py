@@ -39,7 +39,7 @@ from dbos import error as dbos_error
 from activities.http import SERVICE_UNAVAILABLE
 from bench.service_calls import ServiceRefused, ShopCalls, shop_calls
 from models.checkout import CheckoutRequest, CheckoutResult, CheckoutStep
-from models.events import ORDER_CONFIRMED, OrderConfirmed, OrderRejected
+from models.events import ORDER_CONFIRMED, OrderConfirmed, OrderEvent, OrderRejected
 from models.saga import Outcome
 
 P = ParamSpec("P")
@@ -80,7 +80,6 @@ class Consumer(StrEnum):
 
 CONFIRMED_CONSUMERS = (Consumer.RECEIPT, Consumer.SHIPPING, Consumer.LOYALTY, Consumer.ANALYTICS)
 REJECTED_CONSUMERS = (Consumer.ANALYTICS,)
-Event = OrderConfirmed | OrderRejected
 
 
 class DecisionTimeout(TimeoutError):
@@ -97,7 +96,7 @@ def idempotency_key(workflow_id: str, step: CheckoutStep) -> str:
     return f"{workflow_id}:{step.value}"
 
 
-def job_id(event: Event, consumer: Consumer) -> str:
+def job_id(event: OrderEvent, consumer: Consumer) -> str:
     """`checkout-o1:OrderConfirmed:receipt`: as the saga's jobs (workflows/consumers.py)."""
     return f"{event.event_id}:{consumer.value}"
 
@@ -199,7 +198,7 @@ async def add_loyalty_points(event: OrderConfirmed) -> None:
 
 
 @_consumer_step("record_order_event")
-async def record_order_event(event: Event) -> None:
+async def record_order_event(event: OrderEvent) -> None:
     await _calls().record_order_event(event)
 
 
@@ -313,7 +312,7 @@ def _now() -> datetime:
 # -- the fan-out ------------------------------------------------------------------------------
 
 
-async def announce(event: Event, consumers: Sequence[Consumer]) -> None:
+async def announce(event: OrderEvent, consumers: Sequence[Consumer]) -> None:
     """Enqueue one workflow per consumer and return: fire and forget. An id already taken
     (announced before) returns the existing workflow instead of starting another."""
     for consumer in consumers:
@@ -322,7 +321,7 @@ async def announce(event: Event, consumers: Sequence[Consumer]) -> None:
 
 
 @DBOS.workflow(name=CONSUMER_WORKFLOW)
-async def consumer_workflow(consumer: Consumer, event: Event) -> None:
+async def consumer_workflow(consumer: Consumer, event: OrderEvent) -> None:
     """One consumer's call for one event; out of attempts, the workflow ends in ERROR (where
     the saga's consumers leave a dead letter)."""
     if consumer is Consumer.ANALYTICS:

@@ -1,6 +1,6 @@
 """`python -m bench.dbos_measure --checkouts 20`: the DBOS checkout alone, measured.
 
-Starts its own Postgres (bench/postgres.py) and every service (starter/launcher.py), stocks
+Starts its own Postgres (bench/postgres.py) and every service (stack/launcher.py), stocks
 the bench's SKU (bench/shop.py), then places the bench's checkout:
 
 1. a few at once to warm up (connections, the services' first writes);
@@ -33,7 +33,7 @@ from bench.postgres import BENCH_SETTINGS, Postgres, running_postgres
 from bench.shop import bench_request, stock_bench_sku
 from models.saga import Outcome
 from services.auth import SERVICE_TOKEN_ENV, bearer_headers, new_token
-from starter.launcher import SERVICES, ManagedProcess, start_services
+from stack.launcher import SERVICES, ManagedProcess, start_services
 
 DBOS_DATABASE = "checkout_dbos"
 WARM_UP = 5

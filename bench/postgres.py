@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 import psycopg
 
-from starter.launcher import LaunchError, free_port
+from stack.launcher import LaunchError, free_port
 
 DEBIAN_POSTGRES_ROOT = Path("/usr/lib/postgresql")
 POSTGRES_USER = "postgres"

@@ -1,6 +1,6 @@
 """What every mode of the bench sells: one SKU, stocked once, and the request for it.
 
-Shared by `checkout-saga bench` (starter/bench.py) and the DBOS peer (bench/dbos_measure.py),
+Shared by `checkout-saga bench` (bench/benchmark.py) and the DBOS peer (bench/dbos_measure.py),
 so every mode places the same checkout.
 """
 

@@ -17,6 +17,9 @@ from models.orders import OrderLine
 
 ORDER_CONFIRMED: Final = "OrderConfirmed"
 ORDER_REJECTED: Final = "OrderRejected"
+# The signals that carry each event to a long-lived consumer workflow.
+ORDER_CONFIRMED_SIGNAL: Final = "order_confirmed"
+ORDER_REJECTED_SIGNAL: Final = "order_rejected"
 MAX_REASON_CHARS = 2000
 # What follows an answer (committing the stock, every consumer of these events) waits behind
 # what customers are waiting for: under a burst the answers go first (README "Performance").

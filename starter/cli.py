@@ -20,17 +20,17 @@ from rich.table import Table
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from bench.benchmark import mount as mount_bench
 from models.checkout import CheckoutRequest, CheckoutResult
 from models.payments import CARD_OK
 from models.saga import Outcome, SagaProgress, SagaResult
+from stack.launcher import LaunchError, Stack, running_stack, write_env_file
 from starter.attention import (
     OrderIdArgument,
     WorkflowIdOption,
     attention,
     saga_workflow_id,
 )
-from starter.bench import mount as mount_bench
-from starter.chaos import chaos as chaos_command
 from starter.checkouts import (
     Scenario,
     decide_checkout,
@@ -41,11 +41,12 @@ from starter.checkouts import (
     random_request,
 )
 from starter.dlq import dlq
-from starter.histories import mount as mount_histories
-from starter.launcher import LaunchError, Stack, running_stack, write_env_file
 from starter.reactions import reactions_table, wait_for_reactions
+from starter.replay import replay_command
 from starter.trips import trip
 from telemetry.tracing import configure_tracing
+from tools.chaos import chaos as chaos_command
+from tools.histories import mount as mount_histories
 from worker.clients import connect_temporal
 from worker.settings import Settings
 from workflows.saga.client import cancel as cancel_saga
@@ -294,6 +295,7 @@ def codec_server(
 
 
 mount_histories(app)
+app.command("replay")(replay_command)
 mount_bench(app)
 app.command("chaos")(chaos_command)
 

@@ -6,17 +6,24 @@ checkouts cannot follow: deploying it would break them with a non-determinism er
 `checkout-saga histories replay DIR` (recorded files) and by tests/test_replay.py.
 """
 
+import asyncio
 import json
 import re
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from google.protobuf import json_format
+from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client, WorkflowHistory
+from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
+from worker.clients import connect_temporal
 from worker.codec import data_converter
 from worker.runner import WORKFLOWS
 
@@ -183,3 +190,49 @@ def outcomes_table(outcomes: Sequence[ReplayOutcome], title: str) -> Table:
 def summary_line(outcomes: Sequence[ReplayOutcome]) -> str:
     failed = sum(not o.ok for o in outcomes)
     return f"replayed {len(outcomes)} workflow(s): {len(outcomes) - failed} ok, {failed} failed"
+
+
+# Exit codes of the replay commands.
+EXIT_FAILED = 1
+EXIT_NOTHING = 2
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def report_replay(outcomes: list[ReplayOutcome], title: str, nothing: str) -> None:
+    """Print the outcomes (exit 2 when there are none, 1 when any failed)."""
+    if not outcomes:
+        console.print(f"[red]{nothing}[/red]")
+        raise typer.Exit(EXIT_NOTHING)
+    console.print(outcomes_table(outcomes, title))
+    console.print(summary_line(outcomes))
+    if any(not o.ok for o in outcomes):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def replay_command(
+    query: Annotated[
+        str,
+        typer.Option(help="A visibility query, e.g. \"WorkflowType='Checkout'\"."),
+    ],
+    limit: Annotated[
+        int, typer.Option(min=1, max=100_000, help="At most this many workflows.")
+    ] = 100,
+) -> None:
+    """Replay live workflows that a query matches against this code's workflows.
+
+    Temporal from the environment/profile. Exit 1 if any fails to replay, 2 if none matched.
+    """
+
+    async def run() -> list[ReplayOutcome]:
+        try:
+            client = await connect_temporal()
+        except RuntimeError as err:
+            console.print(f"[red]Could not connect to Temporal: {err}[/red]")
+            raise typer.Exit(EXIT_NOTHING) from err
+        try:
+            return await replay_query(client, query, limit)
+        except RPCError as err:
+            console.print(f"[red]Query refused: {err}[/red]")
+            raise typer.Exit(EXIT_NOTHING) from err
+
+    report_replay(asyncio.run(run()), f"Replay of {query}", f"No workflow matches {query}")

@@ -13,8 +13,8 @@ from temporalio.worker import Worker
 
 from bench.checkout_activities import CheckoutActivitiesWorkflow
 from services.auth import SERVICE_TOKEN_ENV, new_token
-from starter.launcher import DEV_SERVER_DYNAMIC_CONFIG, SERVICES, start_services, venv_binary
-from tests.fanout_probe import PROBE_WORKFLOWS
+from stack.launcher import DEV_SERVER_DYNAMIC_CONFIG, SERVICES, start_services, venv_binary
+from tests.support.fanout_probe import PROBE_WORKFLOWS
 from worker.clients import service_clients
 from worker.codec import CODEC_KEYS_ENV, data_converter, format_keys, new_key
 from worker.runner import SEARCH_ATTRIBUTES, checkout_workers
@@ -99,7 +99,7 @@ async def checkout_worker(
     dev_env: WorkflowEnvironment, checkout_settings: Settings
 ) -> AsyncIterator[Worker]:
     """The real checkout worker, in this process, against the dev server and the services;
-    plus the fan-out's test workflows (tests/fanout_probe.py) and the bench's every-step-an-
+    plus the fan-out's test workflows (tests/support/fanout_probe.py) and the bench's every-step-an-
     activity checkout on the same task queue."""
     async with (
         service_clients(checkout_settings) as clients,

@@ -19,7 +19,7 @@ from models.checkout import CheckoutStep
 from models.events import AFTER_ANSWER, after_answer_queue
 from models.saga import Outcome
 from starter.checkouts import decide_checkout
-from tests.fake_shop import JOURNAL, scripted_checkout_workers, scripted_request
+from tests.support.fake_shop import JOURNAL, scripted_checkout_workers, scripted_request
 from worker.after_answer import (
     AnswersInFlight,
     CpuGatedSlots,

@@ -10,14 +10,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from models.events import OrderConfirmed, OrderRejected, event_id
+from models.events import (
+    ORDER_CONFIRMED_SIGNAL,
+    ORDER_REJECTED_SIGNAL,
+    OrderConfirmed,
+    OrderRejected,
+    event_id,
+)
 from models.orders import OrderLine
 from workflows.analytics import (
     ANALYTICS_CONSUMER,
     ANALYTICS_SHARDS,
     ANALYTICS_WORKFLOW_TYPE,
-    ORDER_CONFIRMED_SIGNAL,
-    ORDER_REJECTED_SIGNAL,
     analytics_shard,
     analytics_workflow_id,
     analytics_workflow_ids,

@@ -19,8 +19,8 @@ from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, Checkout
 from models.payments import CARD_DECLINED
 from models.saga import Outcome
 from services.auth import headers_from_env
-from tests.cli import run_cli
-from tests.stock import new_stocked_sku
+from tests.support.cli import run_cli
+from tests.support.stock import new_stocked_sku
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.saga.client import NEEDS_ATTENTION_QUERY

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from starter.bench import (
+from bench.benchmark import (
     ROLES,
     BenchConfig,
     BenchReport,
@@ -202,8 +202,9 @@ def test_percentiles_stay_within_the_samples() -> None:
 
 
 def test_worker_tuning_passes_only_what_is_set() -> None:
-    assert worker_tuning(Settings(worker_sandbox_passthrough=False)) == {}
-    assert set(worker_tuning(Settings())) == {"workflow_runner"}
+    # The production default: the sandbox re-imports our workflow modules for each run.
+    assert worker_tuning(Settings()) == {}
+    assert set(worker_tuning(Settings(worker_sandbox_passthrough=True))) == {"workflow_runner"}
     tuning = worker_tuning(
         Settings(
             worker_max_concurrent_activities=500,

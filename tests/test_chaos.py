@@ -17,7 +17,7 @@ from services.inventory.app import SCHEMA as INVENTORY_SCHEMA
 from services.orders.app import SCHEMA as ORDERS_SCHEMA
 from services.payments.app import SCHEMA as PAYMENTS_SCHEMA
 from services.warehouse.app import SCHEMA as WAREHOUSE_SCHEMA
-from starter.invariants import VIOLATIONS, StockLevels, check_invariants
+from tools.invariants import VIOLATIONS, StockLevels, check_invariants
 
 
 def test_small_chaos_run_keeps_every_promise(tmp_path: Path) -> None:

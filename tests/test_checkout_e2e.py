@@ -22,8 +22,8 @@ from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from models.saga import Outcome
 from services.auth import headers_from_env
 from starter.checkouts import place_checkout
-from tests.cli import run_cli
-from tests.stock import put_stock
+from tests.support.cli import run_cli
+from tests.support.stock import put_stock
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.saga.client import decide

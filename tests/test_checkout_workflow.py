@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from models.checkout import CheckoutOptions, CheckoutProgress, CheckoutRequest, CheckoutResult
 from models.saga import CancelSaga, Outcome
 from starter.checkouts import decide_checkout
-from tests.fake_shop import (
+from tests.support.fake_shop import (
     JOURNAL,
     RELEASED,
     UNDO_REASONS,

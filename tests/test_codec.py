@@ -25,10 +25,10 @@ from temporalio.worker import Replayer, Worker
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, luhn_ok
 from models.events import ORDER_CONFIRMED, event_id
 from models.saga import Outcome
+from stack.launcher import free_port
 from starter.checkouts import place_checkout
-from starter.launcher import free_port
 from starter.replay import replayer
-from tests.stock import new_stocked_sku
+from tests.support.stock import new_stocked_sku
 from worker.codec import (
     CODEC_KEYS_ENV,
     ENCODING,
@@ -50,8 +50,8 @@ from workflows.analytics import analytics_workflow_id
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.consumers import job_id
 from workflows.loyalty import loyalty_workflow_id
-from workflows.receipt import RECEIPT
-from workflows.shipping import SHIPPING
+from workflows.receipt import RECEIPT_CONSUMER
+from workflows.shipping import SHIPPING_CONSUMER
 
 SECRET = b'{"card_number": "4242424242424242", "email": "ann@example.com"}'
 
@@ -174,8 +174,8 @@ async def _stored_histories(client: Client, request: CheckoutRequest) -> str:
     texts = []
     for workflow_id in (
         checkout,
-        job_id(confirmed, RECEIPT),
-        job_id(confirmed, SHIPPING),
+        job_id(confirmed, RECEIPT_CONSUMER),
+        job_id(confirmed, SHIPPING_CONSUMER),
         loyalty_workflow_id(request.customer_id),
         analytics_workflow_id(request.order_id),
     ):

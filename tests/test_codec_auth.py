@@ -27,7 +27,7 @@ from jwt.algorithms import RSAAlgorithm
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.testing import WorkflowEnvironment
 
-from starter.launcher import free_port, start_codec_server, venv_binary
+from stack.launcher import free_port, start_codec_server, venv_binary
 from worker.codec import EncryptionCodec, keys_from_env
 from worker.codec_auth import (
     AUTH_TOKEN_ENV,

@@ -30,7 +30,7 @@ from models.events import OrderConfirmed
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from models.saga import Outcome
 from services.auth import headers_from_env
-from tests.stock import new_stocked_sku
+from tests.support.stock import new_stocked_sku
 
 pytestmark = pytest.mark.timeout(120)
 # The work after an answer (commit, four consumers) takes well under a second: the bound

@@ -1,8 +1,8 @@
 """The fan-out end to end: dev server, the real consumer services, the real worker's code.
 
-The announcing workflows are `tests/fanout_probe.py` (events of the test's making) and the real
-checkout, which announces its outcome. Each test uses its own order, customer and event ids;
-the services are shared.
+The announcing workflows are `tests/support/fanout_probe.py` (events of the test's making)
+and the real checkout, which announces its outcome. Each test uses its own order, customer and
+event ids; the services are shared.
 """
 
 import asyncio
@@ -39,26 +39,30 @@ from models.deadletters import (
     DeliveryTarget,
     letter_id,
 )
-from models.events import OrderConfirmed, OrderRejected, event_id
+from models.events import (
+    ORDER_CONFIRMED_SIGNAL,
+    OrderConfirmed,
+    OrderRejected,
+    event_id,
+)
 from models.orders import OrderLine
 from models.payments import CARD_DECLINED, CARD_OK
 from models.saga import Outcome
 from services.auth import headers_from_env
 from starter.checkouts import decide_checkout
-from tests.cli import run_cli
-from tests.fanout_probe import (
+from tests.support.cli import run_cli
+from tests.support.fanout_probe import (
     FanoutProbe,
     FanoutProbeBroken,
     FanoutProbeRejected,
 )
-from tests.stock import new_stocked_sku
+from tests.support.stock import new_stocked_sku
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows import fanout
 from workflows.analytics import (
     ANALYTICS_CONSUMER,
     ANALYTICS_WORKFLOW_TYPE,
-    ORDER_CONFIRMED_SIGNAL,
     AnalyticsWorkflow,
     analytics_workflow_id,
 )

@@ -17,7 +17,7 @@ from temporalio.worker import Replayer
 
 from models.checkout import CheckoutResult
 from models.saga import Outcome
-from tests.fake_shop import HEALED, JOURNAL, scripted_checkout_workers, scripted_request
+from tests.support.fake_shop import HEALED, JOURNAL, scripted_checkout_workers, scripted_request
 from worker.after_answer import after_answer_slots
 from worker.runner import WORKFLOWS
 from worker.settings import Settings

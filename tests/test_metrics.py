@@ -23,10 +23,10 @@ from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, Checkout
 from models.events import OrderConfirmed
 from models.payments import CARD_DECLINED, CARD_OK
 from models.saga import Outcome
+from stack.launcher import free_port, venv_binary, worker_env
 from starter.checkouts import place_checkout
-from starter.launcher import free_port, venv_binary, worker_env
-from tests.fake_shop import HEALED, SCRIPT, scripted_checkout_workers
-from tests.fanout_probe import PROBE_WORKFLOWS, FanoutProbeBroken
+from tests.support.fake_shop import HEALED, SCRIPT, scripted_checkout_workers
+from tests.support.fanout_probe import PROBE_WORKFLOWS, FanoutProbeBroken
 from worker.after_answer import after_answer_slots
 from worker.clients import connect_temporal, service_clients
 from worker.runner import SEARCH_ATTRIBUTES, WORKFLOWS, checkout_workers
@@ -37,7 +37,7 @@ from workflows.consumers import DEAD_LETTERS
 from workflows.saga import metrics
 
 TASK_QUEUE = "checkout-metrics"
-# The checkout with scripted activities (tests/fake_shop.py), for a compensation that sticks.
+# The checkout with scripted activities (tests/support/fake_shop.py): a compensation that sticks.
 FAKE_TASK_QUEUE = "checkout-metrics-scripted"
 SCRAPE_TIMEOUT_SECONDS = 20.0
 

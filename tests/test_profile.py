@@ -17,7 +17,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSyste
 from temporalio.client import Client
 from temporalio.service import TLSConfig
 
-from starter.launcher import ManagedProcess, start_temporal
+from stack.launcher import ManagedProcess, start_temporal
 from worker.clients import connect_temporal
 
 NAMESPACE = "ops-profile"

@@ -18,7 +18,6 @@ from models.checkout import CartItem, CheckoutRequest
 from models.payments import CARD_DECLINED, CARD_OK
 from models.saga import Outcome
 from starter.checkouts import place_checkout
-from starter.histories import PATHS
 from starter.replay import (
     history_files,
     load_history,
@@ -26,16 +25,17 @@ from starter.replay import (
     replayer,
     workflow_type,
 )
-from tests.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
-from tests.cli import run_cli
-from tests.stock import new_stocked_sku
+from tests.support.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
+from tests.support.cli import run_cli
+from tests.support.stock import new_stocked_sku
+from tools.histories import PATHS
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.analytics import ANALYTICS_WORKFLOW_TYPE
 from workflows.checkout import checkout_workflow_id
-from workflows.loyalty import CUSTOMER_LOYALTY
-from workflows.receipt import SEND_RECEIPT
-from workflows.shipping import SHIP_ORDER
+from workflows.loyalty import CUSTOMER_LOYALTY_WORKFLOW_TYPE
+from workflows.receipt import SEND_RECEIPT_WORKFLOW_TYPE
+from workflows.shipping import SHIP_ORDER_WORKFLOW_TYPE
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORDED = history_files(HISTORIES)
@@ -77,9 +77,9 @@ def test_every_kind_of_workflow_is_recorded() -> None:
     recorded = {workflow_type(load_history(p)) for p in RECORDED}
     expected = {
         "Checkout",
-        SEND_RECEIPT,
-        SHIP_ORDER,
-        CUSTOMER_LOYALTY,
+        SEND_RECEIPT_WORKFLOW_TYPE,
+        SHIP_ORDER_WORKFLOW_TYPE,
+        CUSTOMER_LOYALTY_WORKFLOW_TYPE,
         ANALYTICS_WORKFLOW_TYPE,
         "TripBooking",
     }

@@ -4,7 +4,7 @@ compensation, the deadline, a stuck compensation resolved with `checkout-saga at
 and `skip` (the real CLI, by --workflow-id), the status query, and the SagaStatus/SagaStep
 search attributes as the history recorded them.
 
-The checkout runs with scripted activities (tests/fake_shop.py); the trip with its own
+The checkout runs with scripted activities (tests/support/fake_shop.py); the trip with its own
 activities, steered by its request's simulation. Each saga names its third step (the one
 held, refused or undone) and its pivot; the rest is the same for both.
 """
@@ -25,8 +25,8 @@ from examples.trip.models import Simulation, TripRequest, trip_workflow_id
 from examples.trip.workflow import TripBookingWorkflow
 from models.checkout import CheckoutOptions
 from models.saga import CancelSaga, CompensationState, Outcome, SagaProgress, SagaResult
-from tests.cli import run_cli
-from tests.fake_shop import HEALED, scripted_checkout_workers, scripted_request
+from tests.support.cli import run_cli
+from tests.support.fake_shop import HEALED, scripted_checkout_workers, scripted_request
 from worker.after_answer import after_answer_slots
 from worker.settings import Settings
 from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow, checkout_workflow_id

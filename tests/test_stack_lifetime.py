@@ -1,6 +1,6 @@
 """The local stack never outlives its launcher: `checkout-saga demo` stopped by SIGTERM or
 SIGHUP (a service manager, a container stop, a closed terminal) stops every part as Ctrl-C
-does, and after a SIGKILL its lifeline (starter.lifeline) stops them."""
+does, and after a SIGKILL its lifeline (stack.lifeline) stops them."""
 
 import os
 import signal
@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from starter.lifeline import LIFELINE_ENV, stop_tagged, tagged
+from stack.lifeline import LIFELINE_ENV, stop_tagged, tagged
 
 UP_SECONDS = 240.0  # the demo runs its mix of checkouts before it says it is running
 GONE_SECONDS = 60.0  # the launcher's or the lifeline's stop: SIGTERM, 10 s grace, SIGKILL
@@ -75,7 +75,7 @@ def test_no_part_outlives_the_demo(tmp_path: Path, sig: signal.Signals) -> None:
             "temporal",
             "worker.codec_server",
             "worker",
-            "starter.lifeline",
+            "stack.lifeline",
             *(f"services.{name}" for name in ("orders", "payments", "deadletters")),
         }
         # The net must hold something: the whole stack, found while it runs.

@@ -39,8 +39,8 @@ from services.loyalty.app import create_app as loyalty_app
 from services.orders.app import create_app as orders_app
 from services.payments.app import create_app as payments_app
 from services.warehouse.app import create_app as warehouse_app
+from stack.launcher import free_port, venv_binary, worker_env
 from starter.checkouts import decide_checkout
-from starter.launcher import free_port, venv_binary, worker_env
 from telemetry.logs import context_on_message, log_handler
 from telemetry.services import instrument_service_app, service_name
 from telemetry.settings import TelemetrySettings

@@ -17,9 +17,9 @@ from temporalio.client import Client
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult
 from models.payments import CARD_DECLINED, CARD_OK
 from models.saga import Outcome
+from stack.launcher import ManagedProcess, free_port, start_codec_server, start_temporal
 from starter.checkouts import place_checkout
-from starter.launcher import ManagedProcess, free_port, start_codec_server, start_temporal
-from tests.stock import new_stocked_sku
+from tests.support.stock import new_stocked_sku
 from worker.clients import connect_temporal, service_clients
 from worker.runner import checkout_workers
 from worker.settings import Settings

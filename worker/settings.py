@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # whatever the load, it takes a task once the oldest waiting one has waited max_wait.
     after_answer_target_cpu: float = Field(default=0.8, gt=0, le=1)
     after_answer_max_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
-    # Our workflow modules (constants and functions only) are not re-imported by the sandbox
-    # for every workflow run (README "Performance"). False: re-import them each time.
-    worker_sandbox_passthrough: bool = True
+    # True passes our workflow modules through the sandbox: not re-imported for each workflow
+    # run (cheaper workflow tasks), but no longer checked by it for non-deterministic calls,
+    # and their module state kept from one run to the next. Temporal advises passing through
+    # only models and activities (docs/performance.md, the sandbox).
+    worker_sandbox_passthrough: bool = False

@@ -7,8 +7,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from worker.settings import Settings
 
-# Passed through the workflow sandbox: deterministic, no module-level state but constants
-# (README "Performance"). The sandbox still restricts what workflow code may call.
+# Passed through the workflow sandbox with `worker_sandbox_passthrough` (off by default).
 PASSTHROUGH_MODULES = ("workflows",)
 
 

@@ -17,13 +17,19 @@ from typing import Final
 
 from temporalio import workflow
 
-from workflows.consumers import Event, LongLivedConsumer, consumer_call
+from workflows.consumers import LongLivedConsumer, consumer_call
 
 with workflow.unsafe.imports_passed_through():
     from activities.analytics import AnalyticsActivities
     from models.analytics import record_for
     from models.consumers import AnalyticsState
-    from models.events import OrderConfirmed, OrderRejected
+    from models.events import (
+        ORDER_CONFIRMED_SIGNAL,
+        ORDER_REJECTED_SIGNAL,
+        OrderConfirmed,
+        OrderEvent,
+        OrderRejected,
+    )
 
 # Three names, three concepts: the workflow type, the consumer (dead letters, metrics), and
 # the prefix of the shards' workflow ids.
@@ -35,8 +41,6 @@ ANALYTICS_WORKFLOW_ID_PREFIX: Final = "analytics"
 # event announced after the deploy goes to its order's shard under the new N, running
 # checkouts still replay (see docs/performance.md, "Scale-out limits").
 ANALYTICS_SHARDS: Final = 8
-ORDER_CONFIRMED_SIGNAL = "order_confirmed"
-ORDER_REJECTED_SIGNAL = "order_rejected"
 
 
 def analytics_shard(order_id: str, shards: int = ANALYTICS_SHARDS) -> int:
@@ -78,7 +82,7 @@ class AnalyticsWorkflow:
     async def order_rejected(self, event: OrderRejected) -> None:
         await self._record(event, ORDER_REJECTED_SIGNAL)
 
-    async def _record(self, event: Event, signal: str) -> None:
+    async def _record(self, event: OrderEvent, signal: str) -> None:
         applied = await self._consumer.handle(
             ANALYTICS_CONSUMER,
             event,

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.deadletters import DeadLetterActivities
     from models.consumers import ConsumerResult, ConsumerStatus, LongLivedState
     from models.deadletters import ConsumerKind, DeliveryTarget, NewDeadLetter, letter_id
-    from models.events import OrderConfirmed, OrderRejected
+    from models.events import OrderEvent
 
 CONSUMER_TIMEOUT = timedelta(seconds=10)
 # A consumer's budget: 5 attempts over about 4 s (0.25 s, 0.5 s, 1 s, 2 s between them).
@@ -45,7 +45,6 @@ DEAD_LETTER_RETRY = RetryPolicy(
 DEAD_LETTERS = "dead_letters"
 REDRIVE_MEMO = "redrive"
 
-Event = OrderConfirmed | OrderRejected
 S = TypeVar("S", bound=LongLivedState)
 A = TypeVar("A")
 R = TypeVar("R")
@@ -82,7 +81,7 @@ def describe_failure(failure: BaseException, policy: RetryPolicy | None = None) 
 
 async def write_dead_letter(
     consumer: str,
-    event: Event,
+    event: OrderEvent,
     target: DeliveryTarget,
     error: str,
     attempts: int,
@@ -112,7 +111,7 @@ async def write_dead_letter(
 
 async def consume(
     consumer: str,
-    event: Event,
+    event: OrderEvent,
     target: DeliveryTarget,
     action: Callable[[], Awaitable[object]],
     *,
@@ -196,7 +195,7 @@ class LongLivedConsumer(Generic[S]):
     async def handle(
         self,
         consumer: str,
-        event: Event,
+        event: OrderEvent,
         signal: str,
         action: Callable[[], Awaitable[object]],
     ) -> bool:

@@ -29,24 +29,29 @@ from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exce
 from workflows.analytics import (
     ANALYTICS_CONSUMER,
     ANALYTICS_WORKFLOW_TYPE,
-    ORDER_REJECTED_SIGNAL,
     analytics_workflow_id,
 )
 from workflows.consumers import describe_failure, job_id, write_dead_letter
 from workflows.loyalty import (
-    CUSTOMER_LOYALTY,
-    LOYALTY,
-    ORDER_CONFIRMED_SIGNAL,
+    CUSTOMER_LOYALTY_WORKFLOW_TYPE,
+    LOYALTY_CONSUMER,
     loyalty_workflow_id,
 )
-from workflows.receipt import RECEIPT, SEND_RECEIPT
-from workflows.shipping import SHIP_ORDER, SHIPPING
+from workflows.receipt import RECEIPT_CONSUMER, SEND_RECEIPT_WORKFLOW_TYPE
+from workflows.shipping import SHIP_ORDER_WORKFLOW_TYPE, SHIPPING_CONSUMER
 
 with workflow.unsafe.imports_passed_through():
     from activities.events import EventActivities
     from models.consumers import Announcement
     from models.deadletters import ConsumerKind, Delivery, DeliveryTarget
-    from models.events import AFTER_ANSWER, OrderConfirmed, OrderRejected
+    from models.events import (
+        AFTER_ANSWER,
+        ORDER_CONFIRMED_SIGNAL,
+        ORDER_REJECTED_SIGNAL,
+        OrderConfirmed,
+        OrderEvent,
+        OrderRejected,
+    )
 
 # Signal-with-start is one call to Temporal itself: short, a few quick retries.
 SIGNAL_TIMEOUT = timedelta(seconds=5)
@@ -83,13 +88,12 @@ class Reaction:
     signal: str
 
 
-Event = OrderConfirmed | OrderRejected
 # What became of one job or reaction (see Announcement).
 _STARTED, _ALREADY_STARTED, _SIGNALLED, _FAILED = "started", "already", "signalled", "failed"
 
 
 async def announce(
-    event: Event, *, jobs: Sequence[Job] = (), signals: Sequence[Reaction] = ()
+    event: OrderEvent, *, jobs: Sequence[Job] = (), signals: Sequence[Reaction] = ()
 ) -> Announcement:
     """Start `jobs` (abandoned children) and deliver `signals`, concurrently; return once each
     job has started and each signal was delivered (or given up on). Never raises but for a
@@ -119,11 +123,14 @@ async def announce_order_confirmed(event: OrderConfirmed) -> Announcement:
     cancellation."""
     return await announce(
         event,
-        jobs=[Job(RECEIPT, SEND_RECEIPT), Job(SHIPPING, SHIP_ORDER)],
+        jobs=[
+            Job(RECEIPT_CONSUMER, SEND_RECEIPT_WORKFLOW_TYPE),
+            Job(SHIPPING_CONSUMER, SHIP_ORDER_WORKFLOW_TYPE),
+        ],
         signals=[
             Reaction(
-                LOYALTY,
-                CUSTOMER_LOYALTY,
+                LOYALTY_CONSUMER,
+                CUSTOMER_LOYALTY_WORKFLOW_TYPE,
                 loyalty_workflow_id(event.customer_id),
                 ORDER_CONFIRMED_SIGNAL,
             ),
@@ -139,7 +146,7 @@ async def announce_order_rejected(event: OrderRejected) -> Announcement:
     return await announce(event, signals=[analytics_reaction(event, ORDER_REJECTED_SIGNAL)])
 
 
-def analytics_reaction(event: Event, signal: str) -> Reaction:
+def analytics_reaction(event: OrderEvent, signal: str) -> Reaction:
     """`signal` to the Analytics shard of the event's order. The shard comes from the order id
     and the build's ANALYTICS_SHARDS, no environment: every worker of one build computes the
     same id, on a first run and on a replay; and an order's events all meet in one shard."""
@@ -148,7 +155,7 @@ def analytics_reaction(event: Event, signal: str) -> Reaction:
     )
 
 
-async def _start_job(event: Event, job: Job) -> tuple[str, str]:
+async def _start_job(event: OrderEvent, job: Job) -> tuple[str, str]:
     child_id = job_id(event.event_id, job.consumer)
     try:
         await workflow.start_child_workflow(
@@ -178,7 +185,7 @@ async def _start_job(event: Event, job: Job) -> tuple[str, str]:
     return _STARTED, child_id
 
 
-async def _deliver(event: Event, reaction: Reaction) -> tuple[str, str]:
+async def _deliver(event: OrderEvent, reaction: Reaction) -> tuple[str, str]:
     target = DeliveryTarget(
         kind=ConsumerKind.SIGNAL,
         workflow_type=reaction.workflow,
@@ -206,7 +213,7 @@ async def _deliver(event: Event, reaction: Reaction) -> tuple[str, str]:
 
 
 async def _dead_letter_quietly(
-    consumer: str, event: Event, target: DeliveryTarget, error: str, attempts: int = 1
+    consumer: str, event: OrderEvent, target: DeliveryTarget, error: str, attempts: int = 1
 ) -> None:
     try:
         await write_dead_letter(

@@ -12,19 +12,18 @@ from workflows.consumers import LongLivedConsumer, consumer_call
 with workflow.unsafe.imports_passed_through():
     from activities.loyalty import LoyaltyActivities
     from models.consumers import LoyaltyState
-    from models.events import OrderConfirmed
+    from models.events import ORDER_CONFIRMED_SIGNAL, OrderConfirmed
     from models.loyalty import points_entry_for
 
-CUSTOMER_LOYALTY = "CustomerLoyalty"
-LOYALTY = "loyalty"
-ORDER_CONFIRMED_SIGNAL = "order_confirmed"
+CUSTOMER_LOYALTY_WORKFLOW_TYPE = "CustomerLoyalty"
+LOYALTY_CONSUMER = "loyalty"
 
 
 def loyalty_workflow_id(customer_id: str) -> str:
     return f"loyalty-{customer_id}"
 
 
-@workflow.defn(name=CUSTOMER_LOYALTY)
+@workflow.defn(name=CUSTOMER_LOYALTY_WORKFLOW_TYPE)
 class CustomerLoyaltyWorkflow:
     @workflow.init
     def __init__(self, state: LoyaltyState | None = None) -> None:
@@ -39,7 +38,7 @@ class CustomerLoyaltyWorkflow:
     async def order_confirmed(self, event: OrderConfirmed) -> None:
         entry = points_entry_for(event)
         applied = await self._consumer.handle(
-            LOYALTY,
+            LOYALTY_CONSUMER,
             event,
             ORDER_CONFIRMED_SIGNAL,
             lambda: consumer_call(LoyaltyActivities.add_loyalty_points, entry),

@@ -15,11 +15,11 @@ with workflow.unsafe.imports_passed_through():
     from models.email import receipt_for
     from models.events import OrderConfirmed
 
-SEND_RECEIPT = "SendReceipt"
-RECEIPT = "receipt"
+SEND_RECEIPT_WORKFLOW_TYPE = "SendReceipt"
+RECEIPT_CONSUMER = "receipt"
 
 
-@workflow.defn(name=SEND_RECEIPT)
+@workflow.defn(name=SEND_RECEIPT_WORKFLOW_TYPE)
 class SendReceiptWorkflow:
     """Mail the receipt (the email service keeps one mail per event id). Gives up after
     CONSUMER_RETRY and leaves a dead letter. A redrive starts it again (memo `redrive`: n)."""
@@ -27,9 +27,9 @@ class SendReceiptWorkflow:
     @workflow.run
     async def run(self, event: OrderConfirmed) -> ConsumerResult:
         return await consume(
-            RECEIPT,
+            RECEIPT_CONSUMER,
             event,
-            job_target(SEND_RECEIPT, event.event_id, RECEIPT),
+            job_target(SEND_RECEIPT_WORKFLOW_TYPE, event.event_id, RECEIPT_CONSUMER),
             lambda: consumer_call(EmailActivities.send_email, receipt_for(event)),
             redrive=redrive_number(),
         )

@@ -15,11 +15,11 @@ with workflow.unsafe.imports_passed_through():
     from models.events import OrderConfirmed
     from models.warehouse import shipment_for
 
-SHIP_ORDER = "ShipOrder"
-SHIPPING = "shipping"
+SHIP_ORDER_WORKFLOW_TYPE = "ShipOrder"
+SHIPPING_CONSUMER = "shipping"
 
 
-@workflow.defn(name=SHIP_ORDER)
+@workflow.defn(name=SHIP_ORDER_WORKFLOW_TYPE)
 class ShipOrderWorkflow:
     """Ask the warehouse to ship the order (one shipment per order). Gives up after
     CONSUMER_RETRY and leaves a dead letter. A redrive starts it again (memo `redrive`: n)."""
@@ -27,9 +27,9 @@ class ShipOrderWorkflow:
     @workflow.run
     async def run(self, event: OrderConfirmed) -> ConsumerResult:
         return await consume(
-            SHIPPING,
+            SHIPPING_CONSUMER,
             event,
-            job_target(SHIP_ORDER, event.event_id, SHIPPING),
+            job_target(SHIP_ORDER_WORKFLOW_TYPE, event.event_id, SHIPPING_CONSUMER),
             lambda: consumer_call(WarehouseActivities.create_shipment, shipment_for(event)),
             redrive=redrive_number(),
         )

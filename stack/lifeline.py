@@ -1,7 +1,7 @@
 """The launcher's lifeline: what a launcher started never outlives it, even after a SIGKILL.
 
-The first time a process starts a part (starter.launcher), it also starts one watchdog,
-`python -m starter.lifeline TAG`, whose stdin is the read end of a pipe; the launcher keeps
+The first time a process starts a part (stack.launcher), it also starts one watchdog,
+`python -m stack.lifeline TAG`, whose stdin is the read end of a pipe; the launcher keeps
 the only write end and never writes. Every part gets CHECKOUT_LAUNCHER_LIFELINE=TAG in its
 environment (and so do the parts' own children). However the launcher ends (exit, crash,
 SIGKILL), the kernel closes the write end, the watchdog's read returns, and it stops every
@@ -106,7 +106,7 @@ def start_lifeline() -> Lifeline:
     env = {k: v for k, v in os.environ.items() if k != LIFELINE_ENV}
     try:
         watchdog = subprocess.Popen(
-            [sys.executable, "-m", "starter.lifeline", tag],
+            [sys.executable, "-m", "stack.lifeline", tag],
             stdin=read_fd,
             stdout=subprocess.DEVNULL,
             env=env,

@@ -48,7 +48,7 @@ from bench.checkout_activities import CheckoutActivitiesWorkflow
 from bench.direct import DirectClients, direct_checkout, direct_clients
 from bench.shop import bench_request, stock_bench_sku
 from models.saga import Outcome
-from starter.launcher import (
+from stack.launcher import (
     DEV_SERVER_SQLITE_PRAGMAS,
     SERVICES,
     LaunchError,
@@ -650,7 +650,7 @@ def bench_command(
     sandbox_passthrough: Annotated[
         bool,
         typer.Option(help="Worker tuning: our workflow modules passed through the sandbox."),
-    ] = True,
+    ] = False,
     data_dir: Annotated[
         Path | None, typer.Option(help="SQLite files and logs (default: a new temp dir).")
     ] = None,

@@ -27,7 +27,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError
 
 from examples.trip.models import Simulation, TripRequest, trip_workflow_id
 from examples.trip.workflow import TripBookingWorkflow
@@ -35,17 +34,17 @@ from models.checkout import CheckoutProgress, CheckoutRequest, CheckoutResult, C
 from models.events import ORDER_CONFIRMED, event_id
 from models.saga import CancelSaga, SagaResult, SkipCompensation
 from services.auth import SERVICE_TOKEN_ENV, bearer_headers
+from stack.launcher import LaunchError, running_stack
 from starter.checkouts import demo_scenarios, outcome_label, place_checkout
-from starter.launcher import LaunchError, running_stack
 from starter.replay import (
+    EXIT_FAILED,
+    EXIT_NOTHING,
     HistoryFileError,
     ReplayOutcome,
     describe_error,
     history_files,
-    outcomes_table,
     replay_files,
-    replay_query,
-    summary_line,
+    report_replay,
 )
 from worker.clients import connect_temporal
 from worker.settings import Settings
@@ -53,17 +52,14 @@ from workflows.analytics import analytics_workflow_id
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.consumers import job_id
 from workflows.loyalty import loyalty_workflow_id
-from workflows.receipt import RECEIPT
-from workflows.shipping import SHIPPING
+from workflows.receipt import RECEIPT_CONSUMER
+from workflows.shipping import SHIPPING_CONSUMER
 
 DEFAULT_DIR = Path("tests/histories")
 # Fixed order ids (checkout-history-1, ...): the recorded workflow ids stay the same from one
 # capture to the next, so re-recording shows only what the code changed.
 RUN_ID = "history"
 PATH_TIMEOUT_SECONDS = 90.0
-# Exit codes of the replay commands.
-EXIT_FAILED = 1
-EXIT_NOTHING = 2
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 app = typer.Typer(
@@ -361,8 +357,8 @@ PATHS: list[HistoryPath] = [
     HistoryPath(
         "needs-attention", "refund stuck, skipped by an operator", refund_stuck_then_skipped()
     ),
-    HistoryPath("receipt-job", "SendReceipt of the confirmed order", fanout_job(RECEIPT)),
-    HistoryPath("shipping-job", "ShipOrder of the confirmed order", fanout_job(SHIPPING)),
+    HistoryPath("receipt-job", "SendReceipt of the confirmed order", fanout_job(RECEIPT_CONSUMER)),
+    HistoryPath("shipping-job", "ShipOrder of the confirmed order", fanout_job(SHIPPING_CONSUMER)),
     HistoryPath(
         "loyalty",
         "CustomerLoyalty of the confirmed order's customer",
@@ -516,16 +512,6 @@ def capture(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _report(outcomes: list[ReplayOutcome], title: str, nothing: str) -> None:
-    if not outcomes:
-        console.print(f"[red]{nothing}[/red]")
-        raise typer.Exit(EXIT_NOTHING)
-    console.print(outcomes_table(outcomes, title))
-    console.print(summary_line(outcomes))
-    if any(not o.ok for o in outcomes):
-        raise typer.Exit(EXIT_FAILED)
-
-
 @app.command("replay")
 def replay_dir(
     directory: Annotated[
@@ -539,39 +525,9 @@ def replay_dir(
     except HistoryFileError as err:
         console.print(f"[red]Not a workflow history: {err}[/red]")
         raise typer.Exit(EXIT_NOTHING) from err
-    _report(outcomes, f"Replay of {directory}", f"No history files (*.json) in {directory}")
-
-
-def replay_command(
-    query: Annotated[
-        str,
-        typer.Option(help="A visibility query, e.g. \"WorkflowType='Checkout'\"."),
-    ],
-    limit: Annotated[
-        int, typer.Option(min=1, max=100_000, help="At most this many workflows.")
-    ] = 100,
-) -> None:
-    """Replay live workflows that a query matches against this code's workflows.
-
-    Temporal from the environment/profile. Exit 1 if any fails to replay, 2 if none matched.
-    """
-
-    async def run() -> list[ReplayOutcome]:
-        try:
-            client = await connect_temporal()
-        except RuntimeError as err:
-            console.print(f"[red]Could not connect to Temporal: {err}[/red]")
-            raise typer.Exit(EXIT_NOTHING) from err
-        try:
-            return await replay_query(client, query, limit)
-        except RPCError as err:
-            console.print(f"[red]Query refused: {err}[/red]")
-            raise typer.Exit(EXIT_NOTHING) from err
-
-    _report(asyncio.run(run()), f"Replay of {query}", f"No workflow matches {query}")
+    report_replay(outcomes, f"Replay of {directory}", f"No history files (*.json) in {directory}")
 
 
 def mount(parent: typer.Typer) -> None:
-    """Add `histories capture|replay` and the top-level `replay --query` to the CLI."""
+    """Add `histories capture|replay` to the CLI."""
     parent.add_typer(app, name="histories")
-    parent.command("replay")(replay_command)

@@ -3,7 +3,7 @@
 Every process listens on 127.0.0.1 on a free port, logs to a file in the data directory, and
 is stopped (SIGTERM, then SIGKILL) by the Stack that started it, newest first. Within
 `running_stack`, SIGTERM and SIGHUP stop it as Ctrl-C does; and every part is tied to this
-process's lifeline (starter.lifeline), so none outlives it, even when it is SIGKILLed.
+process's lifeline (stack.lifeline), so none outlives it, even when it is SIGKILLed.
 """
 
 import contextlib
@@ -25,7 +25,7 @@ import httpx
 from pydantic import SecretStr
 
 from services.auth import SERVICE_TOKEN_ENV, bearer_headers, new_token
-from starter.lifeline import GRACE_SECONDS, lifeline
+from stack.lifeline import GRACE_SECONDS, lifeline
 from worker.codec import CODEC_KEYS_ENV, format_keys, new_key
 from worker.codec_auth import AUTH_TOKEN_ENV, JWKS_URL_ENV, CodecAuth, CodecAuthSettings
 from worker.codec_server import describe as describe_codec_server

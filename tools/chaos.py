@@ -12,7 +12,7 @@ mix of checkouts (good carts, declined and flaky cards, sold-out and scarce SKUs
 A customer whose call fails (the server is away) calls again with the same order, as the
 starter allows. Once every checkout has its answer the faults stop; it waits for every
 checkout and every receipt/shipment job to close (a checkout in NEEDS_ATTENTION gets an
-operator's retry), redrives the dead letters, and checks the invariants (starter.invariants)
+operator's retry), redrives the dead letters, and checks the invariants (tools.invariants)
 by reading each service's SQLite file.
 """
 
@@ -55,10 +55,7 @@ from models.faults import FaultCounts, Faults
 from models.inventory import SetStock
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from models.saga import Outcome
-from starter.checkouts import decide_checkout
-from starter.dlq import list_letters, redrive_letter
-from starter.invariants import VIOLATIONS, InvariantReport, check_invariants, read_stock
-from starter.launcher import (
+from stack.launcher import (
     SERVICES,
     ManagedProcess,
     Stack,
@@ -66,13 +63,16 @@ from starter.launcher import (
     running_stack,
     start_worker,
 )
+from starter.checkouts import decide_checkout
+from starter.dlq import list_letters, redrive_letter
+from tools.invariants import VIOLATIONS, InvariantReport, check_invariants, read_stock
 from worker.clients import connect_temporal
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.consumers import job_id
-from workflows.receipt import RECEIPT
+from workflows.receipt import RECEIPT_CONSUMER
 from workflows.saga import SAGA_STATUS
-from workflows.shipping import SHIPPING
+from workflows.shipping import SHIPPING_CONSUMER
 
 # Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one.
 PLENTIFUL = (("MUG-BLUE", 1250), ("TEE-M", 2000), ("POSTER-A2", 900))
@@ -358,7 +358,7 @@ async def _wait_closed(
 def receipt_and_shipment_jobs(order_id: str) -> list[str]:
     """The workflow ids of a confirmed order's jobs (workflows.consumers.job_id)."""
     event = event_id(checkout_workflow_id(order_id), ORDER_CONFIRMED)
-    return [job_id(event, RECEIPT), job_id(event, SHIPPING)]
+    return [job_id(event, RECEIPT_CONSUMER), job_id(event, SHIPPING_CONSUMER)]
 
 
 async def _wait_workflows(client: Client, workflow_ids: list[str]) -> list[str]:

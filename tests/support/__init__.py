@@ -1,0 +1,1 @@
+"""Test helpers: scripted activities, the CLI runner, stock, probes, changed checkouts."""
