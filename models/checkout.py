@@ -3,10 +3,11 @@
 from enum import StrEnum
 from typing import Self
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.common import Cents, Currency, CustomerId, Email, OrderId, Quantity, Sku
 
+# The most an order may cost: the orders service refuses a bigger total (order_too_large).
 MAX_ORDER_TOTAL_CENTS = 100_000_000
 
 
@@ -23,6 +24,8 @@ def luhn_ok(digits: str) -> bool:
 class CheckoutOptions(BaseModel):
     """How patient the checkout is; defaults suit production."""
 
+    model_config = ConfigDict(extra="forbid")
+
     # Not confirmed by then: compensate and answer REJECTED (deadline_exceeded).
     decision_deadline_seconds: int = Field(default=120, ge=1, le=86_400)
     # A compensation still failing after this many attempts waits for an operator.
@@ -35,20 +38,32 @@ class CheckoutOptions(BaseModel):
 
 
 class CartItem(BaseModel):
+    """What and how many; the price is the shop's (the orders service prices the order)."""
+
+    # A field the shop does not take (a unit price, say) is an error, not silently dropped.
+    model_config = ConfigDict(extra="forbid")
+
     sku: Sku
     quantity: Quantity
-    unit_price_cents: Cents
 
 
 class CheckoutRequest(BaseModel):
-    """Validated in full on construction, so a bad request never reaches a service."""
+    """Validated in full on construction, so a bad request never reaches a service. What is
+    checked against the shop (SKUs it sells, currencies it sells in, today's prices) is
+    checked by the orders service when the order is created, before anything else."""
+
+    model_config = ConfigDict(extra="forbid")
 
     order_id: OrderId
     customer_id: CustomerId
     email: Email = Field(max_length=254)
     card_number: str
+    # The form only (three upper-case letters); whether the shop sells in it is its own say.
     currency: Currency = "EUR"
     items: list[CartItem] = Field(min_length=1, max_length=50)
+    # The total the customer was shown: if the shop's total differs, the checkout is refused
+    # with price_changed before anything is written or charged. None: no check.
+    expected_total_cents: Cents | None = None
     options: CheckoutOptions = CheckoutOptions()
 
     @field_validator("card_number")
@@ -66,13 +81,7 @@ class CheckoutRequest(BaseModel):
         skus = [item.sku for item in self.items]
         if len(set(skus)) != len(skus):
             raise ValueError("items: each SKU may appear once; add up the quantities instead")
-        if self.total_cents > MAX_ORDER_TOTAL_CENTS:
-            raise ValueError(f"items: order total exceeds {MAX_ORDER_TOTAL_CENTS} cents")
         return self
-
-    @property
-    def total_cents(self) -> int:
-        return sum(item.quantity * item.unit_price_cents for item in self.items)
 
 
 class CheckoutStatus(StrEnum):

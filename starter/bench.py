@@ -62,6 +62,8 @@ from worker.settings import Settings
 
 BENCH_SKU = "BENCH-ITEM"
 BENCH_STOCK = 10_000_000
+# Its unit price in each currency the shop sells in (services.orders.pricing).
+BENCH_PRICES = {"EUR": 1000, "USD": 1100}
 SLOWED_SERVICES = ("email", "warehouse")
 ROLES = ("server", "worker", "services", "client")
 # The work after the answer has settled when our processes use less than this share of a
@@ -417,7 +419,7 @@ def bench_request(order_id: str, local_steps: bool = True) -> CheckoutRequest:
         customer_id=customer,
         email=f"{customer}@example.com",
         card_number=CARD_OK,
-        items=[CartItem(sku=BENCH_SKU, quantity=1, unit_price_cents=1000)],
+        items=[CartItem(sku=BENCH_SKU, quantity=1)],
         options=CheckoutOptions(local_steps=local_steps),
     )
 
@@ -463,6 +465,10 @@ async def _prepare_services(urls: dict[str, str], headers: dict[str, str]) -> No
             json={"name": "Benchmark item", "available": BENCH_STOCK},
         )
         response.raise_for_status()
+        priced = await http.put(
+            f"{urls['orders']}/prices/{BENCH_SKU}", json={"prices": BENCH_PRICES}
+        )
+        priced.raise_for_status()
 
 
 async def _slow_down(urls: dict[str, str], headers: dict[str, str], seconds: float) -> None:

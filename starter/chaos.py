@@ -72,10 +72,11 @@ from workflows.consumers import job_id
 from workflows.receipt import RECEIPT
 from workflows.shipping import SHIPPING
 
-# Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one.
-PLENTIFUL = (("MUG-BLUE", 1250), ("TEE-M", 2000), ("POSTER-A2", 900))
-SCARCE = ("LIMITED-PRINT", 4900, 3)
-SOLD_OUT = ("VINYL-SOLDOUT", 3500)
+# Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one; the orders
+# service prices them all (services.orders.pricing).
+PLENTIFUL = ("MUG-BLUE", "TEE-M", "POSTER-A2")
+SCARCE = ("LIMITED-PRINT", 3)
+SOLD_OUT = "VINYL-SOLDOUT"
 # Services restarted in turn (the first is the one where a double charge would hurt most).
 RESTART_ORDER = ("payments", "inventory", "orders", "warehouse", "email")
 SERVICE_DOWN_SECONDS = 3.0
@@ -143,11 +144,11 @@ def chaos_mix(rng: random.Random, batch: str, count: int) -> list[CheckoutReques
     for i in range(count):
         card = rng.choices([CARD_OK, CARD_FLAKY, CARD_DECLINED], weights=[75, 10, 15])[0]
         picks = rng.sample(PLENTIFUL, k=rng.choice([1, 1, 2]))
-        items = [CartItem(sku=s, quantity=rng.randint(1, 3), unit_price_cents=p) for s, p in picks]
+        items = [CartItem(sku=sku, quantity=rng.randint(1, 3)) for sku in picks]
         if rng.random() < 0.08:
-            items.append(CartItem(sku=SOLD_OUT[0], quantity=1, unit_price_cents=SOLD_OUT[1]))
+            items.append(CartItem(sku=SOLD_OUT, quantity=1))
         if rng.random() < 0.1:
-            items.append(CartItem(sku=SCARCE[0], quantity=1, unit_price_cents=SCARCE[1]))
+            items.append(CartItem(sku=SCARCE[0], quantity=1))
         customer = rng.randrange(25)
         requests.append(
             CheckoutRequest(
@@ -460,8 +461,8 @@ async def run_chaos(
 
 async def _stock_up(http: httpx.AsyncClient, inventory: str, plan: ChaosPlan) -> None:
     """Enough of the everyday SKUs for the run; the scarce one down to its few units."""
-    levels = [(sku, plan.checkouts * 2) for sku, _price in PLENTIFUL]
-    levels.append((SCARCE[0], SCARCE[2]))
+    levels = [(sku, plan.checkouts * 2) for sku in PLENTIFUL]
+    levels.append(SCARCE)
     for sku, available in levels:
         body = SetStock(name=sku, available=available).model_dump()
         (await http.put(f"{inventory}/stock/{sku}", json=body)).raise_for_status()

@@ -97,30 +97,37 @@ def describe_validation_error(err: ValidationError) -> str:
 
 
 def demo_scenarios(run_id: str) -> list[Scenario]:
-    def request(n: int, card: str, *items: tuple[str, int, int]) -> CheckoutRequest:
+    def request(
+        n: int, card: str, *items: tuple[str, int], expected_total_cents: int | None = None
+    ) -> CheckoutRequest:
         return CheckoutRequest(
             order_id=f"{run_id}-{n}",
             customer_id=f"customer-{n % 3}",
             email=f"customer{n % 3}@example.com",
             card_number=card,
-            items=[CartItem(sku=s, quantity=q, unit_price_cents=p) for s, q, p in items],
+            items=[CartItem(sku=s, quantity=q) for s, q in items],
+            expected_total_cents=expected_total_cents,
         )
 
     scenarios = [
-        Scenario("confirmed", request(1, CARD_OK, ("MUG-BLUE", 2, 1250))),
-        Scenario("confirmed", request(2, CARD_OK, ("TEE-M", 1, 2000), ("POSTER-A2", 1, 900))),
-        Scenario("payments 503 twice, retried", request(3, CARD_FLAKY, ("MUG-BLUE", 1, 1250))),
-        Scenario("out of stock", request(4, CARD_OK, ("VINYL-SOLDOUT", 1, 3500))),
-        Scenario("card declined", request(5, CARD_DECLINED, ("TEE-M", 2, 2000))),
+        # The customer saw 2 x 12.50 EUR, the shop's price (services.orders.pricing).
+        Scenario("confirmed", request(1, CARD_OK, ("MUG-BLUE", 2), expected_total_cents=2500)),
+        Scenario("confirmed", request(2, CARD_OK, ("TEE-M", 1), ("POSTER-A2", 1))),
+        Scenario("payments 503 twice, retried", request(3, CARD_FLAKY, ("MUG-BLUE", 1))),
+        Scenario("out of stock", request(4, CARD_OK, ("VINYL-SOLDOUT", 1))),
+        Scenario("card declined", request(5, CARD_DECLINED, ("TEE-M", 2))),
+        # The cart showed an old price: refused before anything is written or charged.
+        Scenario("price changed", request(6, CARD_OK, ("POSTER-A2", 1), expected_total_cents=800)),
     ]
     try:
         CheckoutRequest.model_validate(
             {
-                "order_id": f"{run_id}-6",
+                "order_id": f"{run_id}-7",
                 "customer_id": "customer-0",
                 "email": "not-an-email",
                 "card_number": CARD_OK,
-                "items": [{"sku": "MUG-BLUE", "quantity": 0, "unit_price_cents": 1250}],
+                # A price from the customer is refused too: the shop sets prices.
+                "items": [{"sku": "MUG-BLUE", "quantity": 0, "unit_price_cents": 1}],
             }
         )
     except ValidationError as err:
@@ -131,17 +138,17 @@ def demo_scenarios(run_id: str) -> list[Scenario]:
 def random_request(rng: random.Random, order_id: str) -> CheckoutRequest:
     """A checkout from a weighted mix: mostly good, some declined, some out of stock."""
     card = rng.choices([CARD_OK, CARD_FLAKY, CARD_DECLINED], weights=[80, 10, 10])[0]
-    catalogue = [("MUG-BLUE", 1250), ("TEE-M", 2000), ("POSTER-A2", 900), ("VINYL-SOLDOUT", 3500)]
+    catalogue = ["MUG-BLUE", "TEE-M", "POSTER-A2", "VINYL-SOLDOUT"]
     picks = rng.sample(catalogue, k=rng.choice([1, 1, 2]))
     if rng.random() > 0.1:
-        picks = [p for p in picks if p[0] != "VINYL-SOLDOUT"] or [catalogue[0]]
+        picks = [p for p in picks if p != "VINYL-SOLDOUT"] or [catalogue[0]]
     customer = rng.randrange(20)
     return CheckoutRequest(
         order_id=order_id,
         customer_id=f"customer-{customer}",
         email=f"customer{customer}@example.com",
         card_number=card,
-        items=[CartItem(sku=s, quantity=rng.randint(1, 3), unit_price_cents=p) for s, p in picks],
+        items=[CartItem(sku=sku, quantity=rng.randint(1, 3)) for sku in picks],
     )
 
 

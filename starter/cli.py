@@ -153,24 +153,30 @@ def demo(
 
 def _parse_item(text: str) -> dict[str, object]:
     parts = text.split(":")
-    if len(parts) != 3:
-        raise typer.BadParameter(f"{text!r}: expected SKU:QUANTITY:UNIT_PRICE_CENTS")
-    sku, quantity, price = parts
+    if len(parts) != 2:
+        # The shop sets prices: a SKU:QUANTITY:PRICE of old is refused, not half-read.
+        raise typer.BadParameter(f"{text!r}: expected SKU:QUANTITY (prices are the shop's)")
+    sku, quantity = parts
     try:
-        return {"sku": sku, "quantity": int(quantity), "unit_price_cents": int(price)}
+        return {"sku": sku, "quantity": int(quantity)}
     except ValueError as err:
-        raise typer.BadParameter(f"{text!r}: quantity and price must be integers") from err
+        raise typer.BadParameter(f"{text!r}: the quantity must be an integer") from err
 
 
 @app.command()
 def checkout(
-    item: Annotated[
-        list[str], typer.Option("--item", help="SKU:QUANTITY:UNIT_PRICE_CENTS, repeatable.")
-    ],
+    item: Annotated[list[str], typer.Option("--item", help="SKU:QUANTITY, repeatable.")],
     email: Annotated[str, typer.Option(help="Receipt address.")],
     customer: Annotated[str, typer.Option(help="Customer id.")] = "customer-1",
     card: Annotated[str, typer.Option(help="Card number.")] = CARD_OK,
     currency: Annotated[str, typer.Option(help="ISO 4217 code.")] = "EUR",
+    expected_total: Annotated[
+        int | None,
+        typer.Option(
+            help="The total the customer saw, in cents: refused (price_changed) if the "
+            "shop's total differs."
+        ),
+    ] = None,
     order_id: Annotated[str | None, typer.Option(help="Default: a new id.")] = None,
     local_steps: Annotated[
         bool,
@@ -195,6 +201,7 @@ def checkout(
                 "card_number": card,
                 "currency": currency,
                 "items": [_parse_item(text) for text in item],
+                "expected_total_cents": expected_total,
                 "options": {"local_steps": local_steps},
             }
         )

@@ -15,7 +15,7 @@ from temporalio.worker import Interceptor, Worker
 
 from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
 from models.inventory import Reservation, ReservationStatus, ReserveStock
-from models.orders import CreateOrder, Order, OrderCancellation, OrderStatus
+from models.orders import CreateOrder, Order, OrderCancellation, OrderLine, OrderStatus
 from models.payments import CARD_OK, Charge, ChargeRequest, ChargeStatus, Refund
 from worker.after_answer import AfterAnswerSlots, after_answer_worker
 from workflows.checkout import CheckoutWorkflow
@@ -27,6 +27,8 @@ SCRIPT: dict[str, dict[str, str]] = defaultdict(dict)
 JOURNAL: dict[str, list[str]] = defaultdict(list)
 HEALED: set[str] = set()
 RELEASED: set[str] = set()
+# The scripted shop's price of every SKU, as the orders service would price it.
+UNIT_PRICE_CENTS = 100
 
 
 async def _act(order_id: str, name: str) -> None:
@@ -59,8 +61,11 @@ class FakeShop:
             order_id=order.order_id,
             customer_id=order.customer_id,
             currency=order.currency,
-            lines=order.lines,
-            total_cents=sum(line.quantity * line.unit_price_cents for line in order.lines),
+            lines=[
+                OrderLine(sku=item.sku, quantity=item.quantity, unit_price_cents=UNIT_PRICE_CENTS)
+                for item in order.lines
+            ],
+            total_cents=sum(item.quantity * UNIT_PRICE_CENTS for item in order.lines),
             status=OrderStatus.PENDING,
         )
 
@@ -170,7 +175,7 @@ def scripted_request(
         customer_id=customer,
         email=f"{customer}@example.com",
         card_number=CARD_OK,
-        items=[CartItem(sku="SKU-1", quantity=1, unit_price_cents=100)],
+        items=[CartItem(sku="SKU-1", quantity=1)],
         options=options or CheckoutOptions(),
     )
 

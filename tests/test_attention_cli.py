@@ -47,13 +47,13 @@ def refunds_down(services: dict[str, str]) -> Iterator[str]:
 
 
 def declined_request(services: dict[str, str]) -> CheckoutRequest:
-    sku = new_stocked_sku(services["inventory"], "ATT", 3)
+    sku = new_stocked_sku(services, "ATT", 3, unit_price_cents=700)
     return CheckoutRequest(
         order_id=f"attention-{uuid.uuid4().hex[:10]}",
         customer_id="customer-attention",
         email="attention@example.com",
         card_number=CARD_DECLINED,
-        items=[CartItem(sku=sku, quantity=1, unit_price_cents=700)],
+        items=[CartItem(sku=sku, quantity=1)],
         options=CheckoutOptions(compensation_attempts_before_attention=1),
     )
 

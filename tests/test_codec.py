@@ -182,13 +182,13 @@ async def _stored_histories(client: Client, request: CheckoutRequest) -> str:
 
 
 def checkout_request(services: dict[str, str], card: str, email: str) -> CheckoutRequest:
-    sku = new_stocked_sku(services["inventory"], "ENC")
+    sku = new_stocked_sku(services, "ENC")
     return CheckoutRequest(
         order_id=f"enc-{uuid.uuid4().hex[:10]}",
         customer_id=f"cust-{uuid.uuid4().hex[:8]}",
         email=email,
         card_number=card,
-        items=[CartItem(sku=sku, quantity=1, unit_price_cents=1250)],
+        items=[CartItem(sku=sku, quantity=1)],
     )
 
 

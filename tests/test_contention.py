@@ -12,6 +12,7 @@ from models.inventory import Reservation, SetStock, StockLevel
 from models.payments import CARD_OK, Charge
 from services.auth import headers_from_env
 from starter.checkouts import place_checkout
+from tests.stock import put_price
 from worker.settings import Settings
 
 BUYERS = 50
@@ -29,6 +30,7 @@ async def test_fifty_checkouts_for_the_last_ten_units(
     async with httpx.AsyncClient(headers=headers_from_env(), timeout=30) as http:
         stock = SetStock(name="The last ten", available=UNITS).model_dump()
         (await http.put(f"{services['inventory']}/stock/{sku}", json=stock)).raise_for_status()
+        await asyncio.to_thread(put_price, services["orders"], sku, 1500)
 
         def request(n: int) -> CheckoutRequest:
             return CheckoutRequest(
@@ -36,7 +38,7 @@ async def test_fifty_checkouts_for_the_last_ten_units(
                 customer_id=f"customer-{n}",
                 email=f"buyer{n}@example.com",
                 card_number=CARD_OK,
-                items=[CartItem(sku=sku, quantity=1, unit_price_cents=1500)],
+                items=[CartItem(sku=sku, quantity=1)],
             )
 
         # All at once: each runs to its end (commit or compensations included).

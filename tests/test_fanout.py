@@ -557,13 +557,13 @@ async def test_undeliverable_signal_does_not_fail_the_announcer(
 
 
 def checkout_request(consumers: Consumers, card: str = CARD_OK) -> CheckoutRequest:
-    sku = new_stocked_sku(consumers.urls["inventory"], "FAN")
+    sku = new_stocked_sku(consumers.urls, "FAN", unit_price_cents=1500)
     return CheckoutRequest(
         order_id=unique("fanco"),
         customer_id=unique("cust"),
         email="buyer@example.com",
         card_number=card,
-        items=[CartItem(sku=sku, quantity=2, unit_price_cents=1500)],
+        items=[CartItem(sku=sku, quantity=2)],
     )
 
 

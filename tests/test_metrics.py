@@ -27,6 +27,7 @@ from models.checkout import (
     CheckoutStatus,
 )
 from models.events import OrderConfirmed
+from models.orders import Order, OrderLine, OrderStatus
 from models.payments import CARD_DECLINED, CARD_OK
 from starter.checkouts import place_checkout
 from starter.launcher import free_port, venv_binary, worker_env
@@ -132,7 +133,7 @@ def order(card: str, sku: str, prefix: str) -> CheckoutRequest:
         customer_id="customer-metrics",
         email="metrics@example.com",
         card_number=card,
-        items=[CartItem(sku=sku, quantity=1, unit_price_cents=1250)],
+        items=[CartItem(sku=sku, quantity=1)],
     )
 
 
@@ -208,8 +209,18 @@ async def test_stuck_compensations_and_dead_letters_are_counted(
         # What follows (announcing the rejection) has no real activities on this worker.
         await handle.terminate("test done")
     # A dead letter: an announcement to a reaction that cannot be signalled.
+    request = order(CARD_OK, "MUG-BLUE", "metrics-dlq")
+    priced = Order(
+        order_id=request.order_id,
+        customer_id=request.customer_id,
+        currency=request.currency,
+        lines=[OrderLine(sku="MUG-BLUE", quantity=1, unit_price_cents=1250)],
+        total_cents=1250,
+        status=OrderStatus.PENDING,
+    )
     event = OrderConfirmed.from_checkout(
-        order(CARD_OK, "MUG-BLUE", "metrics-dlq"),
+        request,
+        priced,
         workflow_id=checkout_workflow_id(f"metrics-dlq-{uuid.uuid4().hex[:8]}"),
         occurred_at=datetime.now(UTC),
     )

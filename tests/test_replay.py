@@ -169,7 +169,7 @@ async def test_replay_files_reports_each_recorded_history() -> None:
 
 
 def _seed_stock(services: dict[str, str], available: int) -> str:
-    return new_stocked_sku(services["inventory"], "RPL", available)
+    return new_stocked_sku(services, "RPL", available, unit_price_cents=500)
 
 
 async def _wait_visible(env: WorkflowEnvironment, query: str, count: int) -> None:
@@ -192,7 +192,7 @@ async def test_replay_query_command_against_live_server(
             customer_id="customer-replay",
             email="replay@example.com",
             card_number=card,
-            items=[CartItem(sku=sku, quantity=1, unit_price_cents=500)],
+            items=[CartItem(sku=sku, quantity=1)],
         )
         for n, card in enumerate([CARD_OK, CARD_DECLINED])
     ]

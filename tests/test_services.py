@@ -1,5 +1,6 @@
 """The orders, inventory and payments services, each run as a real process with its own
-SQLite file, driven over HTTP. Tests share one process per service, so each uses fresh ids.
+SQLite file, driven over HTTP. Tests share one process per service, so each uses fresh ids
+(and a test that changes prices, SKUs of its own).
 """
 
 import asyncio
@@ -21,9 +22,10 @@ import pytest
 
 from models.common import ServiceError
 from models.inventory import Reservation, ReservationStatus, StockLevel
-from models.orders import Order, OrderStatus
+from models.orders import Order, OrderLine, OrderStatus
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK, Charge, ChargeStatus
 from services.auth import headers_from_env
+from services.orders.pricing import CATALOGUE_PRICES, SOLD_CURRENCIES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 10.0
@@ -181,16 +183,25 @@ def units(level: StockLevel) -> tuple[int, int, int]:
 
 
 def order_body(order_id: str, **changes: Any) -> dict[str, Any]:
+    """Two lines of the seeded catalogue: 2 x MUG-BLUE at 12.50 EUR, 1 x TEE-M at 20.00."""
     body: dict[str, Any] = {
         "order_id": order_id,
         "customer_id": "cust-1",
         "currency": "EUR",
-        "lines": [
-            {"sku": "MUG-BLUE", "quantity": 2, "unit_price_cents": 1250},
-            {"sku": "TEE-M", "quantity": 1, "unit_price_cents": 1999},
-        ],
+        "lines": [{"sku": "MUG-BLUE", "quantity": 2}, {"sku": "TEE-M", "quantity": 1}],
     }
     return body | changes
+
+
+SEEDED_TOTAL = 2 * 1250 + 2000
+
+
+def new_priced_sku(orders: httpx.Client, **prices: int) -> str:
+    """A SKU of this test's own, priced `prices` (currency -> unit price)."""
+    sku = f"P-{uuid.uuid4().hex[:12].upper()}"
+    response = orders.put(f"/prices/{sku}", json={"prices": prices})
+    assert response.status_code == 200, response.text
+    return sku
 
 
 def reserve_body(reservation_id: str, *lines: tuple[str, int]) -> dict[str, Any]:
@@ -240,7 +251,7 @@ def test_create_order_is_idempotent(orders: httpx.Client) -> None:
     assert first.status_code == 201, first.text
     order = Order.model_validate(first.json())
     assert order.status == OrderStatus.PENDING
-    assert order.total_cents == 2 * 1250 + 1999
+    assert order.total_cents == SEEDED_TOTAL
 
     again = orders.post("/orders", json=order_body(order_id))
     assert (again.status_code, again.json()) == (201, first.json())
@@ -278,7 +289,7 @@ def test_cancel_order(orders: httpx.Client) -> None:
     assert cancelled.status_code == 200
     order = Order.model_validate(cancelled.json())
     assert (order.status, order.cancel_reason) == (OrderStatus.CANCELLED, "payment declined")
-    assert order.total_cents == 2 * 1250 + 1999
+    assert order.total_cents == SEEDED_TOTAL
 
     # A repeat changes nothing, even with other words: the first reason stands.
     again = orders.post(f"/orders/{order_id}/cancel", json={"reason": "retry"})
@@ -327,10 +338,7 @@ def test_list_orders_by_status(orders: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        (
-            {"lines": [{"sku": "MUG-BLUE", "quantity": 0, "unit_price_cents": 100}]},
-            "lines.0.quantity",
-        ),
+        ({"lines": [{"sku": "MUG-BLUE", "quantity": 0}]}, "lines.0.quantity"),
         ({"lines": []}, "lines"),
         ({"currency": "euro"}, "currency"),
         ({"order_id": "-starts-with-dash"}, "order_id"),
@@ -355,6 +363,162 @@ def test_malformed_body_is_422_not_500(orders: httpx.Client, content: bytes) -> 
     response = orders.post("/orders", content=content, headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert error(response).code == "invalid_request"
+
+
+# --- Pricing (orders service) ----------------------------------------------------------------
+
+
+def test_prices_seeded_once_and_kept_across_a_restart(
+    start_service: StartService, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "orders.sqlite"
+    first = start_service("orders", db_path=db_path)
+    with httpx.Client(base_url=first.url, headers=headers_from_env()) as client:
+        listed = {p["sku"]: p["prices"] for p in client.get("/prices").json()}
+        assert listed == CATALOGUE_PRICES
+        assert set(SOLD_CURRENCIES) == {"EUR", "USD"}
+        changed = client.put("/prices/MUG-BLUE", json={"prices": {"EUR": 1300, "USD": 1400}})
+        assert changed.json() == {"sku": "MUG-BLUE", "prices": {"EUR": 1300, "USD": 1400}}
+    first.stop()
+
+    # A restart on the same file keeps what the admin set.
+    second = start_service("orders", db_path=db_path)
+    with httpx.Client(base_url=second.url, headers=headers_from_env()) as client:
+        assert client.get("/prices/MUG-BLUE").json()["prices"] == {"EUR": 1300, "USD": 1400}
+        assert len(client.get("/prices").json()) == len(CATALOGUE_PRICES)
+
+
+def test_order_is_priced_from_the_shops_prices(orders: httpx.Client) -> None:
+    mug, tee = new_priced_sku(orders, EUR=700, USD=800), new_priced_sku(orders, EUR=5, USD=6)
+    order_id = new_id("ord")
+    body = order_body(order_id, currency="USD", lines=[{"sku": mug, "quantity": 3}])
+    body["lines"].append({"sku": tee, "quantity": 1})
+
+    created = orders.post("/orders", json=body)
+
+    assert created.status_code == 201, created.text
+    order = Order.model_validate(created.json())
+    assert order.lines == [
+        OrderLine(sku=mug, quantity=3, unit_price_cents=800),
+        OrderLine(sku=tee, quantity=1, unit_price_cents=6),
+    ]
+    assert (order.total_cents, order.currency) == (3 * 800 + 6, "USD")
+    assert orders.get(f"/orders/{order_id}").json() == created.json()
+
+
+def test_price_changed_is_refused_and_writes_nothing(orders: httpx.Client) -> None:
+    sku = new_priced_sku(orders, EUR=1000, USD=1100)
+    order_id = new_id("ord")
+    seen = order_body(order_id, lines=[{"sku": sku, "quantity": 2}], expected_total_cents=1800)
+
+    refused = orders.post("/orders", json=seen)
+
+    assert refused.status_code == 409
+    failure = error(refused)
+    assert (failure.code, failure.field) == ("price_changed", "expected_total_cents")
+    assert failure.message == "the total is now 20.00 EUR, not 18.00 EUR"
+    assert orders.get(f"/orders/{order_id}").status_code == 404
+    # The total the shop asks for is accepted: nothing of the refusal stood in the way.
+    accepted = orders.post("/orders", json=seen | {"expected_total_cents": 2000})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["total_cents"] == 2000
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "field"),
+    [
+        (
+            {"lines": [{"sku": "MUG-BLUE", "quantity": 1}, {"sku": "NOT-SOLD", "quantity": 1}]},
+            "unknown_sku",
+            "lines.1.sku",
+        ),
+        # Three upper-case letters pass the model; the shop sells in EUR and USD only.
+        ({"currency": "XYZ"}, "currency_not_sold", "currency"),
+        ({"currency": "GBP"}, "currency_not_sold", "currency"),
+    ],
+)
+def test_unknown_sku_or_unsold_currency_is_refused_naming_the_field(
+    orders: httpx.Client, change: dict[str, Any], code: str, field: str
+) -> None:
+    order_id = new_id("ord")
+    response = orders.post("/orders", json=order_body(order_id) | change)
+    assert response.status_code == 422
+    assert (error(response).code, error(response).field) == (code, field)
+    assert orders.get(f"/orders/{order_id}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (
+            {"lines": [{"sku": "MUG-BLUE", "quantity": 1, "unit_price_cents": 1}]},
+            "lines.0.unit_price_cents",
+        ),
+        ({"total_cents": 1}, "total_cents"),
+    ],
+)
+def test_a_price_from_the_caller_is_refused_not_dropped(
+    orders: httpx.Client, change: dict[str, Any], field: str
+) -> None:
+    order_id = new_id("ord")
+    response = orders.post("/orders", json=order_body(order_id) | change)
+    assert response.status_code == 422
+    assert (error(response).code, error(response).field) == ("invalid_request", field)
+    assert orders.get(f"/orders/{order_id}").status_code == 404
+
+
+def test_repeated_create_answers_the_first_price(orders: httpx.Client) -> None:
+    sku = new_priced_sku(orders, EUR=1000, USD=1100)
+    order_id = new_id("ord")
+    body = order_body(order_id, lines=[{"sku": sku, "quantity": 1}], expected_total_cents=1000)
+    first = orders.post("/orders", json=body)
+    assert first.status_code == 201, first.text
+
+    assert orders.put(f"/prices/{sku}", json={"prices": {"EUR": 1500, "USD": 1600}}).is_success
+    again = orders.post("/orders", json=body)
+
+    # The stored price is the price charged: a repeat (an activity's retry) gets the same.
+    assert (again.status_code, again.json()) == (201, first.json())
+    later = orders.post("/orders", json=body | {"order_id": new_id("ord")})
+    assert error(later).code == "price_changed"
+
+
+def test_order_too_large_is_refused(orders: httpx.Client) -> None:
+    sku = new_priced_sku(orders, EUR=100_000_000, USD=100_000_000)
+    order_id = new_id("ord")
+    response = orders.post(
+        "/orders", json=order_body(order_id, lines=[{"sku": sku, "quantity": 2}])
+    )
+    assert response.status_code == 422
+    assert (error(response).code, error(response).field) == ("order_too_large", "lines")
+    assert orders.get(f"/orders/{order_id}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("prices", "code", "field"),
+    [
+        ({"EUR": 100}, "price_missing", "prices.USD"),
+        ({"EUR": 100, "USD": 110, "GBP": 90}, "currency_not_sold", "prices.GBP"),
+    ],
+)
+def test_set_prices_needs_every_sold_currency_and_no_other(
+    orders: httpx.Client, prices: dict[str, int], code: str, field: str
+) -> None:
+    sku = f"P-{uuid.uuid4().hex[:12].upper()}"
+    response = orders.put(f"/prices/{sku}", json={"prices": prices})
+    assert response.status_code == 422
+    assert (error(response).code, error(response).field) == (code, field)
+    assert orders.get(f"/prices/{sku}").status_code == 404
+
+
+def test_set_prices_is_an_admin_call(orders_service: Service, orders: httpx.Client) -> None:
+    sku = f"P-{uuid.uuid4().hex[:12].upper()}"
+    body = {"prices": {"EUR": 100, "USD": 110}}
+    anonymous = httpx.put(f"{orders_service.url}/prices/{sku}", json=body, timeout=10)
+    assert anonymous.status_code == 401
+    assert orders.get(f"/prices/{sku}").status_code == 404
+    negative = orders.put(f"/prices/{sku}", json={"prices": {"EUR": 0, "USD": 1}})
+    assert (negative.status_code, error(negative).field) == (422, "prices.EUR")
 
 
 # --- Inventory -------------------------------------------------------------------------------

@@ -220,7 +220,7 @@ def new_request() -> CheckoutRequest:
         customer_id=f"traced-{uuid.uuid4().hex[:6]}",  # its own CustomerLoyalty workflow
         email="traced@example.com",
         card_number=CARD_OK,
-        items=[CartItem(sku="MUG-BLUE", quantity=1, unit_price_cents=1250)],
+        items=[CartItem(sku="MUG-BLUE", quantity=1)],
     )
 
 

@@ -73,13 +73,13 @@ class UiStack:
 
 
 def _request(services: dict[str, str], card: str, label: str) -> CheckoutRequest:
-    sku = new_stocked_sku(services["inventory"], "UI")
+    sku = new_stocked_sku(services, "UI", unit_price_cents=990)
     return CheckoutRequest(
         order_id=f"ui-{label}-{uuid.uuid4().hex[:8]}",
         customer_id=f"cust-ui-{label}",
         email=f"ui-{label}-{uuid.uuid4().hex[:6]}@example.com",
         card_number=card,
-        items=[CartItem(sku=sku, quantity=1, unit_price_cents=990)],
+        items=[CartItem(sku=sku, quantity=1)],
     )
 
 

@@ -51,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.events import AFTER_ANSWER, OrderConfirmed, OrderRejected, after_answer_queue
     from models.inventory import ReserveStock, StockLine
-    from models.orders import CreateOrder, OrderCancellation, OrderLine
+    from models.orders import CreateOrder, Order, OrderCancellation, OrderItem
     from models.payments import ChargeRequest, Refund
 
 # Keyword search attributes kept current for the Web UI; register them on the cluster.
@@ -102,6 +102,7 @@ R = TypeVar("R")
 REASON_FOR_CODE = {
     "out_of_stock": "Sorry, part of your order is out of stock ({detail}).",
     "card_declined": "Your card was declined; please use another card.",
+    "price_changed": "Prices changed since you saw your cart ({detail}); please check it again.",
     SERVICE_UNAVAILABLE: "We could not complete your order right now; please try again.",
     "deadline_exceeded": "Your order took too long to confirm and was not placed.",
     "cancelled": "Your order was cancelled ({detail}).",
@@ -148,6 +149,8 @@ class CheckoutWorkflow:
         self._final: CheckoutResult | None = None
         self._published: tuple[str, str] | None = None
         self._local_steps = False
+        # As create_order returned it: the shop's prices and total, what is charged.
+        self._order: Order | None = None
 
     @workflow.run
     async def run(self, request: CheckoutRequest) -> CheckoutResult:
@@ -190,7 +193,7 @@ class CheckoutWorkflow:
         reservation_id = idempotency_key(wf_id, CheckoutStep.RESERVE_STOCK)
         charge_id = idempotency_key(wf_id, CheckoutStep.CHARGE_PAYMENT)
 
-        await saga.step(
+        order = await saga.step(
             CheckoutStep.CREATE_ORDER,
             lambda: self._step_activity(
                 OrderActivities.create_order,
@@ -198,7 +201,8 @@ class CheckoutWorkflow:
                     order_id=request.order_id,
                     customer_id=request.customer_id,
                     currency=request.currency,
-                    lines=[OrderLine(**item.model_dump()) for item in request.items],
+                    lines=[OrderItem(sku=i.sku, quantity=i.quantity) for i in request.items],
+                    expected_total_cents=request.expected_total_cents,
                 ),
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=STEP_RETRY,
@@ -211,6 +215,7 @@ class CheckoutWorkflow:
                 retry_policy=COMPENSATION_RETRY,
             ),
         )
+        self._order = order
         await saga.step(
             CheckoutStep.RESERVE_STOCK,
             lambda: self._step_activity(
@@ -238,8 +243,9 @@ class CheckoutWorkflow:
                 ChargeRequest(
                     charge_id=charge_id,
                     order_id=request.order_id,
-                    amount_cents=request.total_cents,
-                    currency=request.currency,
+                    # The order's total, as the orders service priced it.
+                    amount_cents=order.total_cents,
+                    currency=order.currency,
                     card_number=request.card_number,
                 ),
                 start_to_close_timeout=STEP_TIMEOUT,
@@ -309,10 +315,12 @@ class CheckoutWorkflow:
                 task_queue=after_answer_queue(workflow.info().task_queue),
             )
         if workflow.patched(ANNOUNCE_OUTCOME_PATCH):
+            assert self._order is not None  # confirmed: the order was created
             # Fire and forget: waits only until the jobs started and the signals went out.
             await announce_order_confirmed(
                 OrderConfirmed.from_checkout(
                     self._request,
+                    self._order,
                     workflow_id=workflow.info().workflow_id,
                     occurred_at=workflow.now(),
                 )
@@ -343,6 +351,7 @@ class CheckoutWorkflow:
             await announce_order_rejected(
                 OrderRejected.from_checkout(
                     self._request,
+                    self._order,
                     workflow_id=workflow.info().workflow_id,
                     occurred_at=workflow.now(),
                     reason=reason,
@@ -467,7 +476,8 @@ class CheckoutWorkflow:
         return CheckoutResult(
             order_id=request.order_id,
             status=status,
-            total_cents=request.total_cents,
+            # 0 when the order was never priced (refused or unanswered at create_order).
+            total_cents=self._order.total_cents if self._order is not None else 0,
             currency=request.currency,
             failed_step=failed_step,
             reason_code=reason_code,
