@@ -38,7 +38,7 @@ from models.deadletters import (
     DeliveryTarget,
     letter_id,
 )
-from models.events import OrderConfirmed, OrderRejected, event_id
+from models.events import OrderConfirmed, OrderRejected, RejectedLine, event_id
 from models.orders import OrderLine
 from models.payments import CARD_DECLINED, CARD_OK
 from services.auth import headers_from_env
@@ -146,7 +146,7 @@ def rejected_event() -> OrderRejected:
         order_id=order_id,
         customer_id=unique("cust"),
         email="fan@example.com",
-        lines=[OrderLine(sku="MUG-BLUE", quantity=1, unit_price_cents=1000)],
+        lines=[RejectedLine(sku="MUG-BLUE", quantity=1, unit_price_cents=1000)],
         total_cents=1000,
         currency="EUR",
         occurred_at=datetime.now(UTC),
