@@ -100,7 +100,7 @@ async def direct_checkout(clients: DirectClients, request: CheckoutRequest) -> N
             order_id=request.order_id,
             amount_cents=order.total_cents,
             currency=order.currency,
-            card_number=request.card_number,
+            payment_token=request.payment_token,
         ),
     )
     await _post(clients.orders, f"/orders/{request.order_id}/confirm")

@@ -57,6 +57,7 @@ from starter.launcher import (
     running_stack,
     start_worker,
 )
+from starter.payment_methods import tokenize_card
 from worker.clients import connect_temporal
 from worker.settings import Settings
 
@@ -412,13 +413,14 @@ async def _unloaded_sample(
     return await _timed(call, order_id)
 
 
-def bench_request(order_id: str, local_steps: bool = True) -> CheckoutRequest:
+def bench_request(order_id: str, payment_token: str, local_steps: bool = True) -> CheckoutRequest:
+    """`payment_token`: the test card CARD_OK's, tokenized once for the whole run."""
     customer = f"bench-{sum(order_id.encode()) % 20}"
     return CheckoutRequest(
         order_id=order_id,
         customer_id=customer,
         email=f"{customer}@example.com",
-        card_number=CARD_OK,
+        payment_token=payment_token,
         items=[CartItem(sku=BENCH_SKU, quantity=1)],
         options=CheckoutOptions(local_steps=local_steps),
     )
@@ -441,18 +443,18 @@ def bare_call(client: Client, local: bool) -> Call:
     return call
 
 
-def saga_call(client: Client, task_queue: str, local_steps: bool) -> Call:
+def saga_call(client: Client, task_queue: str, payment_token: str, local_steps: bool) -> Call:
     async def call(order_id: str) -> bool:
-        request = bench_request(order_id, local_steps)
+        request = bench_request(order_id, payment_token, local_steps)
         decision, _ = await decide_checkout(client, request, task_queue)
         return decision.status is CheckoutStatus.CONFIRMED
 
     return call
 
 
-def direct_call(clients: DirectClients) -> Call:
+def direct_call(clients: DirectClients, payment_token: str) -> Call:
     async def call(order_id: str) -> bool:
-        await direct_checkout(clients, bench_request(order_id))
+        await direct_checkout(clients, bench_request(order_id, payment_token))
         return True
 
     return call
@@ -484,6 +486,8 @@ async def run_bench(
     env = {**os.environ, **stack.env}
     headers = stack.service_headers
     await _prepare_services(stack.service_urls, headers)
+    # Tokenized once, as a saved card: the checkouts carry the token, never the number.
+    card = await tokenize_card(stack.service_urls["payments"], stack.publishable_key, CARD_OK)
     client = await connect_temporal(env)
     task_queue = Settings().task_queue
     meter = CpuMeter(stack)
@@ -492,13 +496,13 @@ async def run_bench(
     async with direct_clients(stack.service_urls, headers) as http:
         calls: dict[str, Call] = {
             "bare": bare_call(client, local=False),
-            "saga": saga_call(client, task_queue, local_steps=True),
-            "direct": direct_call(http),
+            "saga": saga_call(client, task_queue, card.token, local_steps=True),
+            "direct": direct_call(http, card.token),
         }
         slowed = ["saga", "direct"]
         if config.variants:
             calls["bare_local"] = bare_call(client, local=True)
-            calls["saga_activities"] = saga_call(client, task_queue, local_steps=False)
+            calls["saga_activities"] = saga_call(client, task_queue, card.token, local_steps=False)
             slowed.append("saga_activities")
         # Warm up: connections, workflow caches, the services' first SQLite writes.
         for mode, call in calls.items():

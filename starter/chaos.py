@@ -53,7 +53,6 @@ from models.deadletters import ConsumerKind, DeadLetterStatus
 from models.events import ORDER_CONFIRMED, event_id
 from models.faults import FaultCounts, Faults
 from models.inventory import SetStock
-from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from starter.checkouts import decide_checkout
 from starter.dlq import list_letters, redrive_letter
 from starter.invariants import VIOLATIONS, InvariantReport, check_invariants, read_stock
@@ -65,6 +64,7 @@ from starter.launcher import (
     running_stack,
     start_worker,
 )
+from starter.payment_methods import CardTokens, tokenize_test_cards
 from worker.clients import connect_temporal
 from worker.settings import Settings
 from workflows.checkout import CHECKOUT_STATUS, CheckoutWorkflow, checkout_workflow_id
@@ -138,11 +138,14 @@ class ChaosReport:
         }
 
 
-def chaos_mix(rng: random.Random, batch: str, count: int) -> list[CheckoutRequest]:
-    """Seeded carts: mostly good, some declined or flaky cards, some sold-out or scarce SKUs."""
+def chaos_mix(
+    rng: random.Random, batch: str, count: int, cards: CardTokens
+) -> list[CheckoutRequest]:
+    """Seeded carts: mostly good, some declined or flaky cards, some sold-out or scarce SKUs.
+    `cards`: the test cards' tokens."""
     requests = []
     for i in range(count):
-        card = rng.choices([CARD_OK, CARD_FLAKY, CARD_DECLINED], weights=[75, 10, 15])[0]
+        token = rng.choices([cards.ok, cards.flaky, cards.declined], weights=[75, 10, 15])[0]
         picks = rng.sample(PLENTIFUL, k=rng.choice([1, 1, 2]))
         items = [CartItem(sku=sku, quantity=rng.randint(1, 3)) for sku in picks]
         if rng.random() < 0.08:
@@ -155,7 +158,7 @@ def chaos_mix(rng: random.Random, batch: str, count: int) -> list[CheckoutReques
                 order_id=f"chaos-{batch}-{i}",
                 customer_id=f"customer-{customer}",
                 email=f"customer{customer}@example.com",
-                card_number=card,
+                payment_token=token,
                 items=items,
             )
         )
@@ -394,7 +397,6 @@ async def run_chaos(
     """Everything in the module doc; the stack is stopped before it returns."""
     report = ChaosReport(checkouts=plan.checkouts)
     batch = uuid.uuid4().hex[:8]
-    requests = chaos_mix(random.Random(plan.seed), batch, plan.checkouts)
     settings = Settings()
     faults = fault_plan(hang_seconds=settings.http_timeout_seconds + 1.5)
     started = time.monotonic()
@@ -406,6 +408,10 @@ async def run_chaos(
         async with httpx.AsyncClient(headers=stack.service_headers, timeout=10) as http:
             await _stock_up(http, stack.service_urls["inventory"], plan)
             stock_before = read_stock(data_dir)
+            # Before the faults: the test cards tokenized once, as a shop's front end would.
+            payments = stack.service_urls["payments"]
+            cards = await tokenize_test_cards(payments, stack.publishable_key)
+            requests = chaos_mix(random.Random(plan.seed), batch, plan.checkouts, cards)
 
             disruptor = Disruptor(stack, http, log)
             answers: dict[str, CheckoutStatus | None] = {}

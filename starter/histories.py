@@ -38,9 +38,10 @@ from models.checkout import (
     SkipCompensation,
 )
 from models.events import ORDER_CONFIRMED, event_id
-from services.auth import SERVICE_TOKEN_ENV, bearer_headers
+from services.auth import PUBLISHABLE_KEY_ENV, SERVICE_TOKEN_ENV, bearer_headers
 from starter.checkouts import demo_scenarios, outcome_label, place_checkout
 from starter.launcher import LaunchError, running_stack
+from starter.payment_methods import CardTokens, tokenize_test_cards
 from starter.replay import (
     HistoryFileError,
     ReplayOutcome,
@@ -95,6 +96,7 @@ class CaptureStack:
     task_queue: str
     service_urls: dict[str, str]
     service_headers: dict[str, str]  # the services' bearer token (services.auth)
+    cards: CardTokens  # the test cards' tokens from this stack's payments service
 
 
 # Drives one path against a running stack -> the workflow whose history to record.
@@ -108,9 +110,9 @@ class HistoryPath:
     run: PathRun
 
 
-def demo_request(label: str, nth: int = 0) -> CheckoutRequest:
+def demo_request(label: str, cards: CardTokens, nth: int = 0) -> CheckoutRequest:
     """The nth request of the demo mix with this label (order ids history-1, history-2...)."""
-    requests = [s.request for s in demo_scenarios(RUN_ID) if s.label == label and s.request]
+    requests = [s.request for s in demo_scenarios(RUN_ID, cards) if s.label == label and s.request]
     if len(requests) <= nth:
         raise CaptureError(f"no demo scenario #{nth} labelled {label!r}")
     return requests[nth]
@@ -125,7 +127,7 @@ def checkout_once(label: str, expected: str, nth: int = 0) -> PathRun:
     """Place the demo request with this label once; its outcome must be `expected`."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        request = demo_request(label, nth)
+        request = demo_request(label, stack.cards, nth)
         outcome = outcome_label(await place_checkout(stack.client, request, stack.task_queue))
         _expect(outcome, expected)
         return Recorded(checkout_workflow_id(request.order_id), outcome)
@@ -137,7 +139,7 @@ def checkout_twice(label: str, expected: str, nth: int = 0) -> PathRun:
     """The same order placed twice at once, then again after it finished: one workflow."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        request = demo_request(label, nth)
+        request = demo_request(label, stack.cards, nth)
         client, queue = stack.client, stack.task_queue
         first, second = await asyncio.gather(
             place_checkout(client, request, queue), place_checkout(client, request, queue)
@@ -185,7 +187,7 @@ def activity_steps_confirmed() -> PathRun:
     """The confirmed order again with `options.local_steps` off (every step an activity)."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        base = demo_request("confirmed")
+        base = demo_request("confirmed", stack.cards)
         options = base.options.model_copy(update={"local_steps": False})
         request = _variant(base, "activities", options=options.model_dump())
         outcome = outcome_label(await place_checkout(stack.client, request, stack.task_queue))
@@ -219,7 +221,7 @@ def cancelled_while_charging() -> PathRun:
     customer cancels meanwhile."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        request = _variant(demo_request("payments 503 twice, retried"), "cancel")
+        request = _variant(demo_request("payments 503 twice, retried", stack.cards), "cancel")
         async with payments_down(stack) as recover:
             handle = await _start(stack, request)
             await _wait_for(handle, lambda p: p.current_step == CheckoutStep.CHARGE_PAYMENT)
@@ -238,7 +240,7 @@ def deadline_while_charging() -> PathRun:
     """Not confirmed within a 1 s deadline: payments is down, the charge is in its retries."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        base = demo_request("payments 503 twice, retried")
+        base = demo_request("payments 503 twice, retried", stack.cards)
         options = base.options.model_copy(update={"decision_deadline_seconds": 1})
         request = _variant(base, "deadline", options=options.model_dump())
         async with payments_down(stack) as recover:
@@ -256,7 +258,7 @@ def refund_stuck_then_skipped() -> PathRun:
     """Card declined while refunds fail: the refund needs attention; an operator skips it."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        base = demo_request("card declined")
+        base = demo_request("card declined", stack.cards)
         options = base.options.model_copy(update={"compensation_attempts_before_attention": 1})
         request = _variant(base, "attention", options=options.model_dump())
         async with payments_down(stack, paths=["/charges/"]):  # refunds, not charges
@@ -276,7 +278,7 @@ def fanout_job(consumer: str) -> PathRun:
     """The job of the confirmed order (record after "confirmed"): its child workflow."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        request = demo_request("confirmed")
+        request = demo_request("confirmed", stack.cards)
         event = event_id(checkout_workflow_id(request.order_id), ORDER_CONFIRMED)
         handle = stack.client.get_workflow_handle(job_id(event, consumer))
         result = await handle.result()
@@ -286,17 +288,19 @@ def fanout_job(consumer: str) -> PathRun:
     return run
 
 
-def long_lived(workflow_id: str) -> PathRun:
-    """A long-lived consumer as it stands (running): it got the confirmed orders' events."""
+def long_lived(workflow_id: str | Callable[[CaptureStack], str]) -> PathRun:
+    """A long-lived consumer as it stands (running): it got the confirmed orders' events.
+    `workflow_id`: its id, or how to find it on the stack."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        handle = stack.client.get_workflow_handle(workflow_id)
+        workflow_id_on_stack = workflow_id(stack) if callable(workflow_id) else workflow_id
+        handle = stack.client.get_workflow_handle(workflow_id_on_stack)
         for _ in range(80):  # bounded: about 20 s for the signals of the paths before
             state = await handle.query("state")
             if state.get("applied", 0) >= 1:
-                return Recorded(workflow_id, f"running, {state['applied']} applied")
+                return Recorded(workflow_id_on_stack, f"running, {state['applied']} applied")
             await asyncio.sleep(0.25)
-        raise CaptureError(f"{workflow_id} applied nothing")
+        raise CaptureError(f"{workflow_id_on_stack} applied nothing")
 
     return run
 
@@ -336,7 +340,9 @@ PATHS: list[HistoryPath] = [
     HistoryPath(
         "loyalty",
         "CustomerLoyalty of the confirmed order's customer",
-        long_lived(loyalty_workflow_id(demo_request("confirmed").customer_id)),
+        long_lived(
+            lambda stack: loyalty_workflow_id(demo_request("confirmed", stack.cards).customer_id)
+        ),
     ),
     HistoryPath("analytics", "Analytics, after every path", long_lived(ANALYTICS_WORKFLOW_ID)),
 ]
@@ -408,7 +414,8 @@ def capture(
     ) -> tuple[list[Written], list[ReplayOutcome]]:
         client = await connect_temporal({**os.environ, **env})
         headers = bearer_headers(env[SERVICE_TOKEN_ENV])
-        stack = CaptureStack(client, Settings().task_queue, service_urls, headers)
+        cards = await tokenize_test_cards(service_urls["payments"], env[PUBLISHABLE_KEY_ENV])
+        stack = CaptureStack(client, Settings().task_queue, service_urls, headers, cards)
         written = await _capture(stack, paths, out)
         # What was just written must replay against this code, or it is no use as a net.
         return written, await replay_files(w.file for w in written)

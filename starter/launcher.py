@@ -19,7 +19,13 @@ from pathlib import Path
 
 import httpx
 
-from services.auth import SERVICE_TOKEN_ENV, bearer_headers, new_token
+from services.auth import (
+    PUBLISHABLE_KEY_ENV,
+    SERVICE_TOKEN_ENV,
+    bearer_headers,
+    new_publishable_key,
+    new_token,
+)
 from worker.codec import CODEC_KEYS_ENV, format_keys, new_key
 
 SERVICES = (
@@ -320,8 +326,10 @@ class Stack:
     processes: list[ManagedProcess] = field(default_factory=list)
     # What the services were started with, so one restarted later gets the same.
     service_env: dict[str, str] = field(default_factory=dict)
-    # This stack's own secrets: the services' token, and the payload key ("" = in clear).
+    # This stack's own secrets: the services' token, the payments service's publishable key
+    # (what a shop's front end tokenizes cards with), and the payload key ("" = in clear).
     service_token: str = field(default_factory=new_token, repr=False)
+    publishable_key: str = field(default_factory=new_publishable_key, repr=False)
     codec_keys: str = field(default_factory=lambda: format_keys([new_key("stack")]), repr=False)
     codec_url: str | None = None
 
@@ -329,6 +337,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = worker_env(self.data_dir, self.temporal_address, self.service_urls)
         env[SERVICE_TOKEN_ENV] = self.service_token
+        env[PUBLISHABLE_KEY_ENV] = self.publishable_key
         env[CODEC_KEYS_ENV] = self.codec_keys
         return env
 
@@ -346,7 +355,7 @@ class Stack:
 
 def write_env_file(stack: Stack) -> Path:
     """`DATA_DIR/stack.env` (mode 600): `export` lines for the stack's connection, token and
-    key, so `source` it and `checkout-saga checkout ...` talks to this stack."""
+    keys, so `source` it and `checkout-saga checkout ...` talks to this stack."""
     path = stack.data_dir / "stack.env"
     path.touch(mode=0o600)
     path.chmod(0o600)
@@ -369,6 +378,7 @@ def running_stack(
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(data_dir, service_env=dict(service_env or {}))
     stack.service_env[SERVICE_TOKEN_ENV] = stack.service_token
+    stack.service_env[PUBLISHABLE_KEY_ENV] = stack.publishable_key
     if not encrypt:
         stack.codec_keys = ""
     try:

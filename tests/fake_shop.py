@@ -16,7 +16,7 @@ from temporalio.worker import Interceptor, Worker
 from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
 from models.inventory import Reservation, ReservationStatus, ReserveStock
 from models.orders import CreateOrder, Order, OrderCancellation, OrderLine, OrderStatus
-from models.payments import CARD_OK, Charge, ChargeRequest, ChargeStatus, Refund
+from models.payments import Charge, ChargeRequest, ChargeStatus, Refund
 from worker.after_answer import AfterAnswerSlots, after_answer_worker
 from workflows.checkout import CheckoutWorkflow
 
@@ -29,6 +29,8 @@ HEALED: set[str] = set()
 RELEASED: set[str] = set()
 # The scripted shop's price of every SKU, as the orders service would price it.
 UNIT_PRICE_CENTS = 100
+# The scripted shop takes any token of the right form; this one stands for a card ending 4242.
+PAYMENT_TOKEN = "pm_scriptedshop4242"
 
 
 async def _act(order_id: str, name: str) -> None:
@@ -132,7 +134,7 @@ class FakeShop:
             order_id=charge.order_id,
             amount_cents=charge.amount_cents,
             currency=charge.currency,
-            card_last4=charge.card_number[-4:],
+            card_last4="4242",
             status=ChargeStatus.SUCCEEDED,
         )
 
@@ -174,7 +176,7 @@ def scripted_request(
         order_id=order_id,
         customer_id=customer,
         email=f"{customer}@example.com",
-        card_number=CARD_OK,
+        payment_token=PAYMENT_TOKEN,
         items=[CartItem(sku="SKU-1", quantity=1)],
         options=options or CheckoutOptions(),
     )

@@ -25,6 +25,7 @@ from models.checkout import (
 from models.payments import CARD_DECLINED
 from services.auth import headers_from_env
 from starter.attention import QUERY
+from tests.cards import card_token
 from tests.cli import run_cli
 from tests.stock import new_stocked_sku
 from worker.settings import Settings
@@ -52,7 +53,7 @@ def declined_request(services: dict[str, str]) -> CheckoutRequest:
         order_id=f"attention-{uuid.uuid4().hex[:10]}",
         customer_id="customer-attention",
         email="attention@example.com",
-        card_number=CARD_DECLINED,
+        payment_token=card_token(services["payments"], CARD_DECLINED),
         items=[CartItem(sku=sku, quantity=1)],
         options=CheckoutOptions(compensation_attempts_before_attention=1),
     )

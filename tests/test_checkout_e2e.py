@@ -27,6 +27,7 @@ from models.events import after_answer_queue
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from services.auth import headers_from_env
 from starter.checkouts import place_checkout
+from tests.cards import card_token
 from tests.cli import run_cli
 from tests.stock import new_stocked_sku
 from worker.settings import Settings
@@ -62,21 +63,21 @@ class Shop:
         charges: list[dict[str, Any]] = self.get("payments", f"/charges?order_id={order_id}")
         return charges
 
+    def request(self, card: str, *items: tuple[str, int], **fields: Any) -> CheckoutRequest:
+        """A checkout of `items` (SKU, quantity) paid with `card`, tokenized first."""
+        return CheckoutRequest(
+            order_id=f"e2e-{uuid.uuid4().hex[:10]}",
+            customer_id="customer-e2e",
+            email="e2e@example.com",
+            payment_token=card_token(self.urls["payments"], card),
+            items=[CartItem(sku=s, quantity=q) for s, q in items],
+            **fields,
+        )
+
 
 @pytest.fixture
 def shop(services: dict[str, str]) -> Shop:
     return Shop(services)
-
-
-def request_for(card: str, *items: tuple[str, int], **fields: Any) -> CheckoutRequest:
-    return CheckoutRequest(
-        order_id=f"e2e-{uuid.uuid4().hex[:10]}",
-        customer_id="customer-e2e",
-        email="e2e@example.com",
-        card_number=card,
-        items=[CartItem(sku=s, quantity=q) for s, q in items],
-        **fields,
-    )
 
 
 async def place(
@@ -89,7 +90,7 @@ async def test_confirmed_checkout(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
     mug, tee = shop.new_sku(10, 1250), shop.new_sku(5, 2000)
-    request = request_for(CARD_OK, (mug, 2), (tee, 1), expected_total_cents=4500)
+    request = shop.request(CARD_OK, (mug, 2), (tee, 1), expected_total_cents=4500)
 
     result = await place(dev_env, checkout_settings, request)
 
@@ -115,7 +116,7 @@ async def test_out_of_stock_cancels_order_and_charges_nothing(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
     plenty, scarce = shop.new_sku(10, 500), shop.new_sku(1, 700)
-    request = request_for(CARD_OK, (plenty, 3), (scarce, 2))
+    request = shop.request(CARD_OK, (plenty, 3), (scarce, 2))
 
     result = await place(dev_env, checkout_settings, request)
 
@@ -135,7 +136,7 @@ async def test_declined_card_releases_stock_and_cancels_order(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
     sku = shop.new_sku(4, 999)
-    request = request_for(CARD_DECLINED, (sku, 3))
+    request = shop.request(CARD_DECLINED, (sku, 3))
 
     result = await place(dev_env, checkout_settings, request)
 
@@ -164,11 +165,11 @@ async def test_prices_are_the_shops_and_refusals_at_create_charge_nothing(
     SKU the shop does not sell and a currency it does not sell in are refused when the order
     is created: no stock held, nothing charged."""
     sku = shop.new_sku(5, 1999)
-    priced = request_for(CARD_OK, (sku, 2), currency="USD")
+    priced = shop.request(CARD_OK, (sku, 2), currency="USD")
     refused = {
-        "price_changed": request_for(CARD_OK, (sku, 2), expected_total_cents=2 * 1999 - 1),
-        "unknown_sku": request_for(CARD_OK, (sku, 1), ("NOT-SOLD-HERE", 1)),
-        "currency_not_sold": request_for(CARD_OK, (sku, 1), currency="XYZ"),
+        "price_changed": shop.request(CARD_OK, (sku, 2), expected_total_cents=2 * 1999 - 1),
+        "unknown_sku": shop.request(CARD_OK, (sku, 1), ("NOT-SOLD-HERE", 1)),
+        "currency_not_sold": shop.request(CARD_OK, (sku, 1), currency="XYZ"),
     }
 
     result = await place(dev_env, checkout_settings, priced)
@@ -202,7 +203,7 @@ async def test_transient_503s_are_retried_then_confirmed_with_one_charge(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop, local_steps: bool
 ) -> None:
     sku = shop.new_sku(3, 1500)
-    request = request_for(CARD_FLAKY, (sku, 1)).model_copy(
+    request = shop.request(CARD_FLAKY, (sku, 1)).model_copy(
         update={"options": CheckoutOptions(local_steps=local_steps)}
     )
 
@@ -240,7 +241,7 @@ async def test_same_order_started_twice_runs_once(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
     sku = shop.new_sku(10, 100)
-    request = request_for(CARD_OK, (sku, 2))
+    request = shop.request(CARD_OK, (sku, 2))
 
     first, second = await asyncio.gather(
         place(dev_env, checkout_settings, request), place(dev_env, checkout_settings, request)

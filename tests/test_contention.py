@@ -12,6 +12,7 @@ from models.inventory import Reservation, SetStock, StockLevel
 from models.payments import CARD_OK, Charge
 from services.auth import headers_from_env
 from starter.checkouts import place_checkout
+from tests.cards import card_token
 from tests.stock import put_price
 from worker.settings import Settings
 
@@ -31,13 +32,14 @@ async def test_fifty_checkouts_for_the_last_ten_units(
         stock = SetStock(name="The last ten", available=UNITS).model_dump()
         (await http.put(f"{services['inventory']}/stock/{sku}", json=stock)).raise_for_status()
         await asyncio.to_thread(put_price, services["orders"], sku, 1500)
+        token = await asyncio.to_thread(card_token, services["payments"], CARD_OK)
 
         def request(n: int) -> CheckoutRequest:
             return CheckoutRequest(
                 order_id=f"contention-{run}-{n}",
                 customer_id=f"customer-{n}",
                 email=f"buyer{n}@example.com",
-                card_number=CARD_OK,
+                payment_token=token,
                 items=[CartItem(sku=sku, quantity=1)],
             )
 

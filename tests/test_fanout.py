@@ -43,6 +43,7 @@ from models.orders import OrderLine
 from models.payments import CARD_DECLINED, CARD_OK
 from services.auth import headers_from_env
 from starter.checkouts import decide_checkout
+from tests.cards import card_token
 from tests.cli import run_cli
 from tests.fanout_probe import (
     FanoutProbe,
@@ -562,7 +563,7 @@ def checkout_request(consumers: Consumers, card: str = CARD_OK) -> CheckoutReque
         order_id=unique("fanco"),
         customer_id=unique("cust"),
         email="buyer@example.com",
-        card_number=card,
+        payment_token=card_token(consumers.urls["payments"], card),
         items=[CartItem(sku=sku, quantity=2)],
     )
 

@@ -25,6 +25,7 @@ from starter.replay import (
     replayer,
     workflow_type,
 )
+from tests.cards import card_token
 from tests.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
 from tests.cli import run_cli
 from tests.stock import new_stocked_sku
@@ -191,7 +192,7 @@ async def test_replay_query_command_against_live_server(
             order_id=f"replay-{batch}-{n}",
             customer_id="customer-replay",
             email="replay@example.com",
-            card_number=card,
+            payment_token=card_token(services["payments"], card),
             items=[CartItem(sku=sku, quantity=1)],
         )
         for n, card in enumerate([CARD_OK, CARD_DECLINED])

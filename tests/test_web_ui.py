@@ -18,6 +18,7 @@ from models.checkout import CartItem, CheckoutRequest, CheckoutResult, CheckoutS
 from models.payments import CARD_DECLINED, CARD_OK
 from starter.checkouts import place_checkout
 from starter.launcher import ManagedProcess, free_port, start_codec_server, start_temporal
+from tests.cards import card_token
 from tests.stock import new_stocked_sku
 from worker.clients import connect_temporal, service_clients
 from worker.runner import checkout_workers
@@ -78,7 +79,7 @@ def _request(services: dict[str, str], card: str, label: str) -> CheckoutRequest
         order_id=f"ui-{label}-{uuid.uuid4().hex[:8]}",
         customer_id=f"cust-ui-{label}",
         email=f"ui-{label}-{uuid.uuid4().hex[:6]}@example.com",
-        card_number=card,
+        payment_token=card_token(services["payments"], card),
         items=[CartItem(sku=sku, quantity=1)],
     )
 

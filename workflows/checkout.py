@@ -246,7 +246,7 @@ class CheckoutWorkflow:
                     # The order's total, as the orders service priced it.
                     amount_cents=order.total_cents,
                     currency=order.currency,
-                    card_number=request.card_number,
+                    payment_token=request.payment_token,
                 ),
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=STEP_RETRY,
