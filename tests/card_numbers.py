@@ -7,9 +7,12 @@ from models.common import luhn_ok
 
 # Digits with at most one space or dash between two of them: "4242 4242-4242 4242".
 _DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")
-# Temporal's run ids and request ids: their all-digit stretches are no card, however they
-# happen to add up.
-_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+# Temporal's run ids and request ids, and dates with their time ("2026-12-02 00:13"): their
+# stretches of digits are no card, however they happen to add up with the digits around.
+_NOT_CARDS = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2})?"
+)
 MIN_DIGITS, MAX_DIGITS = 12, 19
 
 
@@ -39,7 +42,7 @@ def find_card_numbers(text: str) -> list[str]:
     digits, run together or with a space or a dash between groups, not glued to letters (a
     stretch of digits inside an identifier, "ab123...", is not a card as written). Returned
     as digits only, each once, in the order found."""
-    text = _UUID.sub(lambda match: " " * len(match.group()), text)
+    text = _NOT_CARDS.sub(lambda match: " " * len(match.group()), text)
     found: dict[str, None] = {}
     for match in _DIGIT_RUN.finditer(text):
         before = text[match.start() - 1] if match.start() > 0 else ""

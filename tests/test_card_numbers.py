@@ -46,6 +46,7 @@ def test_finds_every_card_length(digits: int) -> None:
         "order ab4242424242424242",  # glued to letters: part of an identifier
         "4242424242424242cd",
         "2026-12-01T22:33:50.515032Z",  # a timestamp
+        "row 00 2026-12-02 00:13:14 42",  # a date among other numbers
         "ids 1 2 3 4 5 6 7 8 9 10 11",  # small numbers, far apart
         "",
     ],
