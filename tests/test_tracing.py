@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,8 +33,10 @@ from temporalio.testing import WorkflowEnvironment
 from models.checkout import CartItem, CheckoutRequest, CheckoutStatus
 from services.analytics.app import create_app as analytics_app
 from services.auth import (
+    PUBLISHABLE_KEY_HEADER,
     SERVICE_TOKEN_ENV,
     bearer_headers,
+    headers_from_env,
     new_token,
     publishable_key_from_env,
     publishable_key_headers,
@@ -376,6 +379,40 @@ async def test_no_span_or_log_line_carries_the_card_number(traced_checkout: Trac
     for text in texts:
         assert card not in find_card_numbers(text)
         assert card[:12] not in text and card[-12:] not in text  # nor the typo, nor a part
+
+
+def test_captured_headers_have_their_credentials_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator may record request headers on spans; the service token and the publishable
+    key among them are redacted, whatever else is asked to be."""
+    monkeypatch.setenv(
+        "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
+        "authorization,x-publishable-key,user-agent",
+    )
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS", "user-agent")
+    exporter = InMemorySpanExporter()
+    app = payments_app(str(tmp_path / "payments.sqlite"))
+    instrument_service_app(app, provider_for("payments", exporter))
+    key = publishable_key_headers(publishable_key_from_env())
+    server = ThreadedService(app)
+    server.start()
+    try:
+        card = random_card("4")
+        response = httpx.post(
+            f"{server.url}/payment-methods",
+            json={"card_number": card},
+            headers=key | headers_from_env(),
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+    finally:
+        server.stop()
+    [span] = [s for s in exporter.get_finished_spans() if s.name == "POST /payment-methods"]
+    attributes = dict(span.attributes or {})
+    for header in ("authorization", "x_publishable_key", "user_agent"):
+        assert attributes[f"http.request.header.{header}"] == ("[REDACTED]",), attributes
+    assert card not in span.to_json() and key[PUBLISHABLE_KEY_HEADER] not in span.to_json()
 
 
 def test_tracing_modes() -> None:
