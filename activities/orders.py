@@ -1,9 +1,10 @@
 """Activities against the orders service."""
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.http import ServiceClient, call_service
-from models.orders import CancelOrder, CreateOrder, Order, OrderCancellation
+from models.orders import CancelOrder, CreateOrder, Order, OrderCancellation, OrderStatus
 
 
 class OrderActivities:
@@ -12,7 +13,17 @@ class OrderActivities:
 
     @activity.defn(name="create_order")
     async def create_order(self, order: CreateOrder) -> Order:
-        return await call_service(self._http, "POST", "/orders", Order, order)
+        """The order as the orders service priced it; what the checkout charges."""
+        created = await call_service(self._http, "POST", "/orders", Order, order)
+        if created.status is OrderStatus.CANCELLED:
+            # Cancelled before it was created (the service's tombstone): nothing is priced,
+            # nothing may be charged.
+            raise ApplicationError(
+                f"order {order.order_id!r} was cancelled before it was created",
+                type="order_cancelled",
+                non_retryable=True,
+            )
+        return created
 
     @activity.defn(name="confirm_order")
     async def confirm_order(self, order_id: str) -> Order:

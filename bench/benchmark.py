@@ -4,7 +4,7 @@ It starts its own dev server, services and workers, then measures:
 
 - `bare`: the checkout's shape on bare Temporal (bench/bare.py: four no-op activities before
   the answer, one after, answered by update-with-start): the engine's ceiling here.
-- `saga`: the real checkout (decide_checkout, its default options: local steps) with the real
+- `saga`: the real checkout (its steps local first) with the real
   services and the fan-out.
 - `direct`: the same checkout as a chain of synchronous HTTP calls (bench/direct.py).
 - `bare_local`: bare with local activities; `saga_activities`: the checkout with every step an
@@ -47,6 +47,7 @@ from bench.bare import BARE_TASK_QUEUE, BareWorkflow
 from bench.checkout_activities import CheckoutActivitiesWorkflow
 from bench.direct import DirectClients, direct_checkout, direct_clients
 from bench.shop import bench_request, stock_bench_sku
+from models.payments import CARD_OK
 from models.saga import Outcome
 from stack.launcher import (
     DEV_SERVER_SQLITE_PRAGMAS,
@@ -57,6 +58,7 @@ from stack.launcher import (
     running_stack,
     start_worker,
 )
+from starter.payment_methods import tokenize_card
 from worker.clients import connect_temporal
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
@@ -428,13 +430,16 @@ def bare_call(client: Client, local: bool) -> Call:
 
 
 def saga_call(
-    client: Client, task_queue: str, saga: type[CheckoutWorkflow] = CheckoutWorkflow
+    client: Client,
+    task_queue: str,
+    payment_token: str,
+    saga: type[CheckoutWorkflow] = CheckoutWorkflow,
 ) -> Call:
     async def call(order_id: str) -> bool:
         decision, _ = await decide(
             client,
             saga,
-            bench_request(order_id),
+            bench_request(order_id, payment_token),
             workflow_id=checkout_workflow_id(order_id),
             task_queue=task_queue,
         )
@@ -443,9 +448,9 @@ def saga_call(
     return call
 
 
-def direct_call(clients: DirectClients) -> Call:
+def direct_call(clients: DirectClients, payment_token: str) -> Call:
     async def call(order_id: str) -> bool:
-        await direct_checkout(clients, bench_request(order_id))
+        await direct_checkout(clients, bench_request(order_id, payment_token))
         return True
 
     return call
@@ -464,6 +469,8 @@ async def run_bench(
     env = {**os.environ, **stack.env}
     headers = stack.service_headers
     await stock_bench_sku(stack.service_urls, headers)
+    # Tokenized once, as a saved card: the checkouts carry the token, never the number.
+    card = await tokenize_card(stack.service_urls["payments"], stack.publishable_key, CARD_OK)
     client = await connect_temporal(env)
     task_queue = Settings().task_queue
     meter = CpuMeter(stack)
@@ -472,13 +479,15 @@ async def run_bench(
     async with direct_clients(stack.service_urls, headers) as http:
         calls: dict[str, Call] = {
             "bare": bare_call(client, local=False),
-            "saga": saga_call(client, task_queue),
-            "direct": direct_call(http),
+            "saga": saga_call(client, task_queue, card.token),
+            "direct": direct_call(http, card.token),
         }
         slowed = ["saga", "direct"]
         if config.variants:
             calls["bare_local"] = bare_call(client, local=True)
-            calls["saga_activities"] = saga_call(client, task_queue, CheckoutActivitiesWorkflow)
+            calls["saga_activities"] = saga_call(
+                client, task_queue, card.token, CheckoutActivitiesWorkflow
+            )
             slowed.append("saga_activities")
         # Warm up: connections, workflow caches, the services' first SQLite writes.
         for mode, call in calls.items():

@@ -40,6 +40,7 @@ from activities.http import SERVICE_UNAVAILABLE
 from bench.service_calls import ServiceRefused, ShopCalls, shop_calls
 from models.checkout import CheckoutRequest, CheckoutResult, CheckoutStep
 from models.events import ORDER_CONFIRMED, OrderConfirmed, OrderEvent, OrderRejected
+from models.orders import Order
 from models.saga import Outcome
 
 P = ParamSpec("P")
@@ -142,8 +143,8 @@ def _consumer_step(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 
 @_saga_step("create_order")
-async def create_order(request: CheckoutRequest) -> None:
-    await _calls().create_order(request)
+async def create_order(request: CheckoutRequest) -> Order:
+    return await _calls().create_order(request)
 
 
 @_saga_step("reserve_stock")
@@ -152,8 +153,8 @@ async def reserve_stock(request: CheckoutRequest, reservation_id: str) -> None:
 
 
 @_saga_step("charge_payment")
-async def charge_payment(request: CheckoutRequest, charge_id: str) -> None:
-    await _calls().charge_payment(request, charge_id)
+async def charge_payment(request: CheckoutRequest, order: Order, charge_id: str) -> None:
+    await _calls().charge_payment(request, order, charge_id)
 
 
 # One attempt per step call: until_done retries them, durably.
@@ -232,9 +233,10 @@ async def checkout_workflow(request: CheckoutRequest) -> CheckoutResult:
     undo: list[tuple[str, Callable[[str], Awaitable[None]]]] = []
     done: list[str] = []
     step = CheckoutStep.CREATE_ORDER
+    order: Order | None = None  # as the orders service priced it
     try:
         undo.append(("cancel_order", functools.partial(cancel_order, request.order_id)))
-        await create_order(request)
+        order = await create_order(request)
         done.append(step.value)
         step = CheckoutStep.RESERVE_STOCK
         undo.append(("release_stock", lambda _reason: release_stock(reservation_id)))
@@ -242,7 +244,7 @@ async def checkout_workflow(request: CheckoutRequest) -> CheckoutResult:
         done.append(step.value)
         step = CheckoutStep.CHARGE_PAYMENT
         undo.append(("refund_payment", functools.partial(refund_payment, charge_id)))
-        await charge_payment(request, charge_id)
+        await charge_payment(request, order, charge_id)
         done.append(step.value)
         # The pivot, retried until done: once it succeeded nothing is undone (a refusal of it
         # still compensates, as in the saga).
@@ -254,15 +256,17 @@ async def checkout_workflow(request: CheckoutRequest) -> CheckoutResult:
     except dbos_error.DBOSMaxStepRetriesExceeded as err:
         code, detail = SERVICE_UNAVAILABLE, str(err.errors[-1] if err.errors else err)
     else:
-        result = _result(request, Outcome.CONFIRMED, done)
+        result = _result(request, order, Outcome.CONFIRMED, done)
         await DBOS.set_event_async(DECISION_EVENT, result)  # the customer's answer
         await until_done(lambda: commit_stock(reservation_id))
         await announce(
-            OrderConfirmed.from_checkout(request, workflow_id=workflow_id, occurred_at=_now()),
+            OrderConfirmed.from_checkout(
+                request, order, workflow_id=workflow_id, occurred_at=_now()
+            ),
             CONFIRMED_CONSUMERS,
         )
         return result
-    rejected = _result(request, Outcome.REJECTED, done, step, code, detail)
+    rejected = _result(request, order, Outcome.REJECTED, done, step, code, detail)
     await DBOS.set_event_async(DECISION_EVENT, rejected)
     summary = f"{step.value} failed: {code}"
     for name, compensate in reversed(undo):
@@ -272,6 +276,7 @@ async def checkout_workflow(request: CheckoutRequest) -> CheckoutResult:
     await announce(
         OrderRejected.from_checkout(
             request,
+            order,
             workflow_id=workflow_id,
             occurred_at=_now(),
             reason=detail,
@@ -285,6 +290,7 @@ async def checkout_workflow(request: CheckoutRequest) -> CheckoutResult:
 
 def _result(
     request: CheckoutRequest,
+    order: Order | None,
     status: Outcome,
     done: list[str],
     failed_step: CheckoutStep | None = None,
@@ -298,7 +304,7 @@ def _result(
         reason=None if failed_step is None else f"{failed_step.value}: {detail}",
         steps_done=list(done),
         order_id=request.order_id,
-        total_cents=request.total_cents,
+        total_cents=order.total_cents if order is not None else 0,
         currency=request.currency,
     )
 

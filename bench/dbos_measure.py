@@ -31,9 +31,17 @@ import psutil
 from bench.dbos_checkout import dbos_decide, failed_workflows, running_dbos, wait_all_done
 from bench.postgres import BENCH_SETTINGS, Postgres, running_postgres
 from bench.shop import bench_request, stock_bench_sku
+from models.payments import CARD_OK
 from models.saga import Outcome
-from services.auth import SERVICE_TOKEN_ENV, bearer_headers, new_token
+from services.auth import (
+    PUBLISHABLE_KEY_ENV,
+    SERVICE_TOKEN_ENV,
+    bearer_headers,
+    new_publishable_key,
+    new_token,
+)
 from stack.launcher import SERVICES, ManagedProcess, start_services
+from starter.payment_methods import tokenize_card
 
 DBOS_DATABASE = "checkout_dbos"
 WARM_UP = 5
@@ -90,11 +98,11 @@ def _ms(seconds: Sequence[float], percent: int) -> float:
     return round(statistics.quantiles(seconds, n=100, method="inclusive")[percent - 1] * 1000, 1)
 
 
-async def _timed(order_id: str) -> tuple[float, str | None]:
+async def _timed(order_id: str, payment_token: str) -> tuple[float, str | None]:
     """Seconds until the answer, and what went wrong (None: CONFIRMED)."""
     started = time.monotonic()
     try:
-        outcome = await dbos_decide(bench_request(order_id))
+        outcome = await dbos_decide(bench_request(order_id, payment_token))
         error = None if outcome is Outcome.CONFIRMED else f"{order_id}: {outcome.value}"
     except Exception as err:
         error = f"{order_id}: {type(err).__name__}: {err}"
@@ -102,23 +110,29 @@ async def _timed(order_id: str) -> tuple[float, str | None]:
 
 
 async def measure(
-    checkouts: int, postgres: Postgres, services: Sequence[ManagedProcess], token: str
+    checkouts: int,
+    postgres: Postgres,
+    services: Sequence[ManagedProcess],
+    token: str,
+    publishable_key: str,
 ) -> DbosFigures:
     urls = {proc.name: proc.address for proc in services}
     headers = bearer_headers(token)
     await stock_bench_sku(urls, headers)
+    # Tokenized once, as a saved card: the checkouts carry the token, never the number.
+    card = (await tokenize_card(urls["payments"], publishable_key, CARD_OK)).token
     run_id = uuid.uuid4().hex[:8]
     meter = CpuMeter(postgres, services)
     async with running_dbos(postgres.url_for(DBOS_DATABASE), urls, headers):
-        await asyncio.gather(*(_timed(f"{run_id}-w{i}") for i in range(WARM_UP)))
+        await asyncio.gather(*(_timed(f"{run_id}-w{i}", card) for i in range(WARM_UP)))
         await wait_all_done()
         unloaded = []
         for i in range(checkouts):
-            unloaded.append(await _timed(f"{run_id}-u{i}"))
+            unloaded.append(await _timed(f"{run_id}-u{i}", card))
             await wait_all_done()
         before = meter.read()
         started = time.monotonic()
-        burst = await asyncio.gather(*(_timed(f"{run_id}-b{i}") for i in range(checkouts)))
+        burst = await asyncio.gather(*(_timed(f"{run_id}-b{i}", card) for i in range(checkouts)))
         answered = time.monotonic() - started
         await wait_all_done(poll_seconds=0.05)
         all_done = time.monotonic() - started
@@ -144,12 +158,14 @@ def run(
     checkouts: int, data_dir: Path, postgres_settings: Mapping[str, str] = BENCH_SETTINGS
 ) -> DbosFigures:
     """Start the services and Postgres, measure, stop them (on error too)."""
-    token = new_token()
-    services = start_services(SERVICES, data_dir, {SERVICE_TOKEN_ENV: token})
+    token, key = new_token(), new_publishable_key()
+    services = start_services(
+        SERVICES, data_dir, {SERVICE_TOKEN_ENV: token, PUBLISHABLE_KEY_ENV: key}
+    )
     try:
         log_path = data_dir / "postgres.log"
         with running_postgres(log_path=log_path, settings=postgres_settings) as postgres:
-            return asyncio.run(measure(checkouts, postgres, services, token))
+            return asyncio.run(measure(checkouts, postgres, services, token, key))
     finally:
         for proc in reversed(services):
             proc.stop()

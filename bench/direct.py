@@ -20,7 +20,7 @@ from models.checkout import CheckoutRequest
 from models.email import receipt_for
 from models.events import OrderConfirmed
 from models.inventory import ReserveStock, StockLine
-from models.orders import CreateOrder, OrderLine
+from models.orders import CreateOrder, Order, OrderItem
 from models.payments import ChargeRequest
 from models.warehouse import shipment_for
 
@@ -61,28 +61,31 @@ async def direct_clients(
         )
 
 
-async def _post(http: ServiceClient, path: str, body: BaseModel | None = None) -> None:
+async def _post(http: ServiceClient, path: str, body: BaseModel | None = None) -> bytes:
     data = None if body is None else body.model_dump_json().encode()
     async with http.session.post(http.url + path, data=data, headers=JSON) as response:
         if response.status >= 400:
             text = (await response.text())[:200]
             raise DirectCallFailed(f"POST {path}: {response.status} {text}")
-        await response.read()
+        return await response.read()
 
 
 async def direct_checkout(clients: DirectClients, request: CheckoutRequest) -> None:
     """Place the checkout with one call after the other; returns when all of them answered."""
     key = f"direct-{request.order_id}"
-    await _post(
+    created = await _post(
         clients.orders,
         "/orders",
         CreateOrder(
             order_id=request.order_id,
             customer_id=request.customer_id,
             currency=request.currency,
-            lines=[OrderLine(**item.model_dump()) for item in request.items],
+            lines=[OrderItem(sku=item.sku, quantity=item.quantity) for item in request.items],
+            expected_total_cents=request.expected_total_cents,
         ),
     )
+    # Priced by the orders service, as for the saga: the charge is the order's total.
+    order = Order.model_validate_json(created)
     lines = [StockLine(sku=item.sku, quantity=item.quantity) for item in request.items]
     await _post(
         clients.inventory,
@@ -95,16 +98,16 @@ async def direct_checkout(clients: DirectClients, request: CheckoutRequest) -> N
         ChargeRequest(
             charge_id=f"{key}:charge",
             order_id=request.order_id,
-            amount_cents=request.total_cents,
-            currency=request.currency,
-            card_number=request.card_number,
+            amount_cents=order.total_cents,
+            currency=order.currency,
+            payment_token=request.payment_token,
         ),
     )
     await _post(clients.orders, f"/orders/{request.order_id}/confirm")
     await _post(clients.inventory, f"/reservations/{key}:reserve/commit")
     # The same receipt and shipment the saga's jobs send, built from the same event.
     confirmed = OrderConfirmed.from_checkout(
-        request, workflow_id=key, occurred_at=datetime.now(UTC)
+        request, order, workflow_id=key, occurred_at=datetime.now(UTC)
     )
     await _post(clients.email, "/emails", receipt_for(confirmed))
     await _post(clients.warehouse, "/shipments", shipment_for(confirmed))

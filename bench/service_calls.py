@@ -27,7 +27,7 @@ from models.email import SentEmail, receipt_for
 from models.events import OrderConfirmed, OrderRejected
 from models.inventory import Reservation, ReserveStock, StockLine
 from models.loyalty import LedgerEntry, points_entry_for
-from models.orders import CancelOrder, CreateOrder, Order, OrderLine
+from models.orders import CancelOrder, CreateOrder, Order, OrderItem
 from models.payments import Charge, ChargeRequest, RefundRequest
 from models.warehouse import Shipment, shipment_for
 
@@ -102,7 +102,8 @@ class ShopCalls:
             order_id=request.order_id,
             customer_id=request.customer_id,
             currency=request.currency,
-            lines=[OrderLine(**item.model_dump()) for item in request.items],
+            lines=[OrderItem(sku=item.sku, quantity=item.quantity) for item in request.items],
+            expected_total_cents=request.expected_total_cents,
         )
         return await call(self.orders, "POST", "/orders", Order, body)
 
@@ -126,13 +127,16 @@ class ShopCalls:
         path = f"/reservations/{reservation_id}/commit"
         return await call(self.inventory, "POST", path, Reservation)
 
-    async def charge_payment(self, request: CheckoutRequest, charge_id: str) -> Charge:
+    async def charge_payment(
+        self, request: CheckoutRequest, order: Order, charge_id: str
+    ) -> Charge:
+        """`order`: as create_order priced it; its total is what is charged."""
         body = ChargeRequest(
             charge_id=charge_id,
             order_id=request.order_id,
-            amount_cents=request.total_cents,
-            currency=request.currency,
-            card_number=request.card_number,
+            amount_cents=order.total_cents,
+            currency=order.currency,
+            payment_token=request.payment_token,
         )
         return await call(self.payments, "POST", "/charges", Charge, body)
 

@@ -1,4 +1,4 @@
-"""What every mode of the bench sells: one SKU, stocked once, and the request for it.
+"""What every mode of the bench sells: one SKU, stocked and priced once, and the request for it.
 
 Shared by `checkout-saga bench` (bench/benchmark.py) and the DBOS peer (bench/dbos_measure.py),
 so every mode places the same checkout.
@@ -7,28 +7,34 @@ so every mode places the same checkout.
 import httpx
 
 from models.checkout import CartItem, CheckoutRequest
-from models.payments import CARD_OK
 
 BENCH_SKU = "BENCH-ITEM"
 BENCH_STOCK = 10_000_000
+# Its unit price in each currency the shop sells in (services.orders.pricing).
+BENCH_PRICES = {"EUR": 1000, "USD": 1100}
 
 
-def bench_request(order_id: str) -> CheckoutRequest:
+def bench_request(order_id: str, payment_token: str) -> CheckoutRequest:
+    """`payment_token`: the test card CARD_OK's, tokenized once for the whole run."""
     customer = f"bench-{sum(order_id.encode()) % 20}"
     return CheckoutRequest(
         order_id=order_id,
         customer_id=customer,
         email=f"{customer}@example.com",
-        card_number=CARD_OK,
-        items=[CartItem(sku=BENCH_SKU, quantity=1, unit_price_cents=1000)],
+        payment_token=payment_token,
+        items=[CartItem(sku=BENCH_SKU, quantity=1)],
     )
 
 
 async def stock_bench_sku(urls: dict[str, str], headers: dict[str, str]) -> None:
-    """Give BENCH_SKU its stock in the inventory service (`urls`: the services' URLs)."""
+    """Give BENCH_SKU its stock (inventory) and its prices (orders); `urls`: the services'."""
     async with httpx.AsyncClient(headers=headers, timeout=10.0) as http:
-        response = await http.put(
+        stocked = await http.put(
             f"{urls['inventory']}/stock/{BENCH_SKU}",
             json={"name": "Benchmark item", "available": BENCH_STOCK},
         )
-        response.raise_for_status()
+        stocked.raise_for_status()
+        priced = await http.put(
+            f"{urls['orders']}/prices/{BENCH_SKU}", json={"prices": BENCH_PRICES}
+        )
+        priced.raise_for_status()

@@ -3,26 +3,29 @@
 from enum import StrEnum
 from typing import Self
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.common import Cents, Currency, CustomerId, Email, OrderId, Quantity, Sku
+from models.common import (
+    Cents,
+    Currency,
+    CustomerId,
+    Email,
+    OrderId,
+    PaymentToken,
+    Quantity,
+    Sku,
+)
+from models.common import luhn_ok as luhn_ok  # re-exported: callers check cards with it
 from models.saga import SagaProgress, SagaResult
 
+# The most an order may cost: the orders service refuses a bigger total (order_too_large).
 MAX_ORDER_TOTAL_CENTS = 100_000_000
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
 
 
 class CheckoutOptions(BaseModel):
     """How patient the checkout is; defaults suit production."""
+
+    model_config = ConfigDict(extra="forbid")
 
     # Not confirmed by then: compensate and answer REJECTED (deadline_exceeded).
     decision_deadline_seconds: int = Field(default=120, ge=1, le=86_400)
@@ -31,44 +34,51 @@ class CheckoutOptions(BaseModel):
 
 
 class CartItem(BaseModel):
+    """What and how many; the price is the shop's (the orders service prices the order)."""
+
+    # A field the shop does not take (a unit price, say) is an error, not silently dropped.
+    model_config = ConfigDict(extra="forbid")
+
     sku: Sku
     quantity: Quantity
-    unit_price_cents: Cents
 
 
-class CheckoutRequest(BaseModel):
-    """Validated in full on construction, so a bad request never reaches a service."""
+class CheckoutDetails(BaseModel):
+    """A checkout without its means of payment: who, what, how patient. The CLI checks it
+    before it tokenizes the card (CheckoutRequest adds the token)."""
+
+    # str() of an error hides the input: a card number where it does not belong stays out
+    # of logs and out of a workflow task's failure, wherever the error goes.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     order_id: OrderId
     customer_id: CustomerId
     email: Email = Field(max_length=254)
-    card_number: str
+    # The form only (three upper-case letters); whether the shop sells in it is its own say.
     currency: Currency = "EUR"
     items: list[CartItem] = Field(min_length=1, max_length=50)
+    # The total the customer was shown: if the shop's total differs, the checkout is refused
+    # with price_changed before anything is written or charged. None: no check.
+    expected_total_cents: Cents | None = None
     options: CheckoutOptions = CheckoutOptions()
-
-    @field_validator("card_number")
-    @classmethod
-    def _card_number(cls, value: str) -> str:
-        digits = value.replace(" ", "").replace("-", "")
-        if not digits.isdigit() or not 12 <= len(digits) <= 19:
-            raise ValueError("must be 12 to 19 digits")
-        if not luhn_ok(digits):
-            raise ValueError("fails the Luhn check (mistyped card number?)")
-        return digits
 
     @model_validator(mode="after")
     def _cart(self) -> Self:
         skus = [item.sku for item in self.items]
         if len(set(skus)) != len(skus):
             raise ValueError("items: each SKU may appear once; add up the quantities instead")
-        if self.total_cents > MAX_ORDER_TOTAL_CENTS:
-            raise ValueError(f"items: order total exceeds {MAX_ORDER_TOTAL_CENTS} cents")
         return self
 
-    @property
-    def total_cents(self) -> int:
-        return sum(item.quantity * item.unit_price_cents for item in self.items)
+
+class CheckoutRequest(CheckoutDetails):
+    """Validated in full on construction, so a bad request never reaches a service. What is
+    checked against the shop (SKUs it sells, currencies it sells in, today's prices) is
+    checked by the orders service when the order is created, before anything else.
+
+    It carries the card's token, never its number: the request is the workflow's input, kept
+    in its history and shown by the Web UI. A card number in its place is refused."""
+
+    payment_token: PaymentToken
 
 
 class CheckoutStep(StrEnum):

@@ -2,7 +2,7 @@
 
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.common import Cents, Currency, CustomerId, OrderId, Quantity, Sku
 
@@ -14,16 +14,34 @@ class OrderStatus(StrEnum):
 
 
 class OrderLine(BaseModel):
+    """A line of an order as the orders service priced it."""
+
     sku: Sku
     quantity: Quantity
     unit_price_cents: Cents
 
 
+class OrderItem(BaseModel):
+    """A line as asked for: what and how many. The orders service prices it."""
+
+    # A price sent along is refused, not dropped: the shop's catalogue sets prices.
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Sku
+    quantity: Quantity
+
+
 class CreateOrder(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     order_id: OrderId
     customer_id: CustomerId
+    # Checked for its form here; the orders service refuses one the shop does not sell in.
     currency: Currency
-    lines: list[OrderLine] = Field(min_length=1, max_length=50)
+    lines: list[OrderItem] = Field(min_length=1, max_length=50)
+    # The total the customer saw: if the shop's total differs, the create is refused
+    # (409 price_changed) and nothing is written. None: no check.
+    expected_total_cents: Cents | None = None
 
 
 class CancelOrder(BaseModel):
@@ -45,3 +63,19 @@ class OrderCancellation(BaseModel):
 
     order_id: OrderId
     reason: str = Field(min_length=1, max_length=500)
+
+
+class SetPrices(BaseModel):
+    """Admin body of PUT /prices/{sku}: the SKU's unit price in each currency the shop sells
+    in, all of them (a SKU priced in some only could not be ordered in the others)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prices: dict[Currency, Cents] = Field(min_length=1, max_length=20)
+
+
+class SkuPrices(BaseModel):
+    """A SKU's unit prices, per currency."""
+
+    sku: str
+    prices: dict[str, int]

@@ -1,12 +1,15 @@
-"""Payments: charges against a card and their refunds."""
+"""Payments: cards turned into tokens, charges against a token, and their refunds."""
 
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from models.common import CardNumber, Cents, Currency, IdempotencyKey, OrderId
+from models.common import CardNumber, Cents, Currency, IdempotencyKey, OrderId, PaymentToken
 
-# Test cards (they all pass the Luhn check).
+# Where a shop's front end sends a card number (with the publishable key) for a token.
+PAYMENT_METHODS_PATH = "/payment-methods"
+
+# Test cards (they all pass the Luhn check); each keeps its behaviour through its tokens.
 CARD_OK = "4242424242424242"
 # Always declined: a business refusal, never retried.
 CARD_DECLINED = "4000000000000002"
@@ -15,12 +18,40 @@ CARD_DECLINED = "4000000000000002"
 CARD_FLAKY = "4000000000000119"
 
 
+class CardBehaviour(StrEnum):
+    """What a charge against a card does, kept with its token instead of the number."""
+
+    OK = "ok"
+    DECLINED = "declined"
+    FLAKY = "flaky"
+
+
+class NewPaymentMethod(BaseModel):
+    """Body of POST /payment-methods, sent by a shop's front end with the publishable key."""
+
+    # An unknown field is refused; an error never quotes the number (not even in str()).
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    card_number: CardNumber
+
+
+class PaymentMethod(BaseModel):
+    """A tokenized card: all that is kept of it. The token is what a checkout carries."""
+
+    token: str
+    brand: str
+    last4: str
+
+
 class ChargeRequest(BaseModel):
+    # A card number sent along is refused, never taken; str() of an error hides the input.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     charge_id: IdempotencyKey
     order_id: OrderId
     amount_cents: Cents
     currency: Currency
-    card_number: CardNumber
+    payment_token: PaymentToken
 
 
 class ChargeStatus(StrEnum):

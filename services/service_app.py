@@ -14,12 +14,14 @@ class Health(BaseModel):
     service: str
 
 
-def create_service_app(name: str) -> FastAPI:
-    """The app of service `name`, titled "`name` service" (telemetry reads the name back)."""
+def create_service_app(name: str, public_paths: frozenset[str] = frozenset()) -> FastAPI:
+    """The app of service `name`, titled "`name` service" (telemetry reads the name back).
+
+    `public_paths`: routes that take a credential of their own instead of the bearer token
+    (the payments service's POST /payment-methods: services.auth)."""
     # No token, no service (services.auth): every route but /health needs the bearer token.
-    app = FastAPI(
-        title=f"{name} service", dependencies=[Depends(require_service_token(token_from_env()))]
-    )
+    check = require_service_token(token_from_env(), public_paths)
+    app = FastAPI(title=f"{name} service", dependencies=[Depends(check)])
     install_error_bodies(app)
 
     @app.get("/health")

@@ -24,7 +24,13 @@ from types import FrameType
 import httpx
 from pydantic import SecretStr
 
-from services.auth import SERVICE_TOKEN_ENV, bearer_headers, new_token
+from services.auth import (
+    PUBLISHABLE_KEY_ENV,
+    SERVICE_TOKEN_ENV,
+    bearer_headers,
+    new_publishable_key,
+    new_token,
+)
 from stack.lifeline import GRACE_SECONDS, lifeline
 from worker.codec import CODEC_KEYS_ENV, format_keys, new_key
 from worker.codec_auth import AUTH_TOKEN_ENV, JWKS_URL_ENV, CodecAuth, CodecAuthSettings
@@ -350,8 +356,10 @@ class Stack:
     processes: list[ManagedProcess] = field(default_factory=list)
     # What the services were started with, so one restarted later gets the same.
     service_env: dict[str, str] = field(default_factory=dict)
-    # This stack's own secrets: the services' token, and the payload key ("" = in clear).
+    # This stack's own secrets: the services' token, the payments service's publishable key
+    # (what a shop's front end tokenizes cards with), and the payload key ("" = in clear).
     service_token: str = field(default_factory=new_token, repr=False)
+    publishable_key: str = field(default_factory=new_publishable_key, repr=False)
     codec_keys: str = field(default_factory=lambda: format_keys([new_key("stack")]), repr=False)
     codec_url: str | None = None
     # The line that says who may decrypt through the codec server (None: there is none).
@@ -361,6 +369,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = worker_env(self.data_dir, self.temporal_address, self.service_urls)
         env[SERVICE_TOKEN_ENV] = self.service_token
+        env[PUBLISHABLE_KEY_ENV] = self.publishable_key
         env[CODEC_KEYS_ENV] = self.codec_keys
         return env
 
@@ -378,7 +387,7 @@ class Stack:
 
 def write_env_file(stack: Stack) -> Path:
     """`DATA_DIR/stack.env` (mode 600): `export` lines for the stack's connection, token and
-    key, so `source` it and `checkout-saga checkout ...` talks to this stack."""
+    keys, so `source` it and `checkout-saga checkout ...` talks to this stack."""
     path = stack.data_dir / "stack.env"
     path.touch(mode=0o600)
     path.chmod(0o600)
@@ -432,6 +441,7 @@ def running_stack(
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(data_dir, service_env=dict(service_env or {}))
     stack.service_env[SERVICE_TOKEN_ENV] = stack.service_token
+    stack.service_env[PUBLISHABLE_KEY_ENV] = stack.publishable_key
     if not encrypt:
         stack.codec_keys = ""
     # The handlers stay until the stack has stopped: a signal while starting stops it too.

@@ -12,8 +12,9 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult
-from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
+from models.payments import CARD_OK
 from models.saga import Outcome
+from starter.payment_methods import CardTokens
 from worker.clients import connect_temporal
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.saga.client import decide
@@ -66,31 +67,41 @@ def describe_validation_error(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def demo_scenarios(run_id: str) -> list[Scenario]:
-    def request(n: int, card: str, *items: tuple[str, int, int]) -> CheckoutRequest:
+def demo_scenarios(run_id: str, cards: CardTokens) -> list[Scenario]:
+    """`cards`: the test cards' tokens from the stack's payments service."""
+
+    def request(
+        n: int, token: str, *items: tuple[str, int], expected_total_cents: int | None = None
+    ) -> CheckoutRequest:
         return CheckoutRequest(
             order_id=f"{run_id}-{n}",
             customer_id=f"customer-{n % 3}",
             email=f"customer{n % 3}@example.com",
-            card_number=card,
-            items=[CartItem(sku=s, quantity=q, unit_price_cents=p) for s, q, p in items],
+            payment_token=token,
+            items=[CartItem(sku=s, quantity=q) for s, q in items],
+            expected_total_cents=expected_total_cents,
         )
 
     scenarios = [
-        Scenario("confirmed", request(1, CARD_OK, ("MUG-BLUE", 2, 1250))),
-        Scenario("confirmed", request(2, CARD_OK, ("TEE-M", 1, 2000), ("POSTER-A2", 1, 900))),
-        Scenario("payments 503 twice, retried", request(3, CARD_FLAKY, ("MUG-BLUE", 1, 1250))),
-        Scenario("out of stock", request(4, CARD_OK, ("VINYL-SOLDOUT", 1, 3500))),
-        Scenario("card declined", request(5, CARD_DECLINED, ("TEE-M", 2, 2000))),
+        # The customer saw 2 x 12.50 EUR, the shop's price (services.orders.pricing).
+        Scenario("confirmed", request(1, cards.ok, ("MUG-BLUE", 2), expected_total_cents=2500)),
+        Scenario("confirmed", request(2, cards.ok, ("TEE-M", 1), ("POSTER-A2", 1))),
+        Scenario("payments 503 twice, retried", request(3, cards.flaky, ("MUG-BLUE", 1))),
+        Scenario("out of stock", request(4, cards.ok, ("VINYL-SOLDOUT", 1))),
+        Scenario("card declined", request(5, cards.declined, ("TEE-M", 2))),
+        # The cart showed an old price: refused before anything is written or charged.
+        Scenario("price changed", request(6, cards.ok, ("POSTER-A2", 1), expected_total_cents=800)),
     ]
     try:
         CheckoutRequest.model_validate(
             {
-                "order_id": f"{run_id}-6",
+                "order_id": f"{run_id}-7",
                 "customer_id": "customer-0",
                 "email": "not-an-email",
-                "card_number": CARD_OK,
-                "items": [{"sku": "MUG-BLUE", "quantity": 0, "unit_price_cents": 1250}],
+                # A card number where the token goes, and a price from the customer: both
+                # refused (tokenize first; the shop sets prices).
+                "payment_token": CARD_OK,
+                "items": [{"sku": "MUG-BLUE", "quantity": 0, "unit_price_cents": 1}],
             }
         )
     except ValidationError as err:
@@ -98,20 +109,21 @@ def demo_scenarios(run_id: str) -> list[Scenario]:
     return scenarios
 
 
-def random_request(rng: random.Random, order_id: str) -> CheckoutRequest:
-    """A checkout from a weighted mix: mostly good, some declined, some out of stock."""
-    card = rng.choices([CARD_OK, CARD_FLAKY, CARD_DECLINED], weights=[80, 10, 10])[0]
-    catalogue = [("MUG-BLUE", 1250), ("TEE-M", 2000), ("POSTER-A2", 900), ("VINYL-SOLDOUT", 3500)]
+def random_request(rng: random.Random, order_id: str, cards: CardTokens) -> CheckoutRequest:
+    """A checkout from a weighted mix: mostly good, some declined, some out of stock.
+    `cards`: the test cards' tokens."""
+    token = rng.choices([cards.ok, cards.flaky, cards.declined], weights=[80, 10, 10])[0]
+    catalogue = ["MUG-BLUE", "TEE-M", "POSTER-A2", "VINYL-SOLDOUT"]
     picks = rng.sample(catalogue, k=rng.choice([1, 1, 2]))
     if rng.random() > 0.1:
-        picks = [p for p in picks if p[0] != "VINYL-SOLDOUT"] or [catalogue[0]]
+        picks = [p for p in picks if p != "VINYL-SOLDOUT"] or [catalogue[0]]
     customer = rng.randrange(20)
     return CheckoutRequest(
         order_id=order_id,
         customer_id=f"customer-{customer}",
         email=f"customer{customer}@example.com",
-        card_number=card,
-        items=[CartItem(sku=s, quantity=rng.randint(1, 3), unit_price_cents=p) for s, p in picks],
+        payment_token=token,
+        items=[CartItem(sku=sku, quantity=rng.randint(1, 3)) for sku in picks],
     )
 
 

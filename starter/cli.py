@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -21,8 +22,8 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from bench.benchmark import mount as mount_bench
-from models.checkout import CheckoutRequest, CheckoutResult
-from models.payments import CARD_OK
+from models.checkout import CheckoutDetails, CheckoutRequest, CheckoutResult
+from models.payments import CARD_OK, NewPaymentMethod
 from models.saga import Outcome, SagaProgress, SagaResult
 from stack.launcher import LaunchError, Stack, running_stack, write_env_file
 from starter.attention import (
@@ -32,7 +33,6 @@ from starter.attention import (
     saga_workflow_id,
 )
 from starter.checkouts import (
-    Scenario,
     decide_checkout,
     demo_scenarios,
     describe_validation_error,
@@ -41,6 +41,13 @@ from starter.checkouts import (
     random_request,
 )
 from starter.dlq import dlq
+from starter.payment_methods import (
+    PublishableKeyMissing,
+    TokenizeRefused,
+    publishable_key,
+    tokenize_card,
+    tokenize_test_cards,
+)
 from starter.reactions import reactions_table, wait_for_reactions
 from starter.replay import replay_command
 from starter.trips import trip
@@ -84,9 +91,12 @@ def _outcomes_table() -> Table:
     return table
 
 
-async def _run_scenarios(stack: Stack, scenarios: list[Scenario]) -> tuple[Table, Table]:
+async def _run_scenarios(stack: Stack, run_id: str) -> tuple[Table, Table]:
     client = await connect_temporal({**os.environ, **stack.env})
     task_queue = Settings().task_queue
+    # As a shop's front end: each test card tokenized once, the checkouts carry the tokens.
+    cards = await tokenize_test_cards(stack.service_urls["payments"], stack.publishable_key)
+    scenarios = demo_scenarios(run_id, cards)
 
     async def timed(request: CheckoutRequest) -> tuple[CheckoutResult, float]:
         started = time.monotonic()
@@ -128,7 +138,7 @@ def demo(
     try:
         with running_stack(directory) as stack:
             console.print(f"Temporal at {stack.temporal_address}; services: {stack.service_urls}")
-            table, fanout = asyncio.run(_run_scenarios(stack, demo_scenarios(uuid.uuid4().hex[:8])))
+            table, fanout = asyncio.run(_run_scenarios(stack, uuid.uuid4().hex[:8]))
             console.print(table)
             console.print(fanout)
             console.print(f"Temporal Web UI: {stack.ui_url}/namespaces/default/workflows")
@@ -158,53 +168,81 @@ def demo(
 
 def _parse_item(text: str) -> dict[str, object]:
     parts = text.split(":")
-    if len(parts) != 3:
-        raise typer.BadParameter(f"{text!r}: expected SKU:QUANTITY:UNIT_PRICE_CENTS")
-    sku, quantity, price = parts
+    if len(parts) != 2:
+        # The old SKU:QUANTITY:PRICE is refused, not half-read: the shop sets prices.
+        raise typer.BadParameter(f"{text!r}: expected SKU:QUANTITY (prices are the shop's)")
+    sku, quantity = parts
     try:
-        return {"sku": sku, "quantity": int(quantity), "unit_price_cents": int(price)}
+        return {"sku": sku, "quantity": int(quantity)}
     except ValueError as err:
-        raise typer.BadParameter(f"{text!r}: quantity and price must be integers") from err
+        raise typer.BadParameter(f"{text!r}: the quantity must be an integer") from err
 
 
 @app.command()
 def checkout(
-    item: Annotated[
-        list[str], typer.Option("--item", help="SKU:QUANTITY:UNIT_PRICE_CENTS, repeatable.")
-    ],
+    item: Annotated[list[str], typer.Option("--item", help="SKU:QUANTITY, repeatable.")],
     email: Annotated[str, typer.Option(help="Receipt address.")],
     customer: Annotated[str, typer.Option(help="Customer id.")] = "customer-1",
-    card: Annotated[str, typer.Option(help="Card number.")] = CARD_OK,
+    card: Annotated[
+        str,
+        typer.Option(
+            help="Card number: tokenized with the payments service first (as a shop's front "
+            "end would, with CHECKOUT_PAYMENTS_PUBLISHABLE_KEY); the checkout carries the token."
+        ),
+    ] = CARD_OK,
     currency: Annotated[str, typer.Option(help="ISO 4217 code.")] = "EUR",
+    expected_total: Annotated[
+        int | None,
+        typer.Option(
+            help="The total the customer saw, in cents: refused (price_changed) if the "
+            "shop's total differs."
+        ),
+    ] = None,
     order_id: Annotated[str | None, typer.Option(help="Default: a new id.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Place one checkout against running parts; prints the decision as soon as it is known.
 
-    What follows the decision (committing stock, compensations) goes on in the background.
+    The card is tokenized first (the payments service's POST /payment-methods); the checkout
+    carries only the token. What follows the decision (committing stock, compensations) goes
+    on in the background.
     """
-    try:
-        request = CheckoutRequest.model_validate(
-            {
-                "order_id": order_id or f"order-{uuid.uuid4().hex[:12]}",
-                "customer_id": customer,
-                "email": email,
-                "card_number": card,
-                "currency": currency,
-                "items": [_parse_item(text) for text in item],
-            }
-        )
-    except ValidationError as err:
-        console.print(f"[red]Invalid checkout: {describe_validation_error(err)}[/red]")
-        raise typer.Exit(2) from err
+    details: dict[str, object] = {
+        "order_id": order_id or f"order-{uuid.uuid4().hex[:12]}",
+        "customer_id": customer,
+        "email": email,
+        "currency": currency,
+        "items": [_parse_item(text) for text in item],
+        "expected_total_cents": expected_total,
+    }
+    # Everything checked before anything is sent: the card is not tokenized for a bad cart.
+    problems = []
+    for model, fields in ((CheckoutDetails, details), (NewPaymentMethod, {"card_number": card})):
+        try:
+            model.model_validate(fields)
+        except ValidationError as err:
+            problems.append(describe_validation_error(err))
+    if problems:
+        console.print(f"[red]Invalid checkout: {'; '.join(problems)}[/red]")
+        raise typer.Exit(2)
+    settings = Settings()
 
     async def place() -> CheckoutResult:
+        method = await tokenize_card(str(settings.payments_url), publishable_key(settings), card)
+        request = CheckoutRequest.model_validate({**details, "payment_token": method.token})
         client = await connect_temporal()
-        decision, _handle = await decide_checkout(client, request, Settings().task_queue)
+        decision, _handle = await decide_checkout(client, request, settings.task_queue)
         return decision
 
     started = time.monotonic()
-    result = asyncio.run(place())
+    try:
+        result = asyncio.run(place())
+    except (PublishableKeyMissing, TokenizeRefused) as err:
+        console.print(f"[red]Invalid checkout: {err}[/red]")
+        raise typer.Exit(2) from err
+    except httpx.HTTPError as err:
+        console.print(f"[red]Could not tokenize the card: {type(err).__name__} {err}[/red]")
+        raise typer.Exit(1) from err
     seconds = time.monotonic() - started
     if as_json:
         print(result.model_dump_json())
@@ -226,11 +264,19 @@ def run(
     """Place COUNT checkouts from a seeded mix against running parts; summarise outcomes."""
     rng = random.Random(seed)
     batch = uuid.uuid4().hex[:8]
-    requests = [random_request(rng, f"run-{batch}-{i}") for i in range(count)]
+    settings = Settings()
+    try:
+        key = publishable_key(settings)
+    except PublishableKeyMissing as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from err
 
     async def place_all() -> None:
+        # As a shop's front end: each test card tokenized once, the checkouts carry tokens.
+        cards = await tokenize_test_cards(str(settings.payments_url), key)
+        requests = [random_request(rng, f"run-{batch}-{i}", cards) for i in range(count)]
         client = await connect_temporal()
-        task_queue = Settings().task_queue
+        task_queue = settings.task_queue
         with Progress(console=Console(stderr=True), disable=as_json) as progress:
             task = progress.add_task("checkouts", total=count)
             summary = await place_many(

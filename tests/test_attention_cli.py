@@ -19,6 +19,7 @@ from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, Checkout
 from models.payments import CARD_DECLINED
 from models.saga import Outcome
 from services.auth import headers_from_env
+from tests.support.cards import card_token
 from tests.support.cli import run_cli
 from tests.support.stock import new_stocked_sku
 from worker.settings import Settings
@@ -42,13 +43,13 @@ def refunds_down(services: dict[str, str]) -> Iterator[str]:
 
 
 def declined_request(services: dict[str, str]) -> CheckoutRequest:
-    sku = new_stocked_sku(services["inventory"], "ATT", 3)
+    sku = new_stocked_sku(services, "ATT", 3, unit_price_cents=700)
     return CheckoutRequest(
         order_id=f"attention-{uuid.uuid4().hex[:10]}",
         customer_id="customer-attention",
         email="attention@example.com",
-        card_number=CARD_DECLINED,
-        items=[CartItem(sku=sku, quantity=1, unit_price_cents=700)],
+        payment_token=card_token(services["payments"], CARD_DECLINED),
+        items=[CartItem(sku=sku, quantity=1)],
         options=CheckoutOptions(compensation_attempts_before_attention=1),
     )
 

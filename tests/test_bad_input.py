@@ -1,9 +1,12 @@
 """Bad input, generated: the checkout request, the CLI's `checkout`, and every service's API.
 
 - `CheckoutRequest` (hypothesis): any input is either a request that keeps every rule, or a
-  ValidationError whose every error names a field of the request and never echoes the card.
-- `checkout-saga checkout` (hypothesis): any arguments exit 0 with the parsed cart sent on,
-  or 2 with the reason and nothing started; never a crash.
+  ValidationError whose every error names a field of the request and never echoes the card;
+  a price sent by the customer is always refused (the shop sets prices), and so is a card
+  number where the payment token goes.
+- `checkout-saga checkout` (hypothesis): any arguments exit 0 with the parsed cart sent on
+  (the card tokenized first, only the token in the request), or 2 with the reason and
+  nothing started, nothing tokenized; never a crash.
 - Each service's OpenAPI (schemathesis, in-process over ASGI): schema-valid requests never get
   a 5xx; schema-invalid ones get a 4xx naming the field, and nothing is written.
 """
@@ -30,11 +33,12 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 from typer.testing import CliRunner
 
 import starter.cli as cli
-from models.checkout import MAX_ORDER_TOTAL_CENTS, CheckoutRequest, CheckoutResult, luhn_ok
-from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
+from models.checkout import CheckoutRequest, CheckoutResult
+from models.common import PAYMENT_TOKEN_PATTERN, card_digits
+from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK, PaymentMethod
 from models.saga import Outcome
 from services.analytics.app import create_app as analytics_app
-from services.auth import headers_from_env
+from services.auth import headers_from_env, publishable_key_from_env, publishable_key_headers
 from services.deadletters.app import create_app as deadletters_app
 from services.email.app import create_app as email_app
 from services.inventory.app import create_app as inventory_app
@@ -54,12 +58,21 @@ cards = st.one_of(
     st.text(alphabet="0123456789 -", max_size=25),
     st.text(max_size=25),
 )
+tokens = st.one_of(
+    st.from_regex(PAYMENT_TOKEN_PATTERN, fullmatch=True),
+    cards,  # a card number where the token goes: always refused
+    st.text(max_size=90),
+)
 currencies = st.one_of(st.sampled_from(["EUR", "USD"]), st.text(max_size=5))
 skus = st.one_of(st.from_regex(r"[A-Z0-9][A-Z0-9-]{1,31}", fullmatch=True), st.text(max_size=40))
 quantities = st.one_of(st.integers(-5, 1200), st.text(max_size=5), st.none(), st.floats())
 prices = st.one_of(st.integers(-100, 10**9), st.floats(), st.text(max_size=5))
 items = st.lists(
-    st.fixed_dictionaries({"sku": skus, "quantity": quantities, "unit_price_cents": prices}),
+    st.fixed_dictionaries(
+        {"sku": skus, "quantity": quantities},
+        # Not a field of a cart item: always refused.
+        optional={"unit_price_cents": prices},
+    ),
     max_size=55,
 )
 options = st.fixed_dictionaries(
@@ -70,8 +83,14 @@ options = st.fixed_dictionaries(
     },
 )
 checkout_bodies = st.fixed_dictionaries(
-    {"order_id": ids, "customer_id": ids, "email": emails, "card_number": cards, "items": items},
-    optional={"currency": currencies, "options": options},
+    {
+        "order_id": ids,
+        "customer_id": ids,
+        "email": emails,
+        "payment_token": tokens,
+        "items": items,
+    },
+    optional={"currency": currencies, "options": options, "expected_total_cents": prices},
 )
 
 # Derandomized: CI sees the same examples every run (a failure is a bug, never a fluke).
@@ -99,8 +118,17 @@ API_FUZZ = settings(
         "order_id": "o-1",
         "customer_id": "c-1",
         "email": "a@example.com",
-        "card_number": "4242 4242 4242 4242",
-        "items": [{"sku": "MUG-BLUE", "quantity": 2, "unit_price_cents": 1250}],
+        "payment_token": "pm_0123456789abcdefABCDEF",
+        "items": [{"sku": "MUG-BLUE", "quantity": 2}],
+    }
+)
+@example(
+    body={
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "email": "a@example.com",
+        "payment_token": "4242 4242 4242 4242",
+        "items": [{"sku": "MUG-BLUE", "quantity": 2, "unit_price_cents": 1}],
     }
 )
 @example(
@@ -108,8 +136,8 @@ API_FUZZ = settings(
         "order_id": "",
         "customer_id": "c-1",
         "email": "nope",
-        "card_number": "4242424242424241",
-        "items": [{"sku": "MUG-BLUE", "quantity": 0, "unit_price_cents": 1250}],
+        "payment_token": "4242424242424241",
+        "items": [{"sku": "MUG-BLUE", "quantity": 0}],
     }
 )
 def test_checkout_request_is_valid_or_names_every_bad_field(body: dict[str, Any]) -> None:
@@ -124,30 +152,36 @@ def test_checkout_request_is_valid_or_names_every_bad_field(body: dict[str, Any]
                 assert ".".join(str(part) for part in where) in text
             else:  # a rule across fields: its message starts with the field it is about
                 assert error["msg"].removeprefix("Value error, ").split(":")[0] in FIELDS
-        digits = re.sub(r"[ -]", "", body["card_number"])
-        others = json.dumps({k: v for k, v in body.items() if k != "card_number"})
+        token = body["payment_token"]
+        digits = re.sub(r"[ -]", "", token)
+        others = json.dumps({k: v for k, v in body.items() if k != "payment_token"})
         if len(digits) >= 12 and digits not in others:
-            assert digits not in text and body["card_number"] not in text
+            assert digits not in text and token not in text
+            assert digits not in str(err)  # hidden even in the error's own words
+        if card_digits(token) is not None:  # a card number: refused as one, on its field
+            assert "payment_token: looks like a card number" in text, text
+        for index, item in enumerate(body["items"][:50]):
+            if "unit_price_cents" in item and len(body["items"]) <= 50:
+                assert f"items.{index}.unit_price_cents" in text  # named, never dropped
         return
+    assert not any("unit_price_cents" in item for item in body["items"])
     # Accepted: every rule holds, and it survives the trip through JSON unchanged.
     assert 1 <= len(request.items) <= 50
     assert len({item.sku for item in request.items}) == len(request.items)
     assert all(1 <= item.quantity <= 1000 for item in request.items)
-    assert all(item.unit_price_cents >= 1 for item in request.items)
-    assert 0 < request.total_cents <= MAX_ORDER_TOTAL_CENTS
-    card = request.card_number
-    assert card.isdigit() and 12 <= len(card) <= 19 and luhn_ok(card)
+    assert re.fullmatch(PAYMENT_TOKEN_PATTERN, request.payment_token)
     assert re.fullmatch(r"[A-Z]{3}", request.currency)
     assert CheckoutRequest.model_validate_json(request.model_dump_json()) == request
 
 
 item_texts = st.one_of(
     st.builds(
-        lambda sku, q, p: f"{sku}:{q}:{p}",
+        lambda sku, q: f"{sku}:{q}",
         st.sampled_from(["MUG-BLUE", "TEE-M", "x", ""]),
         st.integers(-2, 1002),
-        st.integers(-2, 10**9),
     ),
+    # The old SKU:QUANTITY:PRICE: refused, the price is the shop's.
+    st.builds(lambda q, p: f"MUG-BLUE:{q}:{p}", st.integers(-2, 1002), st.integers(-2, 10**9)),
     st.text(max_size=30),
 )
 
@@ -159,15 +193,19 @@ item_texts = st.one_of(
     card=cards,
     currency=currencies,
 )
-@example(
-    item=["MUG-BLUE:2:1250", "TEE-M:1:2000"], email="a@example.com", card=CARD_OK, currency="EUR"
-)
-@example(item=["MUG-BLUE:0:1250"], email="a@example.com", card=CARD_OK, currency="EUR")
-@example(item=["MUG-BLUE:two:1250"], email="a@example.com", card=CARD_OK, currency="EUR")
+@example(item=["MUG-BLUE:2", "TEE-M:1"], email="a@example.com", card=CARD_OK, currency="EUR")
+@example(item=["MUG-BLUE:0"], email="a@example.com", card=CARD_OK, currency="EUR")
+@example(item=["MUG-BLUE:two"], email="a@example.com", card=CARD_OK, currency="EUR")
+@example(item=["MUG-BLUE:1:1"], email="a@example.com", card=CARD_OK, currency="EUR")
 def test_cli_checkout_parses_or_refuses_without_starting_anything(
     item: list[str], email: str, card: str, currency: str
 ) -> None:
     placed: list[CheckoutRequest] = []
+    tokenized: list[str] = []
+
+    async def tokenize(_url: str, _key: str, card_number: str) -> PaymentMethod:
+        tokenized.append(card_number)
+        return PaymentMethod(token="pm_fromtheclitest0000", brand="visa", last4="4242")
 
     async def connect() -> object:
         return object()
@@ -177,7 +215,7 @@ def test_cli_checkout_parses_or_refuses_without_starting_anything(
         result = CheckoutResult(
             order_id=request.order_id,
             status=Outcome.CONFIRMED,
-            total_cents=request.total_cents,
+            total_cents=0,
             currency=request.currency,
         )
         return result, None
@@ -186,20 +224,22 @@ def test_cli_checkout_parses_or_refuses_without_starting_anything(
     for text in item:
         args += ["--item", text]
     with (
+        patch.object(cli, "tokenize_card", tokenize),
         patch.object(cli, "connect_temporal", connect),
         patch.object(cli, "decide_checkout", decide),
     ):
         result = CliRunner().invoke(cli.app, args)
     assert result.exit_code in (0, 2), (result.output, result.exception)
     if result.exit_code == 2:
-        assert placed == []  # refused before anything started
+        assert placed == [] and tokenized == []  # refused before anything was sent
         assert "Invalid" in result.output or "Error" in result.output, result.output
         return
     [request] = placed
+    assert tokenized == [card] and request.payment_token == "pm_fromtheclitest0000"
     assert CheckoutResult.model_validate_json(result.output.strip().splitlines()[-1]).status == (
         Outcome.CONFIRMED
     )
-    assert [f"{i.sku}:{i.quantity}:{i.unit_price_cents}" for i in request.items] == [
+    assert [f"{i.sku}:{i.quantity}" for i in request.items] == [
         ":".join(str(int(part)) if n else part for n, part in enumerate(text.split(":")))
         for text in item
     ]
@@ -286,7 +326,8 @@ def _answers_valid(op: Any, headers: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("service", sorted(SERVICE_APPS))
 def test_service_api_refuses_invalid_input_and_never_fails(tmp_path: Path, service: str) -> None:
-    headers = headers_from_env()
+    # The service token, and the publishable key POST /payment-methods takes instead.
+    headers = headers_from_env() | publishable_key_headers(publishable_key_from_env())
     invalid_db, valid_db = tmp_path / "invalid.sqlite", tmp_path / "valid.sqlite"
     refused: dict[str, int] = {}
     for op in _operations(SERVICE_APPS[service](str(invalid_db))):

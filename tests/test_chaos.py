@@ -156,6 +156,11 @@ BROKEN: dict[str, Tamper] = {
         "payments",
         "INSERT INTO charges VALUES ('c3', 'h', 'o1', 1000, 'EUR', '4242', 'REFUNDED', 'x')",
     ),
+    # A refunded charge of another amount than its order's: no net charge is wrong, the
+    # charge itself was.
+    "charge_not_order_price": lambda d: _sql(
+        d, "payments", "UPDATE charges SET amount_cents = 400 WHERE charge_id = 'c2'"
+    ),
     "confirmed_net_charge_wrong": lambda d: _sql(
         d, "payments", "UPDATE charges SET amount_cents = 900 WHERE charge_id = 'c1'"
     ),

@@ -1,7 +1,8 @@
 """The checkout end to end: dev server, real services, the real worker's code.
 
-Each test gives its SKUs their own stock (PUT /stock/{sku}) so tests don't share state, and
-checks the outcome in each service's own records, not only in the workflow's answer.
+Each test gives its SKUs their own stock and price (PUT /stock/{sku}, PUT /prices/{sku}) so
+tests don't share state, and checks the outcome in each service's own records, not only in
+the workflow's answer.
 """
 
 import asyncio
@@ -22,8 +23,9 @@ from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from models.saga import Outcome
 from services.auth import headers_from_env
 from starter.checkouts import place_checkout
+from tests.support.cards import card_token
 from tests.support.cli import run_cli
-from tests.support.stock import put_stock
+from tests.support.stock import new_stocked_sku
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.saga.client import decide
@@ -42,8 +44,9 @@ class Shop:
         response.raise_for_status()
         return response.json()
 
-    def stock(self, sku: str, available: int) -> str:
-        return put_stock(self.urls["inventory"], sku, available)
+    def new_sku(self, available: int, unit_price_cents: int) -> str:
+        """A new SKU with `available` units at `unit_price_cents` (the shop's price)."""
+        return new_stocked_sku(self.urls, "E2E", available, unit_price_cents)
 
     def level(self, sku: str) -> dict[str, int]:
         level: dict[str, int] = self.get("inventory", f"/stock/{sku}")
@@ -57,24 +60,21 @@ class Shop:
         charges: list[dict[str, Any]] = self.get("payments", f"/charges?order_id={order_id}")
         return charges
 
+    def request(self, card: str, *items: tuple[str, int], **fields: Any) -> CheckoutRequest:
+        """A checkout of `items` (SKU, quantity) paid with `card`, tokenized first."""
+        return CheckoutRequest(
+            order_id=f"e2e-{uuid.uuid4().hex[:10]}",
+            customer_id="customer-e2e",
+            email="e2e@example.com",
+            payment_token=card_token(self.urls["payments"], card),
+            items=[CartItem(sku=s, quantity=q) for s, q in items],
+            **fields,
+        )
+
 
 @pytest.fixture
 def shop(services: dict[str, str]) -> Shop:
     return Shop(services)
-
-
-def new_sku() -> str:
-    return f"E2E-{uuid.uuid4().hex[:8].upper()}"
-
-
-def request_for(card: str, *items: tuple[str, int, int]) -> CheckoutRequest:
-    return CheckoutRequest(
-        order_id=f"e2e-{uuid.uuid4().hex[:10]}",
-        customer_id="customer-e2e",
-        email="e2e@example.com",
-        card_number=card,
-        items=[CartItem(sku=s, quantity=q, unit_price_cents=p) for s, q, p in items],
-    )
 
 
 async def place(
@@ -86,8 +86,8 @@ async def place(
 async def test_confirmed_checkout(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
-    mug, tee = shop.stock(new_sku(), 10), shop.stock(new_sku(), 5)
-    request = request_for(CARD_OK, (mug, 2, 1250), (tee, 1, 2000))
+    mug, tee = shop.new_sku(10, 1250), shop.new_sku(5, 2000)
+    request = shop.request(CARD_OK, (mug, 2), (tee, 1), expected_total_cents=4500)
 
     result = await place(dev_env, checkout_settings, request)
 
@@ -112,8 +112,8 @@ async def test_confirmed_checkout(
 async def test_out_of_stock_cancels_order_and_charges_nothing(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
-    plenty, scarce = shop.stock(new_sku(), 10), shop.stock(new_sku(), 1)
-    request = request_for(CARD_OK, (plenty, 3, 500), (scarce, 2, 700))
+    plenty, scarce = shop.new_sku(10, 500), shop.new_sku(1, 700)
+    request = shop.request(CARD_OK, (plenty, 3), (scarce, 2))
 
     result = await place(dev_env, checkout_settings, request)
 
@@ -132,8 +132,8 @@ async def test_out_of_stock_cancels_order_and_charges_nothing(
 async def test_declined_card_releases_stock_and_cancels_order(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
-    sku = shop.stock(new_sku(), 4)
-    request = request_for(CARD_DECLINED, (sku, 3, 999))
+    sku = shop.new_sku(4, 999)
+    request = shop.request(CARD_DECLINED, (sku, 3))
 
     result = await place(dev_env, checkout_settings, request)
 
@@ -155,6 +155,46 @@ async def test_declined_card_releases_stock_and_cancels_order(
     assert [c["status"] for c in shop.charges(request.order_id)] == ["DECLINED"]
 
 
+async def test_prices_are_the_shops_and_refusals_at_create_charge_nothing(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    """The charge is the order's total at the shop's prices; a cart showing another total, a
+    SKU the shop does not sell and a currency it does not sell in are refused when the order
+    is created: no stock held, nothing charged."""
+    sku = shop.new_sku(5, 1999)
+    priced = shop.request(CARD_OK, (sku, 2), currency="USD")
+    refused = {
+        "price_changed": shop.request(CARD_OK, (sku, 2), expected_total_cents=2 * 1999 - 1),
+        "unknown_sku": shop.request(CARD_OK, (sku, 1), ("NOT-SOLD-HERE", 1)),
+        "currency_not_sold": shop.request(CARD_OK, (sku, 1), currency="XYZ"),
+    }
+
+    result = await place(dev_env, checkout_settings, priced)
+    outcomes = {code: await place(dev_env, checkout_settings, r) for code, r in refused.items()}
+
+    assert (result.status, result.total_cents, result.currency) == (
+        Outcome.CONFIRMED,
+        3998,
+        "USD",
+    )
+    order = shop.get("orders", f"/orders/{priced.order_id}")
+    assert order["lines"] == [{"sku": sku, "quantity": 2, "unit_price_cents": 1999}]
+    assert [(c["amount_cents"], c["currency"]) for c in shop.charges(priced.order_id)] == [
+        (3998, "USD")
+    ]
+    for code, outcome in outcomes.items():
+        assert outcome.status is Outcome.REJECTED, code
+        assert (outcome.failed_step, outcome.reason_code) == ("create_order", code)
+        assert outcome.total_cents == 0
+        assert outcome.steps_done == []
+        assert shop.charges(refused[code].order_id) == []
+        # Only the compensation's tombstone: an order id, cancelled, never priced.
+        assert shop.get("orders", f"/orders/{refused[code].order_id}")["lines"] == []
+    assert outcomes["price_changed"].reason is not None
+    assert "the total is now 39.98 EUR, not 39.97 EUR" in outcomes["price_changed"].reason
+    assert shop.level(sku)["available"] == 5 - 2  # only the confirmed order took stock
+
+
 @pytest.mark.parametrize(
     "saga", [CheckoutWorkflow, CheckoutActivitiesWorkflow], ids=["local-steps", "activity-steps"]
 )
@@ -164,8 +204,8 @@ async def test_transient_503s_are_retried_then_confirmed_with_one_charge(
     shop: Shop,
     saga: type[CheckoutWorkflow],
 ) -> None:
-    sku = shop.stock(new_sku(), 3)
-    request = request_for(CARD_FLAKY, (sku, 1, 1500))
+    sku = shop.new_sku(3, 1500)
+    request = shop.request(CARD_FLAKY, (sku, 1))
     workflow_id = checkout_workflow_id(request.order_id)
 
     _, handle = await decide(
@@ -208,8 +248,8 @@ async def test_transient_503s_are_retried_then_confirmed_with_one_charge(
 async def test_same_order_started_twice_runs_once(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
-    sku = shop.stock(new_sku(), 10)
-    request = request_for(CARD_OK, (sku, 2, 100))
+    sku = shop.new_sku(10, 100)
+    request = shop.request(CARD_OK, (sku, 2))
 
     first, second = await asyncio.gather(
         place(dev_env, checkout_settings, request), place(dev_env, checkout_settings, request)
@@ -232,13 +272,13 @@ async def test_same_order_started_twice_runs_once(
 async def test_invalid_input_names_the_field_and_writes_nothing(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
-    sku = shop.stock(new_sku(), 5)
+    sku = shop.new_sku(5, 100)
     order_id = f"e2e-invalid-{uuid.uuid4().hex[:6]}"
     cases = {
-        "items.0.quantity": ["--item", f"{sku}:0:100", "--email", "a@example.com"],
-        "email": ["--item", f"{sku}:1:100", "--email", "not-an-email"],
-        "card_number": ["--item", f"{sku}:1:100", "--email", "a@example.com", "--card", "4242"],
-        "items.0.sku": ["--item", "lower-case:1:100", "--email", "a@example.com"],
+        "items.0.quantity": ["--item", f"{sku}:0", "--email", "a@example.com"],
+        "email": ["--item", f"{sku}:1", "--email", "not-an-email"],
+        "card_number": ["--item", f"{sku}:1", "--email", "a@example.com", "--card", "4242"],
+        "items.0.sku": ["--item", "lower-case:1", "--email", "a@example.com"],
     }
     for field, args in cases.items():
         done = await asyncio.to_thread(
@@ -259,14 +299,16 @@ async def test_invalid_input_names_the_field_and_writes_nothing(
 async def test_cli_checkout_and_run_against_running_parts(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
-    sku = shop.stock(new_sku(), 10)
+    sku = shop.new_sku(10, 250)
     one = await asyncio.to_thread(
         run_cli,
         dev_env,
         checkout_settings,
         "checkout",
         "--item",
-        f"{sku}:2:250",
+        f"{sku}:2",
+        "--expected-total",
+        "500",
         "--email",
         "cli@example.com",
         "--json",
@@ -274,7 +316,10 @@ async def test_cli_checkout_and_run_against_running_parts(
     assert one.returncode == 0, one.stdout + one.stderr
     result = CheckoutResult.model_validate_json(one.stdout.strip().splitlines()[-1])
     assert result.status is Outcome.CONFIRMED
+    assert result.total_cents == 500
     assert shop.level(sku)["available"] == 8
+    [charge] = shop.charges(result.order_id)
+    assert (charge["amount_cents"], charge["currency"]) == (500, "EUR")
 
     many = await asyncio.to_thread(
         run_cli, dev_env, checkout_settings, "run", "--count", "12", "--seed", "7", "--json"
@@ -289,7 +334,7 @@ async def test_cli_checkout_and_run_against_running_parts(
 async def test_cli_checkout_steps_run_local_and_answer_before_the_work_after_it(
     dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
 ) -> None:
-    sku = shop.stock(new_sku(), 4)
+    sku = shop.new_sku(4, 700)
     order_id = f"e2e-local-{uuid.uuid4().hex[:6]}"
     done = await asyncio.to_thread(
         run_cli,
@@ -299,7 +344,7 @@ async def test_cli_checkout_steps_run_local_and_answer_before_the_work_after_it(
         "--order-id",
         order_id,
         "--item",
-        f"{sku}:1:700",
+        f"{sku}:1",
         "--email",
         "local@example.com",
         "--json",

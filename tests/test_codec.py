@@ -1,10 +1,10 @@
-"""Encrypted payloads (worker.codec): no card number or email in clear in any history, key
-rotation, clear errors, and the codec server the Web UI decodes with."""
+"""Encrypted payloads (worker.codec): no payment token or email in clear in any history (and
+no card number at all: checkouts carry a token), key rotation, clear errors, and the codec
+server the Web UI decodes with."""
 
 import base64
 import json
 import os
-import random
 import subprocess
 import sys
 import uuid
@@ -22,12 +22,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult, luhn_ok
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult
 from models.events import ORDER_CONFIRMED, event_id
 from models.saga import Outcome
 from stack.launcher import free_port
 from starter.checkouts import place_checkout
 from starter.replay import replayer
+from tests.support.card_numbers import find_card_numbers
+from tests.support.cards import card_token, random_card
 from tests.support.stock import new_stocked_sku
 from worker.codec import (
     CODEC_KEYS_ENV,
@@ -138,13 +140,6 @@ def test_keys_come_from_the_environment() -> None:
 # --- A real checkout: what the server stores --------------------------------------------------
 
 
-def random_card() -> str:
-    """A Luhn-valid card number of this test's own (any such card is charged)."""
-    digits = "5" + "".join(random.choice("0123456789") for _ in range(14))
-    card = next(digits + d for d in "0123456789" if luhn_ok(digits + d))
-    return card
-
-
 def _clear_text(node: Any) -> str:
     """Everything a history's JSON holds, with every payload's bytes decoded as text."""
     parts: list[str] = []
@@ -185,17 +180,18 @@ async def _stored_histories(client: Client, request: CheckoutRequest) -> str:
 
 
 def checkout_request(services: dict[str, str], card: str, email: str) -> CheckoutRequest:
-    sku = new_stocked_sku(services["inventory"], "ENC")
+    """A checkout paid with `card`, tokenized first (as a shop's front end does)."""
+    sku = new_stocked_sku(services, "ENC")
     return CheckoutRequest(
         order_id=f"enc-{uuid.uuid4().hex[:10]}",
         customer_id=f"cust-{uuid.uuid4().hex[:8]}",
         email=email,
-        card_number=card,
-        items=[CartItem(sku=sku, quantity=1, unit_price_cents=1250)],
+        payment_token=card_token(services["payments"], card),
+        items=[CartItem(sku=sku, quantity=1)],
     )
 
 
-async def test_histories_hold_no_card_number_or_email_in_clear(
+async def test_histories_hold_no_payment_token_or_email_in_clear(
     dev_env: WorkflowEnvironment,
     checkout_worker: Worker,
     checkout_settings: Settings,
@@ -220,6 +216,7 @@ async def test_histories_hold_no_card_number_or_email_in_clear(
     stored = await _stored_histories(raw, request)
     assert request.order_id in stored  # the test does read the histories (ids are in clear)
     assert card not in stored and card[-4:] + '"' not in stored
+    assert request.payment_token not in stored
     assert email not in stored and email.split("@")[0] not in stored
 
 
@@ -230,7 +227,8 @@ async def test_the_check_finds_data_in_clear_when_a_client_has_no_codec(
     services: dict[str, str],
 ) -> None:
     """The net above can fail: a checkout started by a client without the codec leaves the
-    request in clear, the check finds it, and the worker still runs it (pass-through)."""
+    request in clear, the check finds it, and the worker still runs it (pass-through). The
+    card's number is not there even so: the request carries its token."""
     card, email = random_card(), f"clear-{uuid.uuid4().hex[:8]}@example.com"
     request = checkout_request(services, card, email)
     raw = Client(
@@ -249,7 +247,8 @@ async def test_the_check_finds_data_in_clear_when_a_client_has_no_codec(
     )
     assert (await decoded.result()).status is Outcome.CONFIRMED
     stored = await _stored_histories(raw, request)
-    assert card in stored and email in stored
+    assert request.payment_token in stored and email in stored
+    assert card not in stored and find_card_numbers(stored) == []
 
 
 # --- The codec server -------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from models.payments import CARD_OK, Charge
 from models.saga import Outcome
 from services.auth import headers_from_env
 from starter.checkouts import place_checkout
+from tests.support.cards import card_token
+from tests.support.stock import put_price
 from worker.settings import Settings
 
 BUYERS = 50
@@ -30,14 +32,16 @@ async def test_fifty_checkouts_for_the_last_ten_units(
     async with httpx.AsyncClient(headers=headers_from_env(), timeout=30) as http:
         stock = SetStock(name="The last ten", available=UNITS).model_dump()
         (await http.put(f"{services['inventory']}/stock/{sku}", json=stock)).raise_for_status()
+        await asyncio.to_thread(put_price, services["orders"], sku, 1500)
+        token = await asyncio.to_thread(card_token, services["payments"], CARD_OK)
 
         def request(n: int) -> CheckoutRequest:
             return CheckoutRequest(
                 order_id=f"contention-{run}-{n}",
                 customer_id=f"customer-{n}",
                 email=f"buyer{n}@example.com",
-                card_number=CARD_OK,
-                items=[CartItem(sku=sku, quantity=1, unit_price_cents=1500)],
+                payment_token=token,
+                items=[CartItem(sku=sku, quantity=1)],
             )
 
         # All at once: each runs to its end (commit or compensations included).

@@ -27,9 +27,11 @@ from bench.dbos_checkout import (
 from bench.postgres import Postgres, PostgresUnavailable, postgres_bin_dir, running_postgres
 from models.checkout import CartItem, CheckoutRequest
 from models.events import OrderConfirmed
+from models.orders import Order
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from models.saga import Outcome
 from services.auth import headers_from_env
+from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
 
 pytestmark = pytest.mark.timeout(120)
@@ -73,13 +75,15 @@ class Records:
         return {key: level[key] for key in ("available", "reserved", "committed")}
 
 
-def request_for(card: str, sku: str, quantity: int = 1) -> CheckoutRequest:
+def request_for(
+    services: dict[str, str], card: str, sku: str, quantity: int = 1
+) -> CheckoutRequest:
     return CheckoutRequest(
         order_id=f"dbos-{uuid.uuid4().hex[:10]}",
         customer_id=f"cust-{uuid.uuid4().hex[:8]}",
         email="dbos@example.com",
-        card_number=card,
-        items=[CartItem(sku=sku, quantity=quantity, unit_price_cents=1500)],
+        payment_token=card_token(services["payments"], card),
+        items=[CartItem(sku=sku, quantity=quantity)],
     )
 
 
@@ -88,8 +92,8 @@ async def test_confirmed_checkout_commits_charges_once_and_fans_out_once(
     services: dict[str, str],
 ) -> None:
     records = Records(services)
-    sku = new_stocked_sku(services["inventory"], "DBOS", available=5)
-    request = request_for(CARD_OK, sku, quantity=2)
+    sku = new_stocked_sku(services, "DBOS", available=5, unit_price_cents=1500)
+    request = request_for(services, CARD_OK, sku, quantity=2)
     workflow_id = checkout_workflow_id(request.order_id)
     event_id = f"{workflow_id}:OrderConfirmed"
 
@@ -104,8 +108,9 @@ async def test_confirmed_checkout_commits_charges_once_and_fans_out_once(
     await wait_all_done(ALL_DONE_SECONDS)
     # The same order again, and its event announced again: nothing runs twice.
     assert (await dbos_decision(request)).status is Outcome.CONFIRMED
+    order = Order.model_validate(await records.get("orders", f"/orders/{request.order_id}"))
     again = OrderConfirmed.from_checkout(
-        request, workflow_id=workflow_id, occurred_at=datetime.now(UTC)
+        request, order, workflow_id=workflow_id, occurred_at=datetime.now(UTC)
     )
     await announce(again, CONFIRMED_CONSUMERS)
     await wait_all_done(ALL_DONE_SECONDS)
@@ -144,8 +149,8 @@ async def test_confirmed_checkout_commits_charges_once_and_fans_out_once(
 @pytest.mark.usefixtures("dbos")
 async def test_declined_card_is_compensated_nothing_charged(services: dict[str, str]) -> None:
     records = Records(services)
-    sku = new_stocked_sku(services["inventory"], "DBOS", available=4)
-    request = request_for(CARD_DECLINED, sku, quantity=3)
+    sku = new_stocked_sku(services, "DBOS", available=4, unit_price_cents=1500)
+    request = request_for(services, CARD_DECLINED, sku, quantity=3)
     workflow_id = checkout_workflow_id(request.order_id)
 
     decision = await dbos_decision(request)
@@ -179,8 +184,8 @@ async def test_transient_503s_are_retried_by_the_step_with_one_charge(
 ) -> None:
     """The session's payments service answers 503 to a flaky card's first two attempts."""
     records = Records(services)
-    sku = new_stocked_sku(services["inventory"], "DBOS", available=2)
-    request = request_for(CARD_FLAKY, sku)
+    sku = new_stocked_sku(services, "DBOS", available=2, unit_price_cents=1500)
+    request = request_for(services, CARD_FLAKY, sku)
 
     assert (await dbos_decision(request)).status is Outcome.CONFIRMED
     await wait_all_done(ALL_DONE_SECONDS)

@@ -43,6 +43,7 @@ from models.events import (
     ORDER_CONFIRMED_SIGNAL,
     OrderConfirmed,
     OrderRejected,
+    RejectedLine,
     event_id,
 )
 from models.orders import OrderLine
@@ -50,6 +51,7 @@ from models.payments import CARD_DECLINED, CARD_OK
 from models.saga import Outcome
 from services.auth import headers_from_env
 from starter.checkouts import decide_checkout
+from tests.support.cards import card_token
 from tests.support.cli import run_cli
 from tests.support.fanout_probe import (
     FanoutProbe,
@@ -160,7 +162,7 @@ def rejected_event() -> OrderRejected:
         order_id=order_id,
         customer_id=unique("cust"),
         email="fan@example.com",
-        lines=[OrderLine(sku="MUG-BLUE", quantity=1, unit_price_cents=1000)],
+        lines=[RejectedLine(sku="MUG-BLUE", quantity=1, unit_price_cents=1000)],
         total_cents=1000,
         currency="EUR",
         occurred_at=datetime.now(UTC),
@@ -622,13 +624,13 @@ async def test_undeliverable_signal_does_not_fail_the_announcer(
 
 
 def checkout_request(consumers: Consumers, card: str = CARD_OK) -> CheckoutRequest:
-    sku = new_stocked_sku(consumers.urls["inventory"], "FAN")
+    sku = new_stocked_sku(consumers.urls, "FAN", unit_price_cents=1500)
     return CheckoutRequest(
         order_id=unique("fanco"),
         customer_id=unique("cust"),
         email="buyer@example.com",
-        card_number=card,
-        items=[CartItem(sku=sku, quantity=2, unit_price_cents=1500)],
+        payment_token=card_token(consumers.urls["payments"], card),
+        items=[CartItem(sku=sku, quantity=2)],
     )
 
 

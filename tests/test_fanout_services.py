@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from models.payments import CARD_OK
 from services.auth import headers_from_env
+from tests.support.cards import card_token
 from workflows.consumers import RecentIds
 
 
@@ -89,7 +91,7 @@ def test_fault_limited_to_paths_spares_the_rest(api: Api) -> None:
         "order_id": "o-refund-down",
         "amount_cents": 1200,
         "currency": "EUR",
-        "card_number": "4242424242424242",
+        "payment_token": card_token(api.urls["payments"], CARD_OK),
     }
     fault = {"fail": True, "paths": ["/charges/"]}
     assert api.call("PUT", "payments", "/admin/fault", fault).status_code == 200

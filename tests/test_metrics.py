@@ -21,11 +21,13 @@ from temporalio.worker import Replayer
 
 from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, CheckoutResult
 from models.events import OrderConfirmed
+from models.orders import Order, OrderLine, OrderStatus
 from models.payments import CARD_DECLINED, CARD_OK
 from models.saga import Outcome
 from stack.launcher import free_port, venv_binary, worker_env
 from starter.checkouts import place_checkout
-from tests.support.fake_shop import HEALED, SCRIPT, scripted_checkout_workers
+from tests.support.cards import card_token
+from tests.support.fake_shop import HEALED, PAYMENT_TOKEN, SCRIPT, scripted_checkout_workers
 from tests.support.fanout_probe import PROBE_WORKFLOWS, FanoutProbeBroken
 from worker.after_answer import after_answer_slots
 from worker.clients import connect_temporal, service_clients
@@ -123,23 +125,25 @@ async def scrape_until(url: str, expected: Expected) -> Samples:
         await asyncio.sleep(0.25)
 
 
-def order(card: str, sku: str, prefix: str) -> CheckoutRequest:
+def order(payment_token: str, sku: str, prefix: str) -> CheckoutRequest:
     return CheckoutRequest(
         order_id=f"{prefix}-{uuid.uuid4().hex[:10]}",
         customer_id="customer-metrics",
         email="metrics@example.com",
-        card_number=card,
-        items=[CartItem(sku=sku, quantity=1, unit_price_cents=1250)],
+        payment_token=payment_token,
+        items=[CartItem(sku=sku, quantity=1)],
     )
 
 
 async def test_business_and_sdk_counters_on_the_prometheus_endpoint(
-    metrics_worker: MetricsWorker,
+    metrics_worker: MetricsWorker, checkout_settings: Settings
 ) -> None:
     client, url = metrics_worker.client, metrics_worker.url
-    confirmed = order(CARD_OK, "MUG-BLUE", "metrics-ok")
-    declined = order(CARD_DECLINED, "MUG-BLUE", "metrics-declined")
-    sold_out = order(CARD_OK, "VINYL-SOLDOUT", "metrics-soldout")
+    payments = str(checkout_settings.payments_url)
+    ok, declined_card = card_token(payments, CARD_OK), card_token(payments, CARD_DECLINED)
+    confirmed = order(ok, "MUG-BLUE", "metrics-ok")
+    declined = order(declined_card, "MUG-BLUE", "metrics-declined")
+    sold_out = order(ok, "VINYL-SOLDOUT", "metrics-soldout")
     results = await asyncio.gather(
         *(place_checkout(client, r, TASK_QUEUE) for r in (confirmed, declined, sold_out))
     )
@@ -186,7 +190,7 @@ async def test_stuck_compensations_and_dead_letters_are_counted(
 ) -> None:
     client, url = metrics_worker.client, metrics_worker.url
     # A stuck compensation: the scripted shop's cancel_order fails until healed.
-    request = order(CARD_OK, "SKU-1", "metrics-stuck").model_copy(
+    request = order(PAYMENT_TOKEN, "SKU-1", "metrics-stuck").model_copy(
         update={"options": CheckoutOptions(compensation_attempts_before_attention=1)}
     )
     SCRIPT[request.order_id] = {"reserve_stock": "out_of_stock", "cancel_order": "fail"}
@@ -205,8 +209,18 @@ async def test_stuck_compensations_and_dead_letters_are_counted(
         # What follows (announcing the rejection) has no real activities on this worker.
         await handle.terminate("test done")
     # A dead letter: an announcement to a reaction that cannot be signalled.
+    request = order(PAYMENT_TOKEN, "MUG-BLUE", "metrics-dlq")
+    priced = Order(
+        order_id=request.order_id,
+        customer_id=request.customer_id,
+        currency=request.currency,
+        lines=[OrderLine(sku="MUG-BLUE", quantity=1, unit_price_cents=1250)],
+        total_cents=1250,
+        status=OrderStatus.PENDING,
+    )
     event = OrderConfirmed.from_checkout(
-        order(CARD_OK, "MUG-BLUE", "metrics-dlq"),
+        request,
+        priced,
         workflow_id=checkout_workflow_id(f"metrics-dlq-{uuid.uuid4().hex[:8]}"),
         occurred_at=datetime.now(UTC),
     )

@@ -25,6 +25,7 @@ from starter.replay import (
     replayer,
     workflow_type,
 )
+from tests.support.cards import card_token
 from tests.support.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
 from tests.support.cli import run_cli
 from tests.support.stock import new_stocked_sku
@@ -113,7 +114,7 @@ async def test_replay_files_reports_each_recorded_history() -> None:
 
 
 def _seed_stock(services: dict[str, str], available: int) -> str:
-    return new_stocked_sku(services["inventory"], "RPL", available)
+    return new_stocked_sku(services, "RPL", available, unit_price_cents=500)
 
 
 async def _wait_visible(env: WorkflowEnvironment, query: str, count: int) -> None:
@@ -135,8 +136,8 @@ async def test_replay_query_command_against_live_server(
             order_id=f"replay-{batch}-{n}",
             customer_id="customer-replay",
             email="replay@example.com",
-            card_number=card,
-            items=[CartItem(sku=sku, quantity=1, unit_price_cents=500)],
+            payment_token=card_token(services["payments"], card),
+            items=[CartItem(sku=sku, quantity=1)],
         )
         for n, card in enumerate([CARD_OK, CARD_DECLINED])
     ]

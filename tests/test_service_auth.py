@@ -1,4 +1,5 @@
-"""Service authentication (services.auth): no token, no call; no token configured, no service."""
+"""Service authentication (services.auth): no token, no call; no token configured, no service;
+the payments service's public tokenization route takes its publishable key instead."""
 
 import os
 import subprocess
@@ -9,7 +10,13 @@ import httpx
 import pytest
 
 from models.common import ServiceError
-from services.auth import SERVICE_TOKEN_ENV, bearer_headers, headers_from_env
+from services.auth import (
+    PUBLISHABLE_KEY_ENV,
+    PUBLISHABLE_KEY_HEADER,
+    SERVICE_TOKEN_ENV,
+    bearer_headers,
+    headers_from_env,
+)
 from worker.clients import service_clients
 from worker.settings import Settings
 
@@ -53,6 +60,32 @@ def test_the_openapi_docs_show_the_bearer_scheme(services: dict[str, str]) -> No
     schemes = schema["components"]["securitySchemes"].values()
     assert [(s["type"], s["scheme"]) for s in schemes] == [("http", "bearer")]
     assert schema["paths"]["/orders"]["post"]["security"] == [{"HTTPBearer": []}]
+
+
+def test_the_payments_docs_show_the_publishable_key_on_tokenization(
+    services: dict[str, str],
+) -> None:
+    schema = httpx.get(f"{services['payments']}/openapi.json", timeout=10).json()
+    security = schema["paths"]["/payment-methods"]["post"]["security"]
+    assert {"APIKeyHeader": []} in security
+    scheme = schema["components"]["securitySchemes"]["APIKeyHeader"]
+    assert (scheme["in"], scheme["name"]) == ("header", PUBLISHABLE_KEY_HEADER)
+
+
+@pytest.mark.parametrize("key", [None, "short"])
+def test_payments_without_a_publishable_key_refuses_to_start(
+    tmp_path: Path, key: str | None
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != PUBLISHABLE_KEY_ENV}
+    if key is not None:
+        env[PUBLISHABLE_KEY_ENV] = key
+    args = [sys.executable, "-m", "services.payments", "--port", "0", "--db", "x.sqlite"]
+    done = subprocess.run(
+        args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert "refusing to start" in done.stderr and PUBLISHABLE_KEY_ENV in done.stderr
+    assert not (tmp_path / "x.sqlite").exists()
 
 
 @pytest.mark.parametrize("token", [None, "short"])

@@ -4,7 +4,8 @@ Everything runs in this process so every span lands in one in-memory exporter: a
 dev server of its own (so the fan-out's long-lived workflows start in this trace too), the
 eight services as uvicorn servers in threads, each with its own tracer provider (its own
 `service.name`) and the FastAPI instrumentation, and the real worker on a client traced as
-`python -m worker` traces it. The checkout is started by a second traced client, the starter.
+`python -m worker` traces it. The checkout is started by a second traced client, the starter,
+with a card of its own tokenized first: no span or log line carries the card's number.
 """
 
 import asyncio
@@ -16,7 +17,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -28,10 +31,17 @@ from opentelemetry.trace import SpanKind, format_trace_id
 from temporalio.testing import WorkflowEnvironment
 
 from models.checkout import CartItem, CheckoutRequest
-from models.payments import CARD_OK
 from models.saga import Outcome
 from services.analytics.app import create_app as analytics_app
-from services.auth import SERVICE_TOKEN_ENV, new_token
+from services.auth import (
+    PUBLISHABLE_KEY_HEADER,
+    SERVICE_TOKEN_ENV,
+    bearer_headers,
+    headers_from_env,
+    new_token,
+    publishable_key_from_env,
+    publishable_key_headers,
+)
 from services.deadletters.app import create_app as deadletters_app
 from services.email.app import create_app as email_app
 from services.inventory.app import create_app as inventory_app
@@ -41,10 +51,13 @@ from services.payments.app import create_app as payments_app
 from services.warehouse.app import create_app as warehouse_app
 from stack.launcher import free_port, venv_binary, worker_env
 from starter.checkouts import decide_checkout
+from starter.payment_methods import tokenize_card_sync
 from telemetry.logs import context_on_message, log_handler
 from telemetry.services import instrument_service_app, service_name
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import span_exporter
+from tests.support.card_numbers import find_card_numbers
+from tests.support.cards import random_card
 from worker.clients import connect_temporal, service_clients
 from worker.runner import SEARCH_ATTRIBUTES, checkout_workers
 from worker.settings import Settings
@@ -133,6 +146,9 @@ class Traced:
     status: Outcome
     spans: list[ReadableSpan]
     log_lines: list[dict[str, object]]
+    # The card tokenized for the checkout, and every log line of this process meanwhile.
+    card: str = ""
+    tokenizing_logs: str = ""
 
     def run_of(self, order_id: str) -> ReadableSpan | None:
         """The RunWorkflow span of a checkout."""
@@ -193,7 +209,11 @@ async def traced_checkout(
         )
         worker_client = await connect_temporal(env_vars, tracer_provider=worker_tracing)
         starter = await connect_temporal(env_vars, tracer_provider=starter_tracing)
-        request = new_request()
+        card = random_card("4")
+        payment_token, tokenizing_logs = await asyncio.to_thread(
+            tokenize_and_refuse, urls, token, card
+        )
+        request = new_request(payment_token)
         temporal_logger.addHandler(handler)
         temporal_logger.setLevel(logging.INFO)
         context_on_message(False)  # as configure_logging() does for JSON
@@ -212,16 +232,53 @@ async def traced_checkout(
             temporal_logger.setLevel(level)
     lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.strip()]
     spans = list(exporter.get_finished_spans())
-    yield Traced(request.order_id, decision.status, spans, lines)
+    yield Traced(request.order_id, decision.status, spans, lines, card, tokenizing_logs)
 
 
-def new_request() -> CheckoutRequest:
+def tokenize_and_refuse(urls: dict[str, str], service_token: str, card: str) -> tuple[str, str]:
+    """As a front end: the card tokenized; and the ways a number can be sent wrongly (a typo,
+    no key, a charge by number), each refused. Returns the token and this process's log lines
+    (every logger, DEBUG) while it happened."""
+    logs = io.StringIO()
+    handler = log_handler("json", logs)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        token = tokenize_card_sync(urls["payments"], publishable_key_from_env(), card).token
+        url = urls["payments"]
+        typo = card[:-1] + str((int(card[-1]) + 1) % 10)
+        key = publishable_key_headers(publishable_key_from_env())
+        refused = [
+            httpx.post(f"{url}/payment-methods", json={"card_number": typo}, headers=key),
+            httpx.post(f"{url}/payment-methods", json={"card_number": card}),
+            httpx.post(
+                f"{url}/charges",
+                json={
+                    "charge_id": "traced-by-number",
+                    "order_id": "traced-by-number",
+                    "amount_cents": 100,
+                    "currency": "EUR",
+                    "payment_token": card,
+                },
+                headers=bearer_headers(service_token),
+            ),
+        ]
+        assert [r.status_code for r in refused] == [422, 401, 422], [r.text for r in refused]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    return token, logs.getvalue()
+
+
+def new_request(payment_token: str) -> CheckoutRequest:
     return CheckoutRequest(
         order_id=f"traced-{uuid.uuid4().hex[:10]}",
         customer_id=f"traced-{uuid.uuid4().hex[:6]}",  # its own CustomerLoyalty workflow
         email="traced@example.com",
-        card_number=CARD_OK,
-        items=[CartItem(sku="MUG-BLUE", quantity=1, unit_price_cents=1250)],
+        payment_token=payment_token,
+        items=[CartItem(sku="MUG-BLUE", quantity=1)],
     )
 
 
@@ -249,7 +306,10 @@ async def test_one_checkout_is_one_trace(traced_checkout: Traced) -> None:
         for s in traced_checkout.spans
         if s.context.trace_id != trace_id
     }
-    assert outside == set(), "spans outside the checkout's trace"
+    # Only the front end's calls before the checkout (tokenizing the card, and the refused
+    # attempts of tokenize_and_refuse): requests of their own, traces of their own.
+    before = {("payments", "POST /payment-methods"), ("payments", "POST /charges")}
+    assert outside == before, "spans outside the checkout's trace"
     spans = traced_checkout.spans
 
     names = {s.name for s in spans}
@@ -301,6 +361,59 @@ async def test_log_lines_carry_order_workflow_and_trace_ids(traced_checkout: Tra
     for line in lines:
         assert line["order_id"] == traced_checkout.order_id
         assert line["trace_id"] == trace_id, line
+
+
+async def test_no_span_or_log_line_carries_the_card_number(traced_checkout: Traced) -> None:
+    """The payments service got the number (POST /payment-methods, a typo of it, one without
+    the key, a charge by number): its spans record the route and the status, never the
+    body; nothing logs it."""
+    card, spans = traced_checkout.card, traced_checkout.spans
+    tokenized = [
+        s
+        for s in spans
+        if s.name == "POST /payment-methods" and s.resource.attributes[SERVICE_NAME] == "payments"
+    ]
+    assert len(tokenized) == 3  # the net looks where the number went
+    assert "/payment-methods" in traced_checkout.tokenizing_logs
+    texts = [span.to_json() for span in spans]
+    texts += [traced_checkout.tokenizing_logs, json.dumps(traced_checkout.log_lines)]
+    for text in texts:
+        assert card not in find_card_numbers(text)
+        assert card[:12] not in text and card[-12:] not in text  # nor the typo, nor a part
+
+
+def test_captured_headers_have_their_credentials_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator may record request headers on spans; the service token and the publishable
+    key among them are redacted, whatever else is asked to be."""
+    monkeypatch.setenv(
+        "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
+        "authorization,x-publishable-key,user-agent",
+    )
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS", "user-agent")
+    exporter = InMemorySpanExporter()
+    app = payments_app(str(tmp_path / "payments.sqlite"))
+    instrument_service_app(app, provider_for("payments", exporter))
+    key = publishable_key_headers(publishable_key_from_env())
+    server = ThreadedService(app)
+    server.start()
+    try:
+        card = random_card("4")
+        response = httpx.post(
+            f"{server.url}/payment-methods",
+            json={"card_number": card},
+            headers=key | headers_from_env(),
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+    finally:
+        server.stop()
+    [span] = [s for s in exporter.get_finished_spans() if s.name == "POST /payment-methods"]
+    attributes = dict(span.attributes or {})
+    for header in ("authorization", "x_publishable_key", "user_agent"):
+        assert attributes[f"http.request.header.{header}"] == ("[REDACTED]",), attributes
+    assert card not in span.to_json() and key[PUBLISHABLE_KEY_HEADER] not in span.to_json()
 
 
 def test_tracing_modes() -> None:

@@ -19,6 +19,7 @@ from models.payments import CARD_DECLINED, CARD_OK
 from models.saga import Outcome
 from stack.launcher import ManagedProcess, free_port, start_codec_server, start_temporal
 from starter.checkouts import place_checkout
+from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
 from worker.clients import connect_temporal, service_clients
 from worker.runner import checkout_workers
@@ -74,13 +75,13 @@ class UiStack:
 
 
 def _request(services: dict[str, str], card: str, label: str) -> CheckoutRequest:
-    sku = new_stocked_sku(services["inventory"], "UI")
+    sku = new_stocked_sku(services, "UI", unit_price_cents=990)
     return CheckoutRequest(
         order_id=f"ui-{label}-{uuid.uuid4().hex[:8]}",
         customer_id=f"cust-ui-{label}",
         email=f"ui-{label}-{uuid.uuid4().hex[:6]}@example.com",
-        card_number=card,
-        items=[CartItem(sku=sku, quantity=1, unit_price_cents=990)],
+        payment_token=card_token(services["payments"], card),
+        items=[CartItem(sku=sku, quantity=1)],
     )
 
 

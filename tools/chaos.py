@@ -53,7 +53,6 @@ from models.deadletters import ConsumerKind, DeadLetterStatus
 from models.events import ORDER_CONFIRMED, event_id
 from models.faults import FaultCounts, Faults
 from models.inventory import SetStock
-from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from models.saga import Outcome
 from stack.launcher import (
     SERVICES,
@@ -65,6 +64,7 @@ from stack.launcher import (
 )
 from starter.checkouts import decide_checkout
 from starter.dlq import list_letters, redrive_letter
+from starter.payment_methods import CardTokens, tokenize_test_cards
 from tools.invariants import VIOLATIONS, InvariantReport, check_invariants, read_stock
 from worker.clients import connect_temporal
 from worker.settings import Settings
@@ -74,10 +74,11 @@ from workflows.receipt import RECEIPT_CONSUMER
 from workflows.saga import SAGA_STATUS
 from workflows.shipping import SHIPPING_CONSUMER
 
-# Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one.
-PLENTIFUL = (("MUG-BLUE", 1250), ("TEE-M", 2000), ("POSTER-A2", 900))
-SCARCE = ("LIMITED-PRINT", 4900, 3)
-SOLD_OUT = ("VINYL-SOLDOUT", 3500)
+# Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one; the orders
+# service prices them all (services.orders.pricing).
+PLENTIFUL = ("MUG-BLUE", "TEE-M", "POSTER-A2")
+SCARCE = ("LIMITED-PRINT", 3)
+SOLD_OUT = "VINYL-SOLDOUT"
 # Services restarted in turn (the first is the one where a double charge would hurt most).
 RESTART_ORDER = ("payments", "inventory", "orders", "warehouse", "email")
 SERVICE_DOWN_SECONDS = 3.0
@@ -139,24 +140,27 @@ class ChaosReport:
         }
 
 
-def chaos_mix(rng: random.Random, batch: str, count: int) -> list[CheckoutRequest]:
-    """Seeded carts: mostly good, some declined or flaky cards, some sold-out or scarce SKUs."""
+def chaos_mix(
+    rng: random.Random, batch: str, count: int, cards: CardTokens
+) -> list[CheckoutRequest]:
+    """Seeded carts: mostly good, some declined or flaky cards, some sold-out or scarce SKUs.
+    `cards`: the test cards' tokens."""
     requests = []
     for i in range(count):
-        card = rng.choices([CARD_OK, CARD_FLAKY, CARD_DECLINED], weights=[75, 10, 15])[0]
+        token = rng.choices([cards.ok, cards.flaky, cards.declined], weights=[75, 10, 15])[0]
         picks = rng.sample(PLENTIFUL, k=rng.choice([1, 1, 2]))
-        items = [CartItem(sku=s, quantity=rng.randint(1, 3), unit_price_cents=p) for s, p in picks]
+        items = [CartItem(sku=sku, quantity=rng.randint(1, 3)) for sku in picks]
         if rng.random() < 0.08:
-            items.append(CartItem(sku=SOLD_OUT[0], quantity=1, unit_price_cents=SOLD_OUT[1]))
+            items.append(CartItem(sku=SOLD_OUT, quantity=1))
         if rng.random() < 0.1:
-            items.append(CartItem(sku=SCARCE[0], quantity=1, unit_price_cents=SCARCE[1]))
+            items.append(CartItem(sku=SCARCE[0], quantity=1))
         customer = rng.randrange(25)
         requests.append(
             CheckoutRequest(
                 order_id=f"chaos-{batch}-{i}",
                 customer_id=f"customer-{customer}",
                 email=f"customer{customer}@example.com",
-                card_number=card,
+                payment_token=token,
                 items=items,
             )
         )
@@ -395,7 +399,6 @@ async def run_chaos(
     """Everything in the module doc; the stack is stopped before it returns."""
     report = ChaosReport(checkouts=plan.checkouts)
     batch = uuid.uuid4().hex[:8]
-    requests = chaos_mix(random.Random(plan.seed), batch, plan.checkouts)
     settings = Settings()
     faults = fault_plan(hang_seconds=settings.http_timeout_seconds + 1.5)
     started = time.monotonic()
@@ -407,6 +410,10 @@ async def run_chaos(
         async with httpx.AsyncClient(headers=stack.service_headers, timeout=10) as http:
             await _stock_up(http, stack.service_urls["inventory"], plan)
             stock_before = read_stock(data_dir)
+            # Before the faults: the test cards tokenized once, as a shop's front end would.
+            payments = stack.service_urls["payments"]
+            cards = await tokenize_test_cards(payments, stack.publishable_key)
+            requests = chaos_mix(random.Random(plan.seed), batch, plan.checkouts, cards)
 
             disruptor = Disruptor(stack, http, log)
             answers: dict[str, Outcome | None] = {}
@@ -462,8 +469,8 @@ async def run_chaos(
 
 async def _stock_up(http: httpx.AsyncClient, inventory: str, plan: ChaosPlan) -> None:
     """Enough of the everyday SKUs for the run; the scarce one down to its few units."""
-    levels = [(sku, plan.checkouts * 2) for sku, _price in PLENTIFUL]
-    levels.append((SCARCE[0], SCARCE[2]))
+    levels = [(sku, plan.checkouts * 2) for sku in PLENTIFUL]
+    levels.append(SCARCE)
     for sku, available in levels:
         body = SetStock(name=sku, available=available).model_dump()
         (await http.put(f"{inventory}/stock/{sku}", json=body)).raise_for_status()

@@ -33,9 +33,10 @@ from examples.trip.workflow import TripBookingWorkflow
 from models.checkout import CheckoutProgress, CheckoutRequest, CheckoutResult, CheckoutStep
 from models.events import ORDER_CONFIRMED, event_id
 from models.saga import CancelSaga, SagaResult, SkipCompensation
-from services.auth import SERVICE_TOKEN_ENV, bearer_headers
+from services.auth import PUBLISHABLE_KEY_ENV, SERVICE_TOKEN_ENV, bearer_headers
 from stack.launcher import LaunchError, running_stack
 from starter.checkouts import demo_scenarios, outcome_label, place_checkout
+from starter.payment_methods import CardTokens, tokenize_test_cards
 from starter.replay import (
     EXIT_FAILED,
     EXIT_NOTHING,
@@ -87,6 +88,7 @@ class CaptureStack:
     task_queue: str
     service_urls: dict[str, str]
     service_headers: dict[str, str]  # the services' bearer token (services.auth)
+    cards: CardTokens  # the test cards' tokens from this stack's payments service
 
 
 # Drives one path against a running stack -> the workflow whose history to record.
@@ -100,9 +102,9 @@ class HistoryPath:
     run: PathRun
 
 
-def demo_request(label: str, nth: int = 0) -> CheckoutRequest:
+def demo_request(label: str, cards: CardTokens, nth: int = 0) -> CheckoutRequest:
     """The nth request of the demo mix with this label (order ids history-1, history-2...)."""
-    requests = [s.request for s in demo_scenarios(RUN_ID) if s.label == label and s.request]
+    requests = [s.request for s in demo_scenarios(RUN_ID, cards) if s.label == label and s.request]
     if len(requests) <= nth:
         raise CaptureError(f"no demo scenario #{nth} labelled {label!r}")
     return requests[nth]
@@ -117,7 +119,7 @@ def checkout_once(label: str, expected: str, nth: int = 0) -> PathRun:
     """Place the demo request with this label once; its outcome must be `expected`."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        request = demo_request(label, nth)
+        request = demo_request(label, stack.cards, nth)
         outcome = outcome_label(await place_checkout(stack.client, request, stack.task_queue))
         _expect(outcome, expected)
         return Recorded(checkout_workflow_id(request.order_id), outcome)
@@ -129,7 +131,7 @@ def checkout_twice(label: str, expected: str, nth: int = 0) -> PathRun:
     """The same order placed twice at once, then again after it finished: one workflow."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        request = demo_request(label, nth)
+        request = demo_request(label, stack.cards, nth)
         client, queue = stack.client, stack.task_queue
         first, second = await asyncio.gather(
             place_checkout(client, request, queue), place_checkout(client, request, queue)
@@ -197,7 +199,7 @@ def cancelled_while_charging() -> PathRun:
     customer cancels meanwhile."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        request = _variant(demo_request("payments 503 twice, retried"), "cancel")
+        request = _variant(demo_request("payments 503 twice, retried", stack.cards), "cancel")
         async with payments_down(stack) as recover:
             handle = await _start(stack, request)
             await _wait_for(handle, lambda p: p.current_step == CheckoutStep.CHARGE_PAYMENT)
@@ -216,7 +218,7 @@ def deadline_while_charging() -> PathRun:
     """Not confirmed within a 1 s deadline: payments is down, the charge is in its retries."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        base = demo_request("payments 503 twice, retried")
+        base = demo_request("payments 503 twice, retried", stack.cards)
         options = base.options.model_copy(update={"decision_deadline_seconds": 1})
         request = _variant(base, "deadline", options=options.model_dump())
         async with payments_down(stack) as recover:
@@ -234,7 +236,7 @@ def refund_stuck_then_skipped() -> PathRun:
     """Card declined while refunds fail: the refund needs attention; an operator skips it."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        base = demo_request("card declined")
+        base = demo_request("card declined", stack.cards)
         options = base.options.model_copy(update={"compensation_attempts_before_attention": 1})
         request = _variant(base, "attention", options=options.model_dump())
         async with payments_down(stack, paths=["/charges/"]):  # refunds, not charges
@@ -303,7 +305,7 @@ def fanout_job(consumer: str) -> PathRun:
     """The job of the confirmed order (record after "confirmed"): its child workflow."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        request = demo_request("confirmed")
+        request = demo_request("confirmed", stack.cards)
         event = event_id(checkout_workflow_id(request.order_id), ORDER_CONFIRMED)
         handle = stack.client.get_workflow_handle(job_id(event, consumer))
         result = await handle.result()
@@ -313,17 +315,19 @@ def fanout_job(consumer: str) -> PathRun:
     return run
 
 
-def long_lived(workflow_id: str) -> PathRun:
-    """A long-lived consumer as it stands (running): it got the confirmed orders' events."""
+def long_lived(workflow_id: str | Callable[[CaptureStack], str]) -> PathRun:
+    """A long-lived consumer as it stands (running): it got the confirmed orders' events.
+    `workflow_id`: its id, or how to find it on the stack."""
 
     async def run(stack: CaptureStack) -> Recorded:
-        handle = stack.client.get_workflow_handle(workflow_id)
+        workflow_id_on_stack = workflow_id(stack) if callable(workflow_id) else workflow_id
+        handle = stack.client.get_workflow_handle(workflow_id_on_stack)
         for _ in range(80):  # bounded: about 20 s for the signals of the paths before
             state = await handle.query("state")
             if state.get("applied", 0) >= 1:
-                return Recorded(workflow_id, f"running, {state['applied']} applied")
+                return Recorded(workflow_id_on_stack, f"running, {state['applied']} applied")
             await asyncio.sleep(0.25)
-        raise CaptureError(f"{workflow_id} applied nothing")
+        raise CaptureError(f"{workflow_id_on_stack} applied nothing")
 
     return run
 
@@ -362,12 +366,16 @@ PATHS: list[HistoryPath] = [
     HistoryPath(
         "loyalty",
         "CustomerLoyalty of the confirmed order's customer",
-        long_lived(loyalty_workflow_id(demo_request("confirmed").customer_id)),
+        long_lived(
+            lambda stack: loyalty_workflow_id(demo_request("confirmed", stack.cards).customer_id)
+        ),
     ),
     HistoryPath(
         "analytics",
         "Analytics shard of the confirmed order",
-        long_lived(analytics_workflow_id(demo_request("confirmed").order_id)),
+        long_lived(
+            lambda stack: analytics_workflow_id(demo_request("confirmed", stack.cards).order_id)
+        ),
     ),
     HistoryPath(
         "trip-confirmed", "the example trip, paid", trip_path(trip("confirmed"), "CONFIRMED")
@@ -472,7 +480,8 @@ def capture(
     ) -> tuple[list[Written], list[ReplayOutcome]]:
         client = await connect_temporal({**os.environ, **env})
         headers = bearer_headers(env[SERVICE_TOKEN_ENV])
-        stack = CaptureStack(client, Settings().task_queue, service_urls, headers)
+        cards = await tokenize_test_cards(service_urls["payments"], env[PUBLISHABLE_KEY_ENV])
+        stack = CaptureStack(client, Settings().task_queue, service_urls, headers, cards)
         written = await _capture(stack, paths, out)
         # What was just written must replay against this code, or it is no use as a net.
         return written, await replay_files(w.file for w in written)

@@ -3,8 +3,9 @@
 Read-only: every SQLite file is opened with `mode=ro`, so a check never changes what it
 checks. `check_invariants` counts the violations of each promise for the orders of one run:
 
-- payments: no order charged twice; the net charge of every CONFIRMED order equals its
-  total; no net charge for an order that is not CONFIRMED;
+- payments: no order charged twice; every charge (refunded, declined or kept) is of the
+  price stored on its order: the order's total, in the order's currency; the net charge of
+  every CONFIRMED order equals its total; no net charge for an order that is not CONFIRMED;
 - stock: per SKU, the stock at the start minus what the run's COMMITTED reservations took
   equals the stock now, nothing is left reserved, no reservation is left open, and stock was
   committed for exactly the CONFIRMED orders;
@@ -26,6 +27,7 @@ from models.saga import Outcome
 # Every violation counter, in the order they are printed.
 VIOLATIONS = (
     "double_charge",
+    "charge_not_order_price",
     "confirmed_net_charge_wrong",
     "unconfirmed_net_charge",
     "stock_not_conserved",
@@ -101,7 +103,7 @@ def check_invariants(
         orders = {
             row["order_id"]: row
             for row in conn.execute(
-                f"SELECT order_id, status, total_cents, lines FROM orders"
+                f"SELECT order_id, status, currency, total_cents, lines FROM orders"
                 f" WHERE order_id IN ({_placeholders(ids)})",
                 ids,
             )
@@ -147,13 +149,22 @@ def _check_payments(
 ) -> None:
     with read_only(data_dir / "payments.sqlite") as conn:
         rows = conn.execute(
-            f"SELECT charge_id, order_id, amount_cents, status FROM charges"
+            f"SELECT charge_id, order_id, amount_cents, currency, status FROM charges"
             f" WHERE order_id IN ({_placeholders(ids)})",
             ids,
         ).fetchall()
     taken: Counter[str] = Counter()  # charges that took money, refunded or not
     net: Counter[str] = Counter()
     for row in rows:
+        # A charge is only ever made for a priced order, of what the orders service stored.
+        order = orders.get(row["order_id"])
+        charged = (row["amount_cents"], row["currency"])
+        if order is None or charged != (order["total_cents"], order["currency"]):
+            stored = "no order" if order is None else f"{order['total_cents']} {order['currency']}"
+            report.add(
+                "charge_not_order_price",
+                f"{row['charge_id']}: {charged[0]} {charged[1]}, order {stored}",
+            )
         if row["status"] in ("SUCCEEDED", "REFUNDED"):
             taken[row["order_id"]] += 1
         if row["status"] == "SUCCEEDED":

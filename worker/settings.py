@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # Sent as `Authorization: Bearer ...` on every call to a service (services.auth); the
     # worker refuses to start without it.
     service_token: SecretStr | None = None
+    # What the CLI tokenizes cards with, as a shop's front end does (POST /payment-methods of
+    # the payments service, which reads the same variable); the worker never needs it.
+    payments_publishable_key: SecretStr | None = None
     # Worker tuning (worker/tuning.py); None keeps the SDK's default. See README "Performance".
     worker_max_concurrent_activities: int | None = Field(default=None, ge=1)
     worker_max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)

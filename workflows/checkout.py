@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from models.checkout import CheckoutProgress, CheckoutRequest, CheckoutResult, CheckoutStep
     from models.events import AFTER_ANSWER, OrderConfirmed, OrderRejected, after_answer_queue
     from models.inventory import ReserveStock, StockLine
-    from models.orders import CreateOrder, OrderCancellation, OrderLine
+    from models.orders import CreateOrder, Order, OrderCancellation, OrderItem
     from models.payments import ChargeRequest, Refund
 
 # The checkout's own search attribute, beside the engine's SagaStatus and SagaStep.
@@ -42,6 +42,7 @@ CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 REASON_FOR_CODE: Final = {
     "out_of_stock": "Sorry, part of your order is out of stock ({detail}).",
     "card_declined": "Your card was declined; please use another card.",
+    "price_changed": "Prices changed since you saw your cart ({detail}); please check it again.",
     UNAVAILABLE: "We could not complete your order right now; please try again.",
     DEADLINE_EXCEEDED: "Your order took too long to confirm and was not placed.",
     CANCELLED: "Your order was cancelled ({detail}).",
@@ -87,6 +88,8 @@ class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult, CheckoutPro
                 search_attributes=[CUSTOMER_ID.value_set(request.customer_id)],
             ),
         )
+        # As the orders service priced it: what is charged and announced.
+        self._order: Order | None = None
 
     @workflow.run
     async def run(self, request: CheckoutRequest) -> CheckoutResult:
@@ -96,12 +99,13 @@ class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult, CheckoutPro
         workflow_id = workflow.info().workflow_id
         reservation_id = idempotency_key(workflow_id, CheckoutStep.RESERVE_STOCK)
         charge_id = idempotency_key(workflow_id, CheckoutStep.CHARGE_PAYMENT)
-        await self.create_order(
+        order = self._order = await self.create_order(
             CreateOrder(
                 order_id=request.order_id,
                 customer_id=request.customer_id,
                 currency=request.currency,
-                lines=[OrderLine(**item.model_dump()) for item in request.items],
+                lines=[OrderItem(sku=i.sku, quantity=i.quantity) for i in request.items],
+                expected_total_cents=request.expected_total_cents,
             ),
             undo_arg=lambda failure: OrderCancellation(
                 order_id=request.order_id, reason=failure.summary
@@ -119,9 +123,9 @@ class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult, CheckoutPro
             ChargeRequest(
                 charge_id=charge_id,
                 order_id=request.order_id,
-                amount_cents=request.total_cents,
-                currency=request.currency,
-                card_number=request.card_number,
+                amount_cents=order.total_cents,
+                currency=order.currency,
+                payment_token=request.payment_token,
             ),
             undo_arg=lambda failure: Refund(charge_id=charge_id, reason=failure.summary),
         )
@@ -139,7 +143,7 @@ class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult, CheckoutPro
         # Fire and forget: waits only until the jobs started and the signals went out.
         await announce_order_confirmed(
             OrderConfirmed.from_checkout(
-                request, workflow_id=workflow_id, occurred_at=workflow.now()
+                request, order, workflow_id=workflow_id, occurred_at=workflow.now()
             )
         )
 
@@ -148,6 +152,7 @@ class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult, CheckoutPro
         await announce_order_rejected(
             OrderRejected.from_checkout(
                 self.input,
+                self._order,
                 workflow_id=workflow.info().workflow_id,
                 occurred_at=workflow.now(),
                 reason=result.reason or "rejected",
@@ -163,7 +168,8 @@ class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult, CheckoutPro
         request = self.input
         return {
             "order_id": request.order_id,
-            "total_cents": request.total_cents,
+            # Nothing to pay when the order was never priced (refused at its creation).
+            "total_cents": self._order.total_cents if self._order is not None else 0,
             "currency": request.currency,
         }
 

@@ -1,4 +1,8 @@
-"""Orders service: the record that says whether a customer's order exists."""
+"""Orders service: the record that says whether a customer's order exists, and what it costs.
+
+The order is priced here, from the shop's prices (services.orders.pricing), in the same
+transaction that writes it: the price stored on the order is the price charged.
+"""
 
 import json
 import sqlite3
@@ -6,11 +10,20 @@ from typing import Annotated
 
 from fastapi import FastAPI, Path, Response
 
-from models.common import OrderId
-from models.orders import CancelOrder, CreateOrder, Order, OrderLine, OrderStatus
+from models.common import OrderId, Sku
+from models.orders import (
+    CancelOrder,
+    CreateOrder,
+    Order,
+    OrderLine,
+    OrderStatus,
+    SetPrices,
+    SkuPrices,
+)
 from services.database import Database, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
+from services.orders import pricing
 from services.service_app import create_service_app
 
 SCHEMA = """
@@ -19,7 +32,7 @@ CREATE TABLE IF NOT EXISTS orders (
     request_hash  TEXT,  -- NULL for a tombstone: cancelled before it was created
     customer_id   TEXT NOT NULL,
     currency      TEXT NOT NULL,
-    lines         TEXT NOT NULL,  -- JSON list of OrderLine
+    lines         TEXT NOT NULL,  -- JSON list of OrderLine, priced when the order was made
     total_cents   INTEGER NOT NULL,
     status        TEXT NOT NULL CHECK (status IN ('PENDING', 'CONFIRMED', 'CANCELLED')),
     cancel_reason TEXT
@@ -27,6 +40,7 @@ CREATE TABLE IF NOT EXISTS orders (
 """
 
 PathOrderId = Annotated[OrderId, Path()]
+PathSku = Annotated[Sku, Path()]
 
 
 def _order(row: sqlite3.Row) -> Order:
@@ -47,7 +61,9 @@ def _not_found(order_id: str) -> ServiceFailure:
 
 def create_app(db_path: str) -> FastAPI:
     db = Database(db_path)
-    db.init(SCHEMA)
+    db.init(SCHEMA + pricing.SCHEMA)
+    with db.write() as conn:
+        pricing.seed_prices(conn)
     app = create_service_app("orders")
 
     @app.post("/orders", status_code=201)
@@ -56,6 +72,8 @@ def create_app(db_path: str) -> FastAPI:
         with db.write() as conn:
             row = row_by_key(conn, "orders", "order_id", body.order_id)
             if row is None:
+                # A refusal raised here rolls the transaction back: nothing is written.
+                lines, total = pricing.price_order(conn, body)
                 conn.execute(
                     "INSERT INTO orders (order_id, request_hash, customer_id, currency, lines,"
                     " total_cents, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -64,8 +82,8 @@ def create_app(db_path: str) -> FastAPI:
                         digest,
                         body.customer_id,
                         body.currency,
-                        json.dumps([line.model_dump() for line in body.lines]),
-                        sum(line.quantity * line.unit_price_cents for line in body.lines),
+                        json.dumps([line.model_dump() for line in lines]),
+                        total,
                         OrderStatus.PENDING,
                     ),
                 )
@@ -76,6 +94,7 @@ def create_app(db_path: str) -> FastAPI:
                 response.status_code = 200
             elif row["request_hash"] != digest:
                 raise idempotency_key_reused(body.order_id)
+            # A repeat answers the order as first priced, whatever the prices are now.
             return _order(row)
 
     @app.post("/orders/{order_id}/confirm")
@@ -135,5 +154,29 @@ def create_app(db_path: str) -> FastAPI:
                 (status, status),
             ).fetchall()
         return [_order(row) for row in rows]
+
+    @app.get("/prices")
+    def list_prices() -> list[SkuPrices]:
+        with db.read() as conn:
+            return pricing.all_prices(conn)
+
+    @app.get("/prices/{sku}")
+    def get_prices(sku: PathSku) -> SkuPrices:
+        with db.read() as conn:
+            prices = pricing.prices_of(conn, sku)
+        if prices is None:
+            raise ServiceFailure(404, "unknown_sku", f"the shop does not sell {sku!r}", "sku")
+        return prices
+
+    @app.put("/prices/{sku}")
+    def set_prices(sku: PathSku, body: SetPrices) -> SkuPrices:
+        """Admin: the SKU's unit prices, one per currency the shop sells in. Orders already
+        made keep the prices they were made with."""
+        pricing.check_sold_currencies(body.prices)
+        with db.write() as conn:
+            pricing.set_prices(conn, sku, body.prices)
+            prices = pricing.prices_of(conn, sku)
+        assert prices is not None
+        return prices
 
     return app

@@ -17,8 +17,8 @@ from examples.trip.activities import TripActivities
 from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
 from models.deadletters import Delivery, NewDeadLetter
 from models.inventory import Reservation, ReservationStatus, ReserveStock
-from models.orders import CreateOrder, Order, OrderCancellation, OrderStatus
-from models.payments import CARD_OK, Charge, ChargeRequest, ChargeStatus, Refund
+from models.orders import CreateOrder, Order, OrderCancellation, OrderLine, OrderStatus
+from models.payments import Charge, ChargeRequest, ChargeStatus, Refund
 from worker.after_answer import AfterAnswerSlots, after_answer_worker
 from worker.runner import WORKFLOWS
 
@@ -31,6 +31,10 @@ HEALED: set[str] = set()
 # order id -> the reasons the order's cancellation and refund were given, in order.
 UNDO_REASONS: dict[str, list[str]] = defaultdict(list)
 RELEASED: set[str] = set()
+# The scripted shop's price of every SKU, as the orders service would price it.
+UNIT_PRICE_CENTS = 100
+# The scripted shop takes any token of the right form; this one stands for a card ending 4242.
+PAYMENT_TOKEN = "pm_scriptedshop4242"
 
 
 async def _act(order_id: str, name: str) -> None:
@@ -63,8 +67,11 @@ class FakeShop:
             order_id=order.order_id,
             customer_id=order.customer_id,
             currency=order.currency,
-            lines=order.lines,
-            total_cents=sum(line.quantity * line.unit_price_cents for line in order.lines),
+            lines=[
+                OrderLine(sku=item.sku, quantity=item.quantity, unit_price_cents=UNIT_PRICE_CENTS)
+                for item in order.lines
+            ],
+            total_cents=sum(item.quantity * UNIT_PRICE_CENTS for item in order.lines),
             status=OrderStatus.PENDING,
         )
 
@@ -132,7 +139,7 @@ class FakeShop:
             order_id=charge.order_id,
             amount_cents=charge.amount_cents,
             currency=charge.currency,
-            card_last4=charge.card_number[-4:],
+            card_last4="4242",
             status=ChargeStatus.SUCCEEDED,
         )
 
@@ -186,8 +193,8 @@ def scripted_request(
         order_id=order_id,
         customer_id=customer,
         email=f"{customer}@example.com",
-        card_number=CARD_OK,
-        items=[CartItem(sku="SKU-1", quantity=1, unit_price_cents=100)],
+        payment_token=PAYMENT_TOKEN,
+        items=[CartItem(sku="SKU-1", quantity=1)],
         options=options or CheckoutOptions(),
     )
 
