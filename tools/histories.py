@@ -347,6 +347,11 @@ PATHS: list[HistoryPath] = [
         checkout_once("card declined", "REJECTED:card_declined"),
     ),
     HistoryPath(
+        "price-changed",
+        "the shop's total differs from the customer's: refused at create_order",
+        checkout_once("price changed", "REJECTED:price_changed"),
+    ),
+    HistoryPath(
         "transient-retries",
         "payments 503 twice, retried, confirmed",
         checkout_once("payments 503 twice, retried", "CONFIRMED"),
