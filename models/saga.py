@@ -6,6 +6,7 @@ Extra fields are kept when a model is read as one of these, so an operator tool 
 saga type still shows them.
 """
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Generic, TypeVar
 
@@ -94,3 +95,37 @@ class SkipCompensation(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
     # Which one; may be left out when only one is stuck.
     name: str | None = None
+
+
+# -- reconciliation: sagas that ended without settling what they opened --------------------
+
+
+class FindOpenSagas(BaseModel):
+    """What a saga's finder is asked: its business records still open since before `before`."""
+
+    before: datetime
+    limit: int = Field(default=500, ge=1, le=10_000)
+
+
+class OpenSaga(BaseModel):
+    """A saga whose records are still open: its workflow id, and which records."""
+
+    workflow_id: str
+    # E.g. "order:o1 PENDING", "reservation:checkout-o1:reserve_stock RESERVED".
+    records: list[str] = Field(min_length=1)
+    # When the oldest of them was opened.
+    opened_at: datetime
+
+
+class RunStatus(StrEnum):
+    """The latest run of a saga's workflow id, as Temporal describes it."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    TERMINATED = "TERMINATED"
+    CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
+    TIMED_OUT = "TIMED_OUT"
+    # No workflow with that id (never started, or its history is past retention).
+    MISSING = "MISSING"

@@ -15,6 +15,7 @@ from models.events import (
     ORDER_REJECTED_SIGNAL,
     OrderConfirmed,
     OrderRejected,
+    RejectedLine,
     event_id,
 )
 from models.orders import OrderLine
@@ -76,14 +77,18 @@ def test_confirmed_and_rejected_events_of_one_order_share_a_shard() -> None:
         "order_id": order_id,
         "customer_id": "c-1",
         "email": "a@example.com",
-        "lines": [OrderLine(sku="MUG-BLUE", quantity=1, unit_price_cents=1000)],
         "total_cents": 1000,
         "currency": "EUR",
         "occurred_at": datetime.now(UTC),
     }
-    confirmed = OrderConfirmed(event_id=event_id(checkout, "OrderConfirmed"), **common)
+    confirmed = OrderConfirmed(
+        event_id=event_id(checkout, "OrderConfirmed"),
+        lines=[OrderLine(sku="MUG-BLUE", quantity=1, unit_price_cents=1000)],
+        **common,
+    )
     rejected = OrderRejected(
         event_id=event_id(checkout, "OrderRejected"),
+        lines=[RejectedLine(sku="MUG-BLUE", quantity=1, unit_price_cents=1000)],
         reason="declined",
         reason_code="card_declined",
         failed_step="charge_payment",
