@@ -35,3 +35,18 @@ class OrderActivities:
         return await call_service(
             self._http, "POST", path, Order, CancelOrder(reason=cancellation.reason)
         )
+
+    @activity.defn(name="cancel_unless_confirmed")
+    async def cancel_unless_confirmed(self, cancellation: OrderCancellation) -> Order:
+        """Cancel the order, unless it is confirmed: the order as it stands either way.
+
+        For the reconciler: confirm and cancel exclude each other (the orders service decides
+        which came first), so whichever won says whether a saga's records go back or forward.
+        An order never created gets a tombstone: a create still in flight is refused."""
+        try:
+            return await self.cancel_order(cancellation)
+        except ApplicationError as err:
+            if err.type != "order_confirmed":
+                raise
+        path = f"/orders/{cancellation.order_id}"
+        return await call_service(self._http, "GET", path, Order)

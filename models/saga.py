@@ -29,6 +29,8 @@ class SagaStatus(StrEnum):
     NEEDS_ATTENTION = "NEEDS_ATTENTION"
     CONFIRMED = "CONFIRMED"
     REJECTED = "REJECTED"
+    # A repair (of a saga that ended without settling its records) that is done.
+    REPAIRED = "REPAIRED"
 
 
 class CompensationState(StrEnum):
@@ -129,3 +131,73 @@ class RunStatus(StrEnum):
     TIMED_OUT = "TIMED_OUT"
     # No workflow with that id (never started, or its history is past retention).
     MISSING = "MISSING"
+
+
+class SagaRun(BaseModel):
+    workflow_id: str
+    status: RunStatus
+    run_id: str | None = None
+    workflow_type: str | None = None
+
+
+class SweepRequest(BaseModel):
+    """One sweep of one saga type: which finder and which repair, and how old is old."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The saga's finder activity (FindOpenSagas -> list[OpenSaga]) and repair workflow type.
+    finder: str = Field(min_length=1, max_length=200)
+    repair: str = Field(min_length=1, max_length=200)
+    # Records opened longer ago than this are looked at (more than any deadline of the saga).
+    older_than_seconds: int = Field(default=600, ge=0, le=30 * 86_400)
+    dry_run: bool = False
+    # How long the sweep waits for the repairs it started before it reports them as running.
+    wait_seconds: int = Field(default=60, ge=0, le=3600)
+    limit: int = Field(default=500, ge=1, le=10_000)
+
+
+class SweepAction(StrEnum):
+    # The saga's latest run is still running: it settles its records itself.
+    LEFT_RUNNING = "left_running"
+    # Dry run: a repair would have started.
+    WOULD_REPAIR = "would_repair"
+    REPAIRED = "repaired"
+    # Started (or already running) and not done within the sweep's wait: it goes on; if it is
+    # stuck it waits in NEEDS_ATTENTION like any saga.
+    REPAIRING = "repairing"
+
+
+class AbandonedSaga(BaseModel):
+    """A repair's input: the saga whose run ended without settling its records."""
+
+    workflow_id: str
+    run: SagaRun
+    records: list[str]
+
+
+class RepairResult(BaseModel):
+    workflow_id: str
+    # What became of the saga's business (e.g. "cancelled", "confirmed").
+    outcome: str
+    # The actions the repair took, in order (each idempotent, keyed as the saga keyed it).
+    actions: list[str] = []
+    skipped: list[str] = []
+
+
+class SweepEntry(BaseModel):
+    workflow_id: str
+    run_status: RunStatus
+    records: list[str]
+    action: SweepAction
+    repair_workflow_id: str | None = None
+    repair: RepairResult | None = None
+
+
+class SweepReport(BaseModel):
+    finder: str
+    before: datetime
+    dry_run: bool
+    entries: list[SweepEntry] = []
+
+    def count(self, action: SweepAction) -> int:
+        return sum(1 for entry in self.entries if entry.action is action)

@@ -49,6 +49,7 @@ from starter.payment_methods import (
     tokenize_test_cards,
 )
 from starter.reactions import reactions_table, wait_for_reactions
+from starter.reconcile import reconcile
 from starter.replay import replay_command
 from starter.trips import trip
 from telemetry.tracing import configure_tracing
@@ -342,6 +343,7 @@ def codec_server(
 
 mount_histories(app)
 app.command("replay")(replay_command)
+app.command("reconcile")(reconcile)
 mount_bench(app)
 app.command("chaos")(chaos_command)
 

@@ -8,7 +8,6 @@ the workflow's answer.
 import asyncio
 import json
 import uuid
-from typing import Any
 
 import httpx
 import pytest
@@ -17,59 +16,18 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from bench.checkout_activities import CheckoutActivitiesWorkflow
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult
+from models.checkout import CheckoutRequest, CheckoutResult
 from models.events import after_answer_queue
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from models.saga import Outcome
-from services.auth import headers_from_env
 from starter.checkouts import place_checkout
-from tests.support.cards import card_token
 from tests.support.cli import run_cli
-from tests.support.stock import new_stocked_sku
+from tests.support.shop import Shop
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.saga.client import decide
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
-
-
-class Shop:
-    """Reads and seeds the services' own state over their HTTP APIs."""
-
-    def __init__(self, urls: dict[str, str]) -> None:
-        self.urls = urls
-
-    def get(self, service: str, path: str) -> Any:
-        response = httpx.get(self.urls[service] + path, timeout=5, headers=headers_from_env())
-        response.raise_for_status()
-        return response.json()
-
-    def new_sku(self, available: int, unit_price_cents: int) -> str:
-        """A new SKU with `available` units at `unit_price_cents` (the shop's price)."""
-        return new_stocked_sku(self.urls, "E2E", available, unit_price_cents)
-
-    def level(self, sku: str) -> dict[str, int]:
-        level: dict[str, int] = self.get("inventory", f"/stock/{sku}")
-        return level
-
-    def order_status(self, order_id: str) -> str:
-        status: str = self.get("orders", f"/orders/{order_id}")["status"]
-        return status
-
-    def charges(self, order_id: str) -> list[dict[str, Any]]:
-        charges: list[dict[str, Any]] = self.get("payments", f"/charges?order_id={order_id}")
-        return charges
-
-    def request(self, card: str, *items: tuple[str, int], **fields: Any) -> CheckoutRequest:
-        """A checkout of `items` (SKU, quantity) paid with `card`, tokenized first."""
-        return CheckoutRequest(
-            order_id=f"e2e-{uuid.uuid4().hex[:10]}",
-            customer_id="customer-e2e",
-            email="e2e@example.com",
-            payment_token=card_token(self.urls["payments"], card),
-            items=[CartItem(sku=s, quantity=q) for s, q in items],
-            **fields,
-        )
 
 
 @pytest.fixture

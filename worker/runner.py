@@ -5,6 +5,7 @@ the stock on its after-answer queue."""
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -21,6 +22,7 @@ from activities.warehouse import WarehouseActivities
 from examples.trip.activities import TripActivities
 from examples.trip.workflow import TripBookingWorkflow
 from models.checkout import CheckoutStep
+from models.saga import SweepRequest
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import configure_tracing
 from worker.after_answer import AnswersInFlight, after_answer_slots, after_answer_worker
@@ -32,8 +34,12 @@ from worker.tuning import worker_tuning
 from workflows import saga
 from workflows.analytics import AnalyticsWorkflow
 from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow
+from workflows.checkout_repair import CHECKOUT_REPAIR, CheckoutRepairWorkflow
 from workflows.loyalty import CustomerLoyaltyWorkflow
 from workflows.receipt import SendReceiptWorkflow
+from workflows.saga.client import ensure_sweep_schedule
+from workflows.saga.reconcile import SagaSweepWorkflow
+from workflows.saga.runs import SagaRuns
 from workflows.shipping import ShipOrderWorkflow
 
 WORKFLOWS: list[type] = [
@@ -43,9 +49,15 @@ WORKFLOWS: list[type] = [
     ShipOrderWorkflow,
     CustomerLoyaltyWorkflow,
     AnalyticsWorkflow,
+    # The reconciler: the engine's sweep, and the checkout's repair it starts.
+    SagaSweepWorkflow,
+    CheckoutRepairWorkflow,
     # The example saga on the engine (examples/trip): `checkout-saga trip book` starts one.
     TripBookingWorkflow,
 ]
+# The checkout's sweep: its finder (activities/reconcile.py) and its repair, on a Schedule.
+CHECKOUT_SWEEP_SCHEDULE = "saga-sweep-checkout"
+FIND_OPEN_CHECKOUTS = "find_open_checkouts"
 # Every search attribute these workflows set: register them (Keyword) on the cluster.
 SEARCH_ATTRIBUTES = (*saga.SEARCH_ATTRIBUTES, CUSTOMER_ID)
 
@@ -86,6 +98,7 @@ async def checkout_workers(
             orders.create_order,
             orders.confirm_order,
             orders.cancel_order,
+            orders.cancel_unless_confirmed,
             inventory.reserve_stock,
             inventory.release_stock,
             # Also here for checkouts that scheduled their commit on this queue before it
@@ -99,6 +112,7 @@ async def checkout_workers(
             loyalty.add_loyalty_points,
             deadletters.record_dead_letter,
             events.deliver_order_event,
+            *SagaRuns(client).all(),
             *TripActivities().all(),
         ],
         interceptors=[answers.interceptor([step.value for step in CheckoutStep])],
@@ -128,7 +142,36 @@ async def run_worker(extra_workflows: Sequence[type] = ()) -> None:
                     "metrics at http://%s/metrics", observe.metrics_address
                 )
             logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
+            if settings.reconcile_every_seconds:
+                await schedule_checkout_sweep(client, settings)
             await stop.wait()
     finally:
         if tracer_provider is not None:
             tracer_provider.shutdown()  # send the last spans
+
+
+def checkout_sweep(settings: Settings, dry_run: bool = False) -> SweepRequest:
+    """One sweep of the checkout: its finder and its repair, records older than the setting."""
+    return SweepRequest(
+        finder=FIND_OPEN_CHECKOUTS,
+        repair=CHECKOUT_REPAIR,
+        older_than_seconds=settings.reconcile_older_than_seconds,
+        dry_run=dry_run,
+    )
+
+
+async def schedule_checkout_sweep(client: Client, settings: Settings) -> None:
+    """The checkout's sweep on its Schedule (any number of workers may do this at start)."""
+    outcome = await ensure_sweep_schedule(
+        client,
+        schedule_id=CHECKOUT_SWEEP_SCHEDULE,
+        request=checkout_sweep(settings),
+        every=timedelta(seconds=settings.reconcile_every_seconds),
+        task_queue=settings.task_queue,
+    )
+    logging.getLogger(__name__).info(
+        "schedule %s (every %d s): %s",
+        CHECKOUT_SWEEP_SCHEDULE,
+        settings.reconcile_every_seconds,
+        outcome,
+    )

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # whatever the load, it takes a task once the oldest waiting one has waited max_wait.
     after_answer_target_cpu: float = Field(default=0.8, gt=0, le=1)
     after_answer_max_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # The reconciler's sweep (workflows/saga/reconcile.py): every this many seconds (a Temporal
+    # Schedule this worker creates, or updates, at start; 0: this worker leaves it as it is),
+    # for records opened longer ago than the other setting (more than any checkout deadline).
+    reconcile_every_seconds: int = Field(default=300, ge=0, le=86_400)
+    reconcile_older_than_seconds: int = Field(default=600, ge=0, le=30 * 86_400)
     # True passes our workflow modules through the sandbox: not re-imported for each workflow
     # run (cheaper workflow tasks), but no longer checked by it for non-deterministic calls,
     # and their module state kept from one run to the next. Temporal advises passing through

@@ -6,11 +6,22 @@ that knows no saga type reads the engine's models, which keep the saga's own fie
 """
 
 import contextlib
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
     WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -19,7 +30,15 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from models.saga import CancelSaga, SagaProgress, SagaResult, SkipCompensation
+from models.saga import (
+    CancelSaga,
+    SagaProgress,
+    SagaResult,
+    SkipCompensation,
+    SweepReport,
+    SweepRequest,
+)
+from workflows.saga.reconcile import SWEEP_WORKFLOW
 from workflows.saga.search import SAGA_STATUS
 from workflows.saga.workflow import SagaWorkflow
 
@@ -135,3 +154,65 @@ async def needing_attention(client: Client, limit: int, query: str = "") -> list
         progress = await status(client, execution.id, AnyProgress)
         found.append(Stuck(execution.id, execution.workflow_type, progress))
     return found
+
+
+async def ensure_sweep_schedule(
+    client: Client,
+    *,
+    schedule_id: str,
+    request: SweepRequest,
+    every: timedelta,
+    task_queue: str,
+) -> str:
+    """The Temporal Schedule that runs `request`'s sweep every `every`, created by whichever
+    worker comes first (any number may call this: a second finds it and updates its
+    interval and request to this call's). Overlap SKIP: a sweep still running when the next
+    is due makes that one skip. Returns "created", "updated" or "unchanged"."""
+    action = ScheduleActionStartWorkflow(
+        SWEEP_WORKFLOW,
+        request,
+        id=f"{schedule_id}-run",
+        task_queue=task_queue,
+    )
+    schedule = Schedule(
+        action=action,
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule)
+        return "created"
+    except ScheduleAlreadyRunningError:
+        pass
+    handle = client.get_schedule_handle(schedule_id)
+    current = (await handle.describe()).schedule
+    intervals = current.spec.intervals
+    current_every = intervals[0].every if len(intervals) == 1 else None
+    current_args = getattr(current.action, "args", None)
+    wanted = request.model_dump(mode="json")
+    if current_every == every and current_args and _arg_dump(current_args[0]) == wanted:
+        return "unchanged"
+
+    def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+        return ScheduleUpdate(schedule=schedule)
+
+    await handle.update(update)
+    return "updated"
+
+
+def _arg_dump(arg: object) -> object:
+    if isinstance(arg, SweepRequest):
+        return arg.model_dump(mode="json")
+    return arg
+
+
+async def sweep_now(client: Client, request: SweepRequest, task_queue: str) -> SweepReport:
+    """One sweep, now, outside the schedule; its report."""
+    report: SweepReport = await client.execute_workflow(
+        SWEEP_WORKFLOW,
+        request,
+        id=f"{SWEEP_WORKFLOW.lower()}-{uuid.uuid4().hex[:12]}",
+        task_queue=task_queue,
+        result_type=SweepReport,
+    )
+    return report

@@ -118,6 +118,20 @@ class Compensations:
         assert self._running is not None
         await run_to_completion(self._running)
 
+    async def settle(self, name: str, action: Compensation) -> bool:
+        """Run one action now, to the end, as a compensation runs: retried with backoff,
+        and when stuck, waiting for an operator to retry or skip it; whatever cancels arrive.
+        For the forward work of a repair. True when done, False when an operator skipped it."""
+        registered = _Registered(
+            CompensationReport(name=name, attempts=0, state=CompensationState.PENDING), action
+        )
+        self._registered.append(registered)
+        if self.phase is Phase.NOT_STARTED:
+            self.phase = Phase.RUNNING
+            self.on_change()
+        await run_to_completion(self._run_until_settled(registered))
+        return registered.report.state is CompensationState.DONE
+
     def retry(self, name: str | None = None) -> str:
         """Operator: try a stuck compensation again (its attempt budget starts over)."""
         registered = self._stuck_one(name)

@@ -1,0 +1,232 @@
+"""The reconciler end to end: dev server, the real services and worker. A checkout terminated
+after each of its steps (the step's work landed, its answer held by the service) leaves its
+records open; one sweep settles them: back (cancelled, refunded, released) before the pivot,
+forward (committed, announced once) from it on. A running checkout is never touched; a dry
+run changes nothing; `checkout-saga reconcile --json` prints the report.
+"""
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from models.checkout import CheckoutRequest, CheckoutStep
+from models.payments import CARD_OK
+from models.saga import RunStatus, SweepAction, SweepEntry, SweepReport, SweepRequest
+from tests.support.cli import run_cli
+from tests.support.shop import Shop
+from worker.runner import FIND_OPEN_CHECKOUTS
+from worker.settings import Settings
+from workflows.checkout import CheckoutWorkflow, checkout_workflow_id, idempotency_key
+from workflows.checkout_repair import CHECKOUT_REPAIR
+from workflows.consumers import job_id
+from workflows.saga.client import sweep_now
+
+pytestmark = pytest.mark.usefixtures("checkout_worker")
+
+# The services hold the step's answer this long after doing its work.
+HELD_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Where a checkout is held: the service and path prefix whose answer is held, and how
+    to see that the step's work landed."""
+
+    step: str
+    service: str
+    path: str
+    landed: Callable[[Shop, CheckoutRequest], bool]
+
+
+def _order_is(status: str | None) -> Callable[[Shop, CheckoutRequest], bool]:
+    def landed(shop: Shop, request: CheckoutRequest) -> bool:
+        try:
+            found = shop.get("orders", f"/orders/{request.order_id}")["status"]
+        except httpx.HTTPStatusError:
+            return False
+        return status is None or found == status
+
+    return landed
+
+
+def _reservation_is(status: str) -> Callable[[Shop, CheckoutRequest], bool]:
+    def landed(shop: Shop, request: CheckoutRequest) -> bool:
+        workflow_id = checkout_workflow_id(request.order_id)
+        found = shop.reservation(idempotency_key(workflow_id, CheckoutStep.RESERVE_STOCK))
+        return found is not None and found["status"] == status
+
+    return landed
+
+
+def _charged(shop: Shop, request: CheckoutRequest) -> bool:
+    return any(c["status"] == "SUCCEEDED" for c in shop.charges(request.order_id))
+
+
+HOLDS = [
+    Hold("create_order", "orders", "/orders", _order_is(None)),
+    Hold("reserve_stock", "inventory", "/reservations", _reservation_is("RESERVED")),
+    Hold("charge_payment", "payments", "/charges", _charged),
+    Hold("confirm_order", "orders", "/orders/", _order_is("CONFIRMED")),
+    Hold("commit_stock", "inventory", "/reservations/", _reservation_is("COMMITTED")),
+]
+FORWARD = {"confirm_order", "commit_stock"}
+
+
+@pytest.fixture
+def shop(services: dict[str, str]) -> Iterator[Shop]:
+    shop = Shop(services)
+    yield shop
+    for service in ("orders", "inventory", "payments"):
+        shop.put_fault(service)
+
+
+def sweep_request(**changes: Any) -> SweepRequest:
+    request = SweepRequest(
+        finder=FIND_OPEN_CHECKOUTS, repair=CHECKOUT_REPAIR, older_than_seconds=0, wait_seconds=60
+    )
+    return request.model_copy(update=changes)
+
+
+def entry_of(report: SweepReport, request: CheckoutRequest) -> SweepEntry:
+    workflow_id = checkout_workflow_id(request.order_id)
+    entries = [e for e in report.entries if e.workflow_id == workflow_id]
+    assert len(entries) == 1, report
+    return entries[0]
+
+
+async def start(client: Client, settings: Settings, request: CheckoutRequest) -> Any:
+    return await client.start_workflow(
+        CheckoutWorkflow.run,
+        request,
+        id=checkout_workflow_id(request.order_id),
+        task_queue=settings.task_queue,
+    )
+
+
+async def wait_until(check: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # bounded
+        if await asyncio.to_thread(check):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never: {what}")
+
+
+def jobs_of(request: CheckoutRequest) -> list[str]:
+    event = f"{checkout_workflow_id(request.order_id)}:OrderConfirmed"
+    return [job_id(event, "receipt"), job_id(event, "shipping")]
+
+
+@pytest.mark.parametrize("hold", HOLDS, ids=[h.step for h in HOLDS])
+async def test_a_checkout_terminated_after_a_step_is_settled_by_one_sweep(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop, hold: Hold
+) -> None:
+    client = dev_env.client
+    sku = shop.new_sku(4, 1200)
+    request = shop.request(CARD_OK, (sku, 2))
+    shop.put_fault(hold.service, hang_seconds=HELD_SECONDS, paths=[hold.path])
+    handle = await start(client, checkout_settings, request)
+    await wait_until(lambda: hold.landed(shop, request), f"{hold.step} landed")
+    await handle.terminate(reason="an operator, mid-step")
+    shop.put_fault(hold.service)
+    await asyncio.sleep(HELD_SECONDS)  # the held answer goes nowhere: the run is gone
+
+    report = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+
+    entry = entry_of(report, request)
+    assert (entry.run_status, entry.action) == (RunStatus.TERMINATED, SweepAction.REPAIRED)
+    assert entry.repair is not None
+    level = shop.level(sku)
+    reservation_id = idempotency_key(handle.id, CheckoutStep.RESERVE_STOCK)
+    charges = [(c["status"], c["amount_cents"]) for c in shop.charges(request.order_id)]
+    if hold.step in FORWARD:
+        # The order was confirmed: the checkout's work goes on, as it would have.
+        assert entry.repair.outcome == "confirmed"
+        assert entry.repair.actions == ["commit_stock"]
+        assert shop.order_status(request.order_id) == "CONFIRMED"
+        assert (level["available"], level["reserved"], level["committed"]) == (2, 0, 2)
+        assert charges == [("SUCCEEDED", 2400)]
+        for job in jobs_of(request):  # announced once, with the checkout's event id
+            assert (await client.get_workflow_handle(job).result())["status"] == "done"
+    else:
+        # The cancel won: everything goes back, with the checkout's own keys.
+        assert entry.repair.outcome == "cancelled"
+        assert entry.repair.actions == ["cancel_order", "refund_payment", "release_stock"]
+        assert shop.order_status(request.order_id) == "CANCELLED"
+        assert (level["available"], level["reserved"], level["committed"]) == (4, 0, 0)
+        reservation = shop.reservation(reservation_id)
+        assert reservation is None or reservation["status"] in ("RELEASED", "REJECTED")
+        assert all(status != "SUCCEEDED" for status, _ in charges), charges
+
+    # A second sweep finds nothing of it left open.
+    again = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+    assert handle.id not in {e.workflow_id for e in again.entries}
+
+
+async def test_a_running_checkout_is_left_alone_and_a_dry_run_changes_nothing(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    client = dev_env.client
+    sku = shop.new_sku(3, 900)
+    running = shop.request(CARD_OK, (sku, 1))
+    abandoned = shop.request(CARD_OK, (sku, 1))
+    # Both wait on payments; one of them is terminated.
+    shop.put_fault("payments", fail=True, paths=["/charges"])
+    handles = [await start(client, checkout_settings, r) for r in (running, abandoned)]
+    reserved = _reservation_is("RESERVED")
+    await wait_until(lambda: reserved(shop, running) and reserved(shop, abandoned), "reserved")
+    await handles[1].terminate(reason="an operator")
+
+    dry = await sweep_now(client, sweep_request(dry_run=True), checkout_settings.task_queue)
+
+    assert entry_of(dry, running).action is SweepAction.LEFT_RUNNING
+    assert entry_of(dry, abandoned).action is SweepAction.WOULD_REPAIR
+    assert shop.order_status(abandoned.order_id) == "PENDING"  # nothing changed
+
+    report = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+    assert entry_of(report, running).action is SweepAction.LEFT_RUNNING
+    assert entry_of(report, abandoned).action is SweepAction.REPAIRED
+    assert shop.order_status(running.order_id) == "PENDING"
+    assert shop.order_status(abandoned.order_id) == "CANCELLED"
+    shop.put_fault("payments")
+    assert (await handles[0].result()).status == "CONFIRMED"
+
+
+async def test_the_reconcile_command_prints_the_sweep(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    sku = shop.new_sku(2, 500)
+    request = shop.request(CARD_OK, (sku, 1))
+    shop.put_fault("payments", fail=True, paths=["/charges"])
+    handle = await start(dev_env.client, checkout_settings, request)
+    await wait_until(lambda: _reservation_is("RESERVED")(shop, request), "reserved")
+    await handle.terminate(reason="an operator")
+    shop.put_fault("payments")
+
+    dry = await asyncio.to_thread(
+        run_cli,
+        dev_env,
+        checkout_settings,
+        "reconcile",
+        "--dry-run",
+        "--json",
+        "--older-than",
+        "0",
+    )
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    entries = {e["workflow_id"]: e for e in json.loads(dry.stdout)["entries"]}
+    assert entries[handle.id]["action"] == "would_repair"
+    done = await asyncio.to_thread(
+        run_cli, dev_env, checkout_settings, "reconcile", "--older-than", "0"
+    )
+    assert done.returncode == 0 and handle.id in done.stdout, done.stdout + done.stderr
+    assert "cancel_order → refund_payment → release_stock" in done.stdout
+    assert shop.order_status(request.order_id) == "CANCELLED"

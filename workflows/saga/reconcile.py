@@ -1,0 +1,273 @@
+"""Reconciliation: sagas that ended without settling what they opened.
+
+Temporal runs no workflow code when a run is terminated, times out, or is reset away from, so
+such a saga's compensations never start and its records (an order, a reservation, a charge)
+stay open. The engine finds them and has them settled; the saga says what its open records
+are and how to settle one of its own.
+
+- `SagaSweepWorkflow` ("SagaSweep"), one sweep: asks the saga's *finder* activity for its
+  sagas with records open since before now minus `older_than_seconds`; asks Temporal about
+  the latest run of each (`SagaRuns.describe_saga_run`); leaves alone every saga whose run is
+  still running (it settles its records itself), and for every other one starts the saga's
+  *repair* workflow (id `repair-{workflow_id}`, abandoned: it outlives the sweep), waiting for
+  it up to `wait_seconds`. Its report says what it did for each saga (or would do, dry run).
+  It runs on a Temporal Schedule (workflows/saga/client.py `ensure_sweep_schedule`), or now
+  (`checkout-saga reconcile`).
+- `SagaRepair`, the base of a saga's repair workflow: its actions go through `settle`, which
+  runs each as a compensation runs (retried with backoff; stuck: NEEDS_ATTENTION until an
+  operator retries or skips it, with the same updates and `status` query as every saga), so
+  what a repair cannot settle is in `checkout-saga attention list` like any stuck saga.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from workflows.saga.compensations import (
+    CompensationPolicy,
+    Compensations,
+    NothingToResolve,
+    Phase,
+    run_to_completion,
+)
+from workflows.saga.metrics import count
+from workflows.saga.search import SAGA_STATUS, SAGA_STEP
+from workflows.saga.steps import STEP_TIMEOUT
+from workflows.saga.workflow import COMPENSATION_RETRY
+
+with workflow.unsafe.imports_passed_through():
+    from models.saga import (
+        AbandonedSaga,
+        CompensationState,
+        FindOpenSagas,
+        OpenSaga,
+        RepairResult,
+        RunStatus,
+        SagaProgress,
+        SagaResult,
+        SagaRun,
+        SagaStatus,
+        SkipCompensation,
+        SweepAction,
+        SweepEntry,
+        SweepReport,
+        SweepRequest,
+    )
+    from workflows.saga.runs import SagaRuns
+
+R = TypeVar("R")
+
+SWEEP_WORKFLOW = "SagaSweep"
+SWEPT = "saga_swept"
+REPAIRED = "saga_repaired"
+# The finder and Temporal are asked with a few quick retries: a sweep that fails is retried
+# by the next one, and shows up as a failed workflow (an alert, docs/operations.md).
+LOOKUP_TIMEOUT = timedelta(seconds=30)
+LOOKUP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+)
+
+
+def repair_workflow_id(workflow_id: str) -> str:
+    """One repair at a time per saga; a later sweep may start another once it is done."""
+    return f"repair-{workflow_id}"
+
+
+@workflow.defn(name=SWEEP_WORKFLOW)
+class SagaSweepWorkflow:
+    @workflow.run
+    async def run(self, request: SweepRequest) -> SweepReport:
+        before = workflow.now() - timedelta(seconds=request.older_than_seconds)
+        report = SweepReport(finder=request.finder, before=before, dry_run=request.dry_run)
+        found: list[OpenSaga] = await workflow.execute_activity(
+            request.finder,
+            FindOpenSagas(before=before, limit=request.limit),
+            result_type=list[OpenSaga],
+            start_to_close_timeout=LOOKUP_TIMEOUT,
+            retry_policy=LOOKUP_RETRY,
+        )
+        runs = await asyncio.gather(*(self._latest_run(saga.workflow_id) for saga in found))
+        repairs: dict[str, workflow.ChildWorkflowHandle[Any, RepairResult]] = {}
+        for saga, run in zip(found, runs, strict=True):
+            entry = SweepEntry(
+                workflow_id=saga.workflow_id,
+                run_status=run.status,
+                records=saga.records,
+                action=SweepAction.LEFT_RUNNING,
+            )
+            report.entries.append(entry)
+            if run.status is RunStatus.RUNNING:
+                continue
+            if request.dry_run:
+                entry.action = SweepAction.WOULD_REPAIR
+                continue
+            entry.action = SweepAction.REPAIRING
+            entry.repair_workflow_id = repair_workflow_id(saga.workflow_id)
+            handle = await self._start_repair(request, saga, run, entry.repair_workflow_id)
+            if handle is not None:
+                repairs[saga.workflow_id] = handle
+        if repairs:
+            await workflow.wait(list(repairs.values()), timeout=request.wait_seconds)
+        for entry in report.entries:
+            handle = repairs.get(entry.workflow_id)
+            if handle is not None and handle.done() and handle.exception() is None:
+                entry.action = SweepAction.REPAIRED
+                entry.repair = handle.result()
+            count(SWEPT, "sagas a sweep looked at, by what it did", action=entry.action.value)
+        workflow.logger.info(
+            "sweep of %s: %d saga(s) with open records, %d repaired, %d left running",
+            request.finder,
+            len(report.entries),
+            report.count(SweepAction.REPAIRED),
+            report.count(SweepAction.LEFT_RUNNING),
+        )
+        return report
+
+    async def _latest_run(self, workflow_id: str) -> SagaRun:
+        return await workflow.execute_activity_method(
+            SagaRuns.describe_saga_run,
+            workflow_id,
+            start_to_close_timeout=LOOKUP_TIMEOUT,
+            retry_policy=LOOKUP_RETRY,
+        )
+
+    async def _start_repair(
+        self, request: SweepRequest, saga: OpenSaga, run: SagaRun, repair_id: str
+    ) -> "workflow.ChildWorkflowHandle[Any, RepairResult] | None":
+        try:
+            return await workflow.start_child_workflow(
+                request.repair,
+                AbandonedSaga(workflow_id=saga.workflow_id, run=run, records=saga.records),
+                id=repair_id,
+                result_type=RepairResult,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            return None  # a repair of this saga is running already (an earlier sweep's)
+
+
+class SagaRepair:
+    """The base of a saga's repair workflow: `settle` its actions, report what it did.
+
+    Its subclass (`@workflow.defn`) writes an `@workflow.run` taking an AbandonedSaga that
+    returns `await self.run_repair(self.<its repair>(abandoned))`.
+    """
+
+    def __init__(self, abandoned: AbandonedSaga, policy: CompensationPolicy | None = None) -> None:
+        self.abandoned = abandoned
+        self._actions = Compensations(
+            policy=policy or CompensationPolicy(), on_change=self._publish
+        )
+        self._current: str | None = None
+        self._done = False
+        self._published: tuple[str, str] | None = None
+
+    async def settle(
+        self,
+        name: str,
+        activity: Callable[..., Awaitable[R]],
+        arg: object,
+        *,
+        start_to_close_timeout: timedelta = STEP_TIMEOUT,
+        retry_policy: RetryPolicy = COMPENSATION_RETRY,
+    ) -> R | None:
+        """Run `activity(arg)` until it is done (None when an operator skipped it)."""
+        results: list[R] = []
+        call: Any = activity
+
+        async def attempt() -> None:
+            results.append(
+                await workflow.execute_activity(
+                    call,
+                    arg,
+                    start_to_close_timeout=start_to_close_timeout,
+                    retry_policy=retry_policy,
+                )
+            )
+
+        self._current = name
+        self._publish()
+        done = await self._actions.settle(name, attempt)
+        return results[-1] if done else None
+
+    @property
+    def actions_done(self) -> list[str]:
+        return list(reversed(self._actions.done))
+
+    @property
+    def actions_skipped(self) -> list[str]:
+        return [
+            r.name for r in reversed(self._actions.reports) if r.state is CompensationState.SKIPPED
+        ]
+
+    async def run_repair(self, repair: Coroutine[Any, Any, RepairResult]) -> RepairResult:
+        """Run the repair to the end (a cancel does not stop it: it is the last word on the
+        saga's records), and count it."""
+        self._publish()
+        result = await run_to_completion(repair)
+        self._done = True
+        self._publish()
+        count(REPAIRED, "sagas repaired after their run ended, by outcome", outcome=result.outcome)
+        await run_to_completion(workflow.wait_condition(workflow.all_handlers_finished))
+        return result
+
+    def _status(self) -> SagaStatus:
+        if self._actions.phase is Phase.NEEDS_ATTENTION:
+            return SagaStatus.NEEDS_ATTENTION
+        return SagaStatus.REPAIRED if self._done else SagaStatus.RUNNING
+
+    def _publish(self) -> None:
+        current = (self._status().value, self._current or "")
+        if current != self._published:
+            self._published = current
+            workflow.upsert_search_attributes(
+                [SAGA_STATUS.value_set(current[0]), SAGA_STEP.value_set(current[1])]
+            )
+
+    @workflow.query
+    def status(self) -> SagaProgress[SagaResult]:
+        """Where the repair is: its actions (as compensations), what is stuck."""
+        return SagaProgress[SagaResult].model_validate(
+            {
+                "status": self._status(),
+                "current_step": self._current,
+                "steps_done": self.actions_done,
+                "compensations": [r.model_copy() for r in reversed(self._actions.reports)],
+                "stuck": self._actions.stuck,
+                "repairs": self.abandoned.workflow_id,
+            }
+        )
+
+    @workflow.update
+    def retry_compensation(self, name: str | None = None) -> str:
+        """Operator: try a stuck action again; returns its name."""
+        return self._actions.retry(name)
+
+    @retry_compensation.validator
+    def _validate_retry(self, name: str | None = None) -> None:
+        self._check_stuck(name)
+
+    @workflow.update
+    def skip_compensation(self, request: SkipCompensation) -> str:
+        """Operator: give up on a stuck action (done by hand), with the reason."""
+        return self._actions.skip(request.reason, request.name)
+
+    @skip_compensation.validator
+    def _validate_skip(self, request: SkipCompensation) -> None:
+        if not request.reason.strip():
+            raise ApplicationError("a reason is required to skip an action", type="NoReason")
+        self._check_stuck(request.name)
+
+    def _check_stuck(self, name: str | None) -> None:
+        try:
+            self._actions.check_stuck(name)
+        except NothingToResolve as err:
+            raise ApplicationError(str(err), type="NothingToResolve") from err
