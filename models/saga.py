@@ -113,7 +113,7 @@ class OpenSaga(BaseModel):
     """A saga whose records are still open: its workflow id, and which records."""
 
     workflow_id: str
-    # E.g. "order:o1 PENDING", "reservation:checkout-o1:reserve_stock RESERVED".
+    # E.g. "order:o1 PENDING", "reservation:r1 RESERVED": the saga's own words for them.
     records: list[str] = Field(min_length=1)
     # When the oldest of them was opened.
     opened_at: datetime

@@ -113,3 +113,13 @@ async def checkout_worker(
         ) as worker,
     ):
         yield worker
+
+
+# Fixtures that start real processes: a test that uses one is slow (`pytest -m "not slow"`).
+SLOW_FIXTURES = {"dev_env", "services", "checkout_worker", "checkout_settings"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -12,11 +12,11 @@ are and how to settle one of its own.
   *repair* workflow (id `repair-{workflow_id}`, abandoned: it outlives the sweep), waiting for
   it up to `wait_seconds`. Its report says what it did for each saga (or would do, dry run).
   It runs on a Temporal Schedule (workflows/saga/client.py `ensure_sweep_schedule`), or now
-  (`checkout-saga reconcile`).
+  (the `reconcile` command).
 - `SagaRepair`, the base of a saga's repair workflow: its actions go through `settle`, which
   runs each as a compensation runs (retried with backoff; stuck: NEEDS_ATTENTION until an
   operator retries or skips it, with the same updates and `status` query as every saga), so
-  what a repair cannot settle is in `checkout-saga attention list` like any stuck saga.
+  what a repair cannot settle is in the operators' attention list like any stuck saga.
 """
 
 import asyncio
