@@ -19,7 +19,7 @@ from models.inventory import (
     StockLevel,
     StockLine,
 )
-from services.database import Database, row_by_key
+from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
 from services.service_app import create_service_app
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS reservations (
     lines          TEXT NOT NULL,  -- JSON list of StockLine
     status         TEXT NOT NULL
         CHECK (status IN ('RESERVED', 'COMMITTED', 'RELEASED', 'REJECTED')),
-    rejection      TEXT  -- JSON OutOfStock of a REJECTED one, to answer a repeat alike
+    rejection      TEXT,  -- JSON OutOfStock of a REJECTED one, to answer a repeat alike
+    created_at     TEXT NOT NULL  -- when the row was written (services.database.now_iso)
 );
 """
 
@@ -61,6 +62,7 @@ def _reservation(row: sqlite3.Row) -> Reservation:
         order_id=row["order_id"],
         lines=[StockLine.model_validate(line) for line in json.loads(row["lines"])],
         status=ReservationStatus(row["status"]),
+        created_at=row["created_at"],
     )
 
 
@@ -126,7 +128,7 @@ def create_app(db_path: str) -> FastAPI:
                 short = _reserve(conn, body)
                 conn.execute(
                     "INSERT INTO reservations (reservation_id, request_hash, order_id, lines,"
-                    " status, rejection) VALUES (?, ?, ?, ?, ?, ?)",
+                    " status, rejection, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         body.reservation_id,
                         digest,
@@ -134,6 +136,7 @@ def create_app(db_path: str) -> FastAPI:
                         json.dumps([line.model_dump() for line in body.lines]),
                         ReservationStatus.REJECTED if short else ReservationStatus.RESERVED,
                         short.model_dump_json() if short else None,
+                        now_iso(),
                     ),
                 )
                 row = row_by_key(conn, "reservations", "reservation_id", body.reservation_id)
@@ -156,8 +159,8 @@ def create_app(db_path: str) -> FastAPI:
                 # A tombstone, so that a reserve still in flight takes nothing.
                 conn.execute(
                     "INSERT INTO reservations (reservation_id, request_hash, order_id, lines,"
-                    " status) VALUES (?, NULL, NULL, '[]', ?)",
-                    (reservation_id, ReservationStatus.RELEASED),
+                    " status, created_at) VALUES (?, NULL, NULL, '[]', ?, ?)",
+                    (reservation_id, ReservationStatus.RELEASED, now_iso()),
                 )
             elif row["status"] == ReservationStatus.COMMITTED:
                 raise ServiceFailure(

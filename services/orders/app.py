@@ -20,7 +20,7 @@ from models.orders import (
     SetPrices,
     SkuPrices,
 )
-from services.database import Database, row_by_key
+from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
 from services.orders import pricing
@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS orders (
     lines         TEXT NOT NULL,  -- JSON list of OrderLine, priced when the order was made
     total_cents   INTEGER NOT NULL,
     status        TEXT NOT NULL CHECK (status IN ('PENDING', 'CONFIRMED', 'CANCELLED')),
-    cancel_reason TEXT
+    cancel_reason TEXT,
+    created_at    TEXT NOT NULL  -- when the row was written (services.database.now_iso)
 );
 """
 
@@ -52,6 +53,7 @@ def _order(row: sqlite3.Row) -> Order:
         total_cents=row["total_cents"],
         status=OrderStatus(row["status"]),
         cancel_reason=row["cancel_reason"],
+        created_at=row["created_at"],
     )
 
 
@@ -76,7 +78,7 @@ def create_app(db_path: str) -> FastAPI:
                 lines, total = pricing.price_order(conn, body)
                 conn.execute(
                     "INSERT INTO orders (order_id, request_hash, customer_id, currency, lines,"
-                    " total_cents, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " total_cents, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         body.order_id,
                         digest,
@@ -85,6 +87,7 @@ def create_app(db_path: str) -> FastAPI:
                         json.dumps([line.model_dump() for line in lines]),
                         total,
                         OrderStatus.PENDING,
+                        now_iso(),
                     ),
                 )
                 row = row_by_key(conn, "orders", "order_id", body.order_id)
@@ -122,9 +125,9 @@ def create_app(db_path: str) -> FastAPI:
                 # A tombstone, so that a create still in flight finds the order cancelled.
                 conn.execute(
                     "INSERT INTO orders (order_id, request_hash, customer_id, currency, lines,"
-                    " total_cents, status, cancel_reason)"
-                    " VALUES (?, NULL, '', 'XXX', '[]', 0, ?, ?)",
-                    (order_id, OrderStatus.CANCELLED, body.reason),
+                    " total_cents, status, cancel_reason, created_at)"
+                    " VALUES (?, NULL, '', 'XXX', '[]', 0, ?, ?, ?)",
+                    (order_id, OrderStatus.CANCELLED, body.reason, now_iso()),
                 )
             elif row["status"] == OrderStatus.CONFIRMED:
                 raise ServiceFailure(409, "order_confirmed", f"order {order_id!r} is confirmed")

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS charges (
     card_last4    TEXT NOT NULL,
     status        TEXT NOT NULL
         CHECK (status IN ('SUCCEEDED', 'REFUNDED', 'DECLINED', 'VOIDED')),
-    refund_reason TEXT
+    refund_reason TEXT,
+    created_at    TEXT NOT NULL  -- when the row was written (services.database.now_iso)
 );
 -- Attempts per charge_id of the flaky test card, so its failures survive a restart.
 CREATE TABLE IF NOT EXISTS flaky_attempts (
@@ -108,6 +109,7 @@ def _charge(row: sqlite3.Row) -> Charge:
         card_last4=row["card_last4"],
         status=ChargeStatus(row["status"]),
         refund_reason=row["refund_reason"],
+        created_at=row["created_at"],
     )
 
 
@@ -211,7 +213,8 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
                     declined = behaviour is CardBehaviour.DECLINED
                     conn.execute(
                         "INSERT INTO charges (charge_id, request_hash, order_id, amount_cents,"
-                        " currency, card_last4, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        " currency, card_last4, status, created_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             body.charge_id,
                             digest,
@@ -220,6 +223,7 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
                             body.currency,
                             method["last4"],
                             ChargeStatus.DECLINED if declined else ChargeStatus.SUCCEEDED,
+                            now_iso(),
                         ),
                     )
                     row = row_by_key(conn, "charges", "charge_id", body.charge_id)
@@ -239,9 +243,9 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
                 # A tombstone, so that a charge still in flight is refused, not orphaned.
                 conn.execute(
                     "INSERT INTO charges (charge_id, request_hash, order_id, amount_cents,"
-                    " currency, card_last4, status, refund_reason)"
-                    " VALUES (?, NULL, NULL, 0, 'XXX', '', ?, ?)",
-                    (charge_id, ChargeStatus.VOIDED, body.reason),
+                    " currency, card_last4, status, refund_reason, created_at)"
+                    " VALUES (?, NULL, NULL, 0, 'XXX', '', ?, ?, ?)",
+                    (charge_id, ChargeStatus.VOIDED, body.reason, now_iso()),
                 )
             elif row["status"] == ChargeStatus.SUCCEEDED:
                 conn.execute(
