@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, Path, Response
 
-from models.common import IdempotencyKey, Sku
+from models.common import DEFAULT_LIST_LIMIT, IdempotencyKey, Sku
 from models.inventory import (
     OutOfStock,
     Reservation,
@@ -22,6 +22,7 @@ from models.inventory import (
 from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
+from services.listing import CreatedBefore, Limit, OrderIds, list_rows
 from services.service_app import create_service_app
 
 SCHEMA = """
@@ -42,6 +43,9 @@ CREATE TABLE IF NOT EXISTS reservations (
     rejection      TEXT,  -- JSON OutOfStock of a REJECTED one, to answer a repeat alike
     created_at     TEXT NOT NULL  -- when the row was written (services.database.now_iso)
 );
+-- What the reconciler asks: the reservations of a status made before a time, and of orders.
+CREATE INDEX IF NOT EXISTS reservations_by_status ON reservations (status, created_at);
+CREATE INDEX IF NOT EXISTS reservations_by_order ON reservations (order_id);
 """
 
 CATALOGUE = [
@@ -219,12 +223,17 @@ def create_app(db_path: str) -> FastAPI:
         return _reservation(row)
 
     @app.get("/reservations")
-    def list_reservations(status: ReservationStatus | None = None) -> list[Reservation]:
+    def list_reservations(
+        status: ReservationStatus | None = None,
+        order_id: OrderIds = None,
+        created_before: CreatedBefore = None,
+        limit: Limit = DEFAULT_LIST_LIMIT,
+    ) -> list[Reservation]:
+        """The reservations (of `status`, of any of the orders `order_id` names, made before
+        `created_before`, if given), oldest first."""
         with db.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM reservations WHERE ? IS NULL OR status = ? ORDER BY rowid",
-                (status, status),
-            ).fetchall()
+            matches = {"order_id": order_id, "status": status}
+            rows = list_rows(conn, "reservations", matches, created_before, limit)
         return [_reservation(row) for row in rows]
 
     @app.get("/stock")

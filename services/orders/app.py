@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, Path, Response
 
-from models.common import OrderId, Sku
+from models.common import DEFAULT_LIST_LIMIT, OrderId, Sku
 from models.orders import (
     CancelOrder,
     CreateOrder,
@@ -23,6 +23,7 @@ from models.orders import (
 from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
+from services.listing import CreatedBefore, Limit, list_rows
 from services.orders import pricing
 from services.service_app import create_service_app
 
@@ -38,6 +39,8 @@ CREATE TABLE IF NOT EXISTS orders (
     cancel_reason TEXT,
     created_at    TEXT NOT NULL  -- when the row was written (services.database.now_iso)
 );
+-- What the reconciler asks: the orders of a status opened before a time (services.listing).
+CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, created_at);
 """
 
 PathOrderId = Annotated[OrderId, Path()]
@@ -150,12 +153,14 @@ def create_app(db_path: str) -> FastAPI:
         return _order(row)
 
     @app.get("/orders")
-    def list_orders(status: OrderStatus | None = None) -> list[Order]:
+    def list_orders(
+        status: OrderStatus | None = None,
+        created_before: CreatedBefore = None,
+        limit: Limit = DEFAULT_LIST_LIMIT,
+    ) -> list[Order]:
+        """The orders (of `status`, opened before `created_before`, if given), oldest first."""
         with db.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM orders WHERE ? IS NULL OR status = ? ORDER BY rowid",
-                (status, status),
-            ).fetchall()
+            rows = list_rows(conn, "orders", {"status": status}, created_before, limit)
         return [_order(row) for row in rows]
 
     @app.get("/prices")

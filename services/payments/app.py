@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Path
 
-from models.common import IdempotencyKey, OrderId, PaymentToken
+from models.common import DEFAULT_LIST_LIMIT, IdempotencyKey, PaymentToken
 from models.payments import (
     CARD_DECLINED,
     CARD_FLAKY,
@@ -31,6 +31,7 @@ from services.auth import publishable_key_from_env, require_publishable_key
 from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
+from services.listing import CreatedBefore, Limit, OrderIds, list_rows
 from services.service_app import create_service_app
 
 SCHEMA = """
@@ -46,6 +47,9 @@ CREATE TABLE IF NOT EXISTS charges (
     refund_reason TEXT,
     created_at    TEXT NOT NULL  -- when the row was written (services.database.now_iso)
 );
+-- What the reconciler asks: the charges of a status made before a time, and of orders.
+CREATE INDEX IF NOT EXISTS charges_by_status ON charges (status, created_at);
+CREATE INDEX IF NOT EXISTS charges_by_order ON charges (order_id);
 -- Attempts per charge_id of the flaky test card, so its failures survive a restart.
 CREATE TABLE IF NOT EXISTS flaky_attempts (
     charge_id TEXT PRIMARY KEY,
@@ -266,12 +270,17 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
         return _charge(row)
 
     @app.get("/charges")
-    def list_charges(order_id: OrderId | None = None) -> list[Charge]:
+    def list_charges(
+        order_id: OrderIds = None,
+        status: ChargeStatus | None = None,
+        created_before: CreatedBefore = None,
+        limit: Limit = DEFAULT_LIST_LIMIT,
+    ) -> list[Charge]:
+        """The charges (of any of the orders `order_id` names, of `status`, made before
+        `created_before`, if given), oldest first."""
         with db.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM charges WHERE ? IS NULL OR order_id = ? ORDER BY rowid",
-                (order_id, order_id),
-            ).fetchall()
+            matches = {"order_id": order_id, "status": status}
+            rows = list_rows(conn, "charges", matches, created_before, limit)
         return [_charge(row) for row in rows]
 
     return app
