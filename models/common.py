@@ -124,6 +124,13 @@ Email = Annotated[
 Quantity = Annotated[int, Field(ge=1, le=1000)]
 Cents = Annotated[int, Field(ge=1, le=100_000_000, description="Integer minor units.")]
 
+# How many records a service's list endpoint answers (its `limit`): unless asked, and at most.
+DEFAULT_LIST_LIMIT = 500
+MAX_LIST_LIMIT = 10_000
+# How many orders a list endpoint's repeated `order_id` names at most: the URL stays well
+# under what a server takes, with 64-character ids.
+MAX_ORDER_IDS = 100
+
 
 class ServiceError(BaseModel):
     """Body of every 4xx a service answers: what went wrong, and for which field."""

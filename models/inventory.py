@@ -31,6 +31,8 @@ class Reservation(BaseModel):
     order_id: str | None
     lines: list[StockLine]
     status: ReservationStatus
+    # When the inventory service wrote it (UTC, ISO 8601); None from a service that predates it.
+    created_at: str | None = None
 
 
 class SetStock(BaseModel):

@@ -56,6 +56,8 @@ class Order(BaseModel):
     total_cents: int
     status: OrderStatus
     cancel_reason: str | None = None
+    # When the orders service wrote it (UTC, ISO 8601); None from a service that predates it.
+    created_at: str | None = None
 
 
 class OrderCancellation(BaseModel):

@@ -70,6 +70,8 @@ class Charge(BaseModel):
     card_last4: str
     status: ChargeStatus
     refund_reason: str | None = None
+    # When the payments service wrote it (UTC, ISO 8601); None from a service that predates it.
+    created_at: str | None = None
 
 
 class RefundRequest(BaseModel):

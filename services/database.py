@@ -65,6 +65,12 @@ def row_by_key(
     return row
 
 
+def iso_utc(moment: datetime) -> str:
+    """`moment` as rows record times: UTC, ISO 8601, to the millisecond. One format for every
+    row, so that times compare as text (`created_at < ?`). `moment` must be aware."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
 def now_iso() -> str:
     """The time a row records: UTC, ISO 8601, to the millisecond."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return iso_utc(datetime.now(UTC))

@@ -18,6 +18,7 @@ from activities.inventory import InventoryActivities
 from activities.loyalty import LoyaltyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
+from activities.reconcile import CheckoutRecords
 from activities.warehouse import WarehouseActivities
 from examples.trip.activities import TripActivities
 from examples.trip.workflow import TripBookingWorkflow
@@ -79,6 +80,8 @@ async def checkout_workers(
     analytics = AnalyticsActivities(services.analytics)
     loyalty = LoyaltyActivities(services.loyalty)
     deadletters = DeadLetterActivities(services.deadletters)
+    # The reconciler's finder of checkouts left with open records.
+    records = CheckoutRecords(services.orders, services.inventory, services.payments)
     # Signal-with-start from a workflow goes through this activity, which holds the client.
     events = EventActivities(client)
     # The after-answer worker holds its slots while customers wait: the steps their answer
@@ -113,6 +116,7 @@ async def checkout_workers(
             deadletters.record_dead_letter,
             events.deliver_order_event,
             *SagaRuns(client).all(),
+            records.find_open_checkouts,
             *TripActivities().all(),
         ],
         interceptors=[answers.interceptor([step.value for step in CheckoutStep])],

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, Path, Response
 
-from models.common import IdempotencyKey, Sku
+from models.common import DEFAULT_LIST_LIMIT, IdempotencyKey, Sku
 from models.inventory import (
     OutOfStock,
     Reservation,
@@ -19,9 +19,10 @@ from models.inventory import (
     StockLevel,
     StockLine,
 )
-from services.database import Database, row_by_key
+from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
+from services.listing import CreatedBefore, Limit, OrderIds, list_rows
 from services.service_app import create_service_app
 
 SCHEMA = """
@@ -39,8 +40,12 @@ CREATE TABLE IF NOT EXISTS reservations (
     lines          TEXT NOT NULL,  -- JSON list of StockLine
     status         TEXT NOT NULL
         CHECK (status IN ('RESERVED', 'COMMITTED', 'RELEASED', 'REJECTED')),
-    rejection      TEXT  -- JSON OutOfStock of a REJECTED one, to answer a repeat alike
+    rejection      TEXT,  -- JSON OutOfStock of a REJECTED one, to answer a repeat alike
+    created_at     TEXT NOT NULL  -- when the row was written (services.database.now_iso)
 );
+-- What the reconciler asks: the reservations of a status made before a time, and of orders.
+CREATE INDEX IF NOT EXISTS reservations_by_status ON reservations (status, created_at);
+CREATE INDEX IF NOT EXISTS reservations_by_order ON reservations (order_id);
 """
 
 CATALOGUE = [
@@ -61,6 +66,7 @@ def _reservation(row: sqlite3.Row) -> Reservation:
         order_id=row["order_id"],
         lines=[StockLine.model_validate(line) for line in json.loads(row["lines"])],
         status=ReservationStatus(row["status"]),
+        created_at=row["created_at"],
     )
 
 
@@ -126,7 +132,7 @@ def create_app(db_path: str) -> FastAPI:
                 short = _reserve(conn, body)
                 conn.execute(
                     "INSERT INTO reservations (reservation_id, request_hash, order_id, lines,"
-                    " status, rejection) VALUES (?, ?, ?, ?, ?, ?)",
+                    " status, rejection, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         body.reservation_id,
                         digest,
@@ -134,6 +140,7 @@ def create_app(db_path: str) -> FastAPI:
                         json.dumps([line.model_dump() for line in body.lines]),
                         ReservationStatus.REJECTED if short else ReservationStatus.RESERVED,
                         short.model_dump_json() if short else None,
+                        now_iso(),
                     ),
                 )
                 row = row_by_key(conn, "reservations", "reservation_id", body.reservation_id)
@@ -156,8 +163,8 @@ def create_app(db_path: str) -> FastAPI:
                 # A tombstone, so that a reserve still in flight takes nothing.
                 conn.execute(
                     "INSERT INTO reservations (reservation_id, request_hash, order_id, lines,"
-                    " status) VALUES (?, NULL, NULL, '[]', ?)",
-                    (reservation_id, ReservationStatus.RELEASED),
+                    " status, created_at) VALUES (?, NULL, NULL, '[]', ?, ?)",
+                    (reservation_id, ReservationStatus.RELEASED, now_iso()),
                 )
             elif row["status"] == ReservationStatus.COMMITTED:
                 raise ServiceFailure(
@@ -216,12 +223,17 @@ def create_app(db_path: str) -> FastAPI:
         return _reservation(row)
 
     @app.get("/reservations")
-    def list_reservations(status: ReservationStatus | None = None) -> list[Reservation]:
+    def list_reservations(
+        status: ReservationStatus | None = None,
+        order_id: OrderIds = None,
+        created_before: CreatedBefore = None,
+        limit: Limit = DEFAULT_LIST_LIMIT,
+    ) -> list[Reservation]:
+        """The reservations (of `status`, of any of the orders `order_id` names, made before
+        `created_before`, if given), oldest first."""
         with db.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM reservations WHERE ? IS NULL OR status = ? ORDER BY rowid",
-                (status, status),
-            ).fetchall()
+            matches = {"order_id": order_id, "status": status}
+            rows = list_rows(conn, "reservations", matches, created_before, limit)
         return [_reservation(row) for row in rows]
 
     @app.get("/stock")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, Path, Response
 
-from models.common import OrderId, Sku
+from models.common import DEFAULT_LIST_LIMIT, OrderId, Sku
 from models.orders import (
     CancelOrder,
     CreateOrder,
@@ -20,9 +20,10 @@ from models.orders import (
     SetPrices,
     SkuPrices,
 )
-from services.database import Database, row_by_key
+from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
+from services.listing import CreatedBefore, Limit, list_rows
 from services.orders import pricing
 from services.service_app import create_service_app
 
@@ -35,8 +36,11 @@ CREATE TABLE IF NOT EXISTS orders (
     lines         TEXT NOT NULL,  -- JSON list of OrderLine, priced when the order was made
     total_cents   INTEGER NOT NULL,
     status        TEXT NOT NULL CHECK (status IN ('PENDING', 'CONFIRMED', 'CANCELLED')),
-    cancel_reason TEXT
+    cancel_reason TEXT,
+    created_at    TEXT NOT NULL  -- when the row was written (services.database.now_iso)
 );
+-- What the reconciler asks: the orders of a status opened before a time (services.listing).
+CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, created_at);
 """
 
 PathOrderId = Annotated[OrderId, Path()]
@@ -52,6 +56,7 @@ def _order(row: sqlite3.Row) -> Order:
         total_cents=row["total_cents"],
         status=OrderStatus(row["status"]),
         cancel_reason=row["cancel_reason"],
+        created_at=row["created_at"],
     )
 
 
@@ -76,7 +81,7 @@ def create_app(db_path: str) -> FastAPI:
                 lines, total = pricing.price_order(conn, body)
                 conn.execute(
                     "INSERT INTO orders (order_id, request_hash, customer_id, currency, lines,"
-                    " total_cents, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " total_cents, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         body.order_id,
                         digest,
@@ -85,6 +90,7 @@ def create_app(db_path: str) -> FastAPI:
                         json.dumps([line.model_dump() for line in lines]),
                         total,
                         OrderStatus.PENDING,
+                        now_iso(),
                     ),
                 )
                 row = row_by_key(conn, "orders", "order_id", body.order_id)
@@ -122,9 +128,9 @@ def create_app(db_path: str) -> FastAPI:
                 # A tombstone, so that a create still in flight finds the order cancelled.
                 conn.execute(
                     "INSERT INTO orders (order_id, request_hash, customer_id, currency, lines,"
-                    " total_cents, status, cancel_reason)"
-                    " VALUES (?, NULL, '', 'XXX', '[]', 0, ?, ?)",
-                    (order_id, OrderStatus.CANCELLED, body.reason),
+                    " total_cents, status, cancel_reason, created_at)"
+                    " VALUES (?, NULL, '', 'XXX', '[]', 0, ?, ?, ?)",
+                    (order_id, OrderStatus.CANCELLED, body.reason, now_iso()),
                 )
             elif row["status"] == OrderStatus.CONFIRMED:
                 raise ServiceFailure(409, "order_confirmed", f"order {order_id!r} is confirmed")
@@ -147,12 +153,14 @@ def create_app(db_path: str) -> FastAPI:
         return _order(row)
 
     @app.get("/orders")
-    def list_orders(status: OrderStatus | None = None) -> list[Order]:
+    def list_orders(
+        status: OrderStatus | None = None,
+        created_before: CreatedBefore = None,
+        limit: Limit = DEFAULT_LIST_LIMIT,
+    ) -> list[Order]:
+        """The orders (of `status`, opened before `created_before`, if given), oldest first."""
         with db.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM orders WHERE ? IS NULL OR status = ? ORDER BY rowid",
-                (status, status),
-            ).fetchall()
+            rows = list_rows(conn, "orders", {"status": status}, created_before, limit)
         return [_order(row) for row in rows]
 
     @app.get("/prices")

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Path
 
-from models.common import IdempotencyKey, OrderId, PaymentToken
+from models.common import DEFAULT_LIST_LIMIT, IdempotencyKey, PaymentToken
 from models.payments import (
     CARD_DECLINED,
     CARD_FLAKY,
@@ -31,6 +31,7 @@ from services.auth import publishable_key_from_env, require_publishable_key
 from services.database import Database, now_iso, row_by_key
 from services.errors import ServiceFailure
 from services.idempotency import fingerprint, idempotency_key_reused
+from services.listing import CreatedBefore, Limit, OrderIds, list_rows
 from services.service_app import create_service_app
 
 SCHEMA = """
@@ -43,8 +44,12 @@ CREATE TABLE IF NOT EXISTS charges (
     card_last4    TEXT NOT NULL,
     status        TEXT NOT NULL
         CHECK (status IN ('SUCCEEDED', 'REFUNDED', 'DECLINED', 'VOIDED')),
-    refund_reason TEXT
+    refund_reason TEXT,
+    created_at    TEXT NOT NULL  -- when the row was written (services.database.now_iso)
 );
+-- What the reconciler asks: the charges of a status made before a time, and of orders.
+CREATE INDEX IF NOT EXISTS charges_by_status ON charges (status, created_at);
+CREATE INDEX IF NOT EXISTS charges_by_order ON charges (order_id);
 -- Attempts per charge_id of the flaky test card, so its failures survive a restart.
 CREATE TABLE IF NOT EXISTS flaky_attempts (
     charge_id TEXT PRIMARY KEY,
@@ -108,6 +113,7 @@ def _charge(row: sqlite3.Row) -> Charge:
         card_last4=row["card_last4"],
         status=ChargeStatus(row["status"]),
         refund_reason=row["refund_reason"],
+        created_at=row["created_at"],
     )
 
 
@@ -211,7 +217,8 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
                     declined = behaviour is CardBehaviour.DECLINED
                     conn.execute(
                         "INSERT INTO charges (charge_id, request_hash, order_id, amount_cents,"
-                        " currency, card_last4, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        " currency, card_last4, status, created_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             body.charge_id,
                             digest,
@@ -220,6 +227,7 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
                             body.currency,
                             method["last4"],
                             ChargeStatus.DECLINED if declined else ChargeStatus.SUCCEEDED,
+                            now_iso(),
                         ),
                     )
                     row = row_by_key(conn, "charges", "charge_id", body.charge_id)
@@ -239,9 +247,9 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
                 # A tombstone, so that a charge still in flight is refused, not orphaned.
                 conn.execute(
                     "INSERT INTO charges (charge_id, request_hash, order_id, amount_cents,"
-                    " currency, card_last4, status, refund_reason)"
-                    " VALUES (?, NULL, NULL, 0, 'XXX', '', ?, ?)",
-                    (charge_id, ChargeStatus.VOIDED, body.reason),
+                    " currency, card_last4, status, refund_reason, created_at)"
+                    " VALUES (?, NULL, NULL, 0, 'XXX', '', ?, ?, ?)",
+                    (charge_id, ChargeStatus.VOIDED, body.reason, now_iso()),
                 )
             elif row["status"] == ChargeStatus.SUCCEEDED:
                 conn.execute(
@@ -262,12 +270,17 @@ def create_app(db_path: str, flaky_failures: int = 2) -> FastAPI:
         return _charge(row)
 
     @app.get("/charges")
-    def list_charges(order_id: OrderId | None = None) -> list[Charge]:
+    def list_charges(
+        order_id: OrderIds = None,
+        status: ChargeStatus | None = None,
+        created_before: CreatedBefore = None,
+        limit: Limit = DEFAULT_LIST_LIMIT,
+    ) -> list[Charge]:
+        """The charges (of any of the orders `order_id` names, of `status`, made before
+        `created_before`, if given), oldest first."""
         with db.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM charges WHERE ? IS NULL OR order_id = ? ORDER BY rowid",
-                (order_id, order_id),
-            ).fetchall()
+            matches = {"order_id": order_id, "status": status}
+            rows = list_rows(conn, "charges", matches, created_before, limit)
         return [_charge(row) for row in rows]
 
     return app
