@@ -61,8 +61,9 @@ def report_table(report: SweepReport) -> Table:
         title=f"Sweep of records opened before {report.before:%Y-%m-%d %H:%M:%S} UTC: "
         f"{len(report.entries)} saga(s) with open records, {done} {verb}"
     )
-    for column in ("workflow id", "latest run", "open records", "action", "repair"):
-        table.add_column(column)
+    for column in ("workflow id", "latest run", "open records", "action"):
+        table.add_column(column, overflow="fold")
+    table.add_column("repair", no_wrap=True)
     for entry in report.entries:
         repair = entry.repair
         table.add_row(

@@ -29,8 +29,11 @@ os.environ[PUBLISHABLE_KEY_ENV] = new_publishable_key()
 os.environ[CODEC_KEYS_ENV] = format_keys([new_key("tests")])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server per module: its clock skips only while no workflow task
+    or activity anywhere on it is in flight, so one module's slow work must not hold the
+    next module's clock."""
     async with await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(venv_binary("temporal-test-server")),
         data_converter=pydantic_data_converter,

@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from bench.benchmark import (
@@ -36,9 +37,11 @@ MODES = (
     "direct_slow",
     "saga_activities_slow",
 )
+
 SLOW_SECONDS = 1.5
 
 
+@pytest.mark.slow
 def test_bench_json_has_every_figure(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "checkout-saga"
     done = subprocess.run(

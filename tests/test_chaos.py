@@ -20,6 +20,7 @@ from services.warehouse.app import SCHEMA as WAREHOUSE_SCHEMA
 from tools.invariants import VIOLATIONS, StockLevels, check_invariants
 
 
+@pytest.mark.slow
 def test_small_chaos_run_keeps_every_promise(tmp_path: Path) -> None:
     """40 checkouts while services fail, hang and slow down, a worker is SIGKILLed, a service
     and the Temporal server are killed and started again: every invariant holds."""
@@ -87,37 +88,37 @@ def _world(data_dir: Path) -> None:
     _sql(
         data_dir,
         "orders",
-        "INSERT INTO orders VALUES ('o1', 'h', 'c', 'EUR', ?, 1000, 'CONFIRMED', NULL)",
+        "INSERT INTO orders VALUES ('o1', 'h', 'c', 'EUR', ?, 1000, 'CONFIRMED', NULL, 't')",
         LINES_A2,
     )
     _sql(
         data_dir,
         "orders",
-        "INSERT INTO orders VALUES ('o2', 'h', 'c', 'EUR', ?, 500, 'CANCELLED', 'declined')",
+        "INSERT INTO orders VALUES ('o2', 'h', 'c', 'EUR', ?, 500, 'CANCELLED', 'declined', 't')",
         LINES_A1,
     )
     _sql(data_dir, "inventory", "INSERT INTO stock VALUES ('SKU-A', 'A', 8, 0, 2)")
     _sql(
         data_dir,
         "inventory",
-        "INSERT INTO reservations VALUES ('r1', 'h', 'o1', ?, 'COMMITTED', NULL)",
+        "INSERT INTO reservations VALUES ('r1', 'h', 'o1', ?, 'COMMITTED', NULL, 't')",
         '[{"sku": "SKU-A", "quantity": 2}]',
     )
     _sql(
         data_dir,
         "inventory",
-        "INSERT INTO reservations VALUES ('r2', 'h', 'o2', ?, 'RELEASED', NULL)",
+        "INSERT INTO reservations VALUES ('r2', 'h', 'o2', ?, 'RELEASED', NULL, 't')",
         '[{"sku": "SKU-A", "quantity": 1}]',
     )
     _sql(
         data_dir,
         "payments",
-        "INSERT INTO charges VALUES ('c1', 'h', 'o1', 1000, 'EUR', '4242', 'SUCCEEDED', NULL)",
+        "INSERT INTO charges VALUES ('c1', 'h', 'o1', 1000, 'EUR', '4242', 'SUCCEEDED', NULL, 't')",
     )
     _sql(
         data_dir,
         "payments",
-        "INSERT INTO charges VALUES ('c2', 'h', 'o2', 500, 'EUR', '4242', 'REFUNDED', 'x')",
+        "INSERT INTO charges VALUES ('c2', 'h', 'o2', 500, 'EUR', '4242', 'REFUNDED', 'x', 't')",
     )
     _sql(data_dir, "email", "INSERT INTO emails VALUES ('e1', 'h', 'o1', 'a@b.c', 's', 'b', 't')")
     _sql(
@@ -154,7 +155,7 @@ BROKEN: dict[str, Tamper] = {
     "double_charge": lambda d: _sql(
         d,
         "payments",
-        "INSERT INTO charges VALUES ('c3', 'h', 'o1', 1000, 'EUR', '4242', 'REFUNDED', 'x')",
+        "INSERT INTO charges VALUES ('c3', 'h', 'o1', 1000, 'EUR', '4242', 'REFUNDED', 'x', 't')",
     ),
     # A refunded charge of another amount than its order's: no net charge is wrong, the
     # charge itself was.
@@ -169,7 +170,9 @@ BROKEN: dict[str, Tamper] = {
     ),
     "stock_not_conserved": lambda d: _sql(d, "inventory", "UPDATE stock SET available = 7"),
     "open_reservations": lambda d: _sql(
-        d, "inventory", "INSERT INTO reservations VALUES ('r9', 'h', NULL, '[]', 'RESERVED', NULL)"
+        d,
+        "inventory",
+        "INSERT INTO reservations VALUES ('r9', 'h', NULL, '[]', 'RESERVED', NULL, 't')",
     ),
     "stock_order_mismatch": lambda d: _sql(
         d, "inventory", "UPDATE reservations SET status = 'COMMITTED' WHERE reservation_id = 'r2'"

@@ -34,7 +34,7 @@ from services.auth import headers_from_env
 from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 # The work after an answer (commit, four consumers) takes well under a second: the bound
 # only turns a hang into a failure.
 ALL_DONE_SECONDS = 30.0

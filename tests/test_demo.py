@@ -6,6 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Starts a whole stack of its own.
+pytestmark = pytest.mark.slow
+
 
 def test_demo_once_runs_the_mix_and_stops_everything(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "checkout-saga"

@@ -130,6 +130,7 @@ async def test_a_step_failing_twice_continues_as_a_visible_activity(
     await replayer.replay_workflow(await handle.fetch_history())
 
 
+@pytest.mark.slow  # the test server waits out activity retries in real time (~20 s)
 async def test_a_step_that_keeps_failing_gets_the_same_budget_then_compensates(
     env: WorkflowEnvironment,
 ) -> None:

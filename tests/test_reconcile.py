@@ -1,5 +1,5 @@
 """The reconciler end to end: dev server, the real services and worker. A checkout terminated
-after each of its steps (the step's work landed, its answer held by the service) leaves its
+after each of its steps (the step's work landed, the next step's service down) leaves its
 records open; one sweep settles them: back (cancelled, refunded, released) before the pivot,
 forward (committed, announced once) from it on. A running checkout is never touched; a dry
 run changes nothing; `checkout-saga reconcile --json` prints the report.
@@ -31,28 +31,25 @@ from workflows.saga.client import sweep_now
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
 
-# The services hold the step's answer this long after doing its work.
-HELD_SECONDS = 3.0
-
 
 @dataclass(frozen=True)
 class Hold:
-    """Where a checkout is held: the service and path prefix whose answer is held, and how
-    to see that the step's work landed."""
+    """A checkout held after `step`: the next step (`then`) fails (its service answers 503
+    on the path prefix), and how to see, on another service, that `step`'s work landed."""
 
     step: str
+    then: str
     service: str
     path: str
     landed: Callable[[Shop, CheckoutRequest], bool]
 
 
-def _order_is(status: str | None) -> Callable[[Shop, CheckoutRequest], bool]:
+def _order_is(status: str) -> Callable[[Shop, CheckoutRequest], bool]:
     def landed(shop: Shop, request: CheckoutRequest) -> bool:
         try:
-            found = shop.get("orders", f"/orders/{request.order_id}")["status"]
+            return bool(shop.get("orders", f"/orders/{request.order_id}")["status"] == status)
         except httpx.HTTPStatusError:
             return False
-        return status is None or found == status
 
     return landed
 
@@ -71,13 +68,13 @@ def _charged(shop: Shop, request: CheckoutRequest) -> bool:
 
 
 HOLDS = [
-    Hold("create_order", "orders", "/orders", _order_is(None)),
-    Hold("reserve_stock", "inventory", "/reservations", _reservation_is("RESERVED")),
-    Hold("charge_payment", "payments", "/charges", _charged),
-    Hold("confirm_order", "orders", "/orders/", _order_is("CONFIRMED")),
-    Hold("commit_stock", "inventory", "/reservations/", _reservation_is("COMMITTED")),
+    Hold("create_order", "reserve_stock", "inventory", "/reservations", _order_is("PENDING")),
+    Hold("reserve_stock", "charge_payment", "payments", "/charges", _reservation_is("RESERVED")),
+    Hold("charge_payment", "confirm_order", "orders", "/orders/", _charged),
+    # The pivot: the stock's commit (after the answer) is what fails.
+    Hold("confirm_order", "commit_stock", "inventory", "/reservations/", _order_is("CONFIRMED")),
 ]
-FORWARD = {"confirm_order", "commit_stock"}
+FORWARD = {"confirm_order"}
 
 
 @pytest.fixture
@@ -111,6 +108,20 @@ async def start(client: Client, settings: Settings, request: CheckoutRequest) ->
     )
 
 
+async def held_in(handle: Any, activity_type: str) -> None:
+    """Until `activity_type` waits as an activity (a local step past its local tries): from
+    then on nothing of the run goes on in the worker, so a terminate stops it there. (A run
+    terminated while its local steps run in the worker may land a step or two more: the
+    reconciler's cancel-first handles that, the tests want one outcome.)"""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # bounded
+        pending = (await handle.describe()).raw_description.pending_activities
+        if any(p.activity_type.name == activity_type for p in pending):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{activity_type} never waited as an activity")
+
+
 async def wait_until(check: Callable[[], bool], what: str, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:  # bounded
@@ -132,12 +143,12 @@ async def test_a_checkout_terminated_after_a_step_is_settled_by_one_sweep(
     client = dev_env.client
     sku = shop.new_sku(4, 1200)
     request = shop.request(CARD_OK, (sku, 2))
-    shop.put_fault(hold.service, hang_seconds=HELD_SECONDS, paths=[hold.path])
+    shop.put_fault(hold.service, fail=True, paths=[hold.path])
     handle = await start(client, checkout_settings, request)
     await wait_until(lambda: hold.landed(shop, request), f"{hold.step} landed")
-    await handle.terminate(reason="an operator, mid-step")
+    await held_in(handle, hold.then)
+    await handle.terminate(reason="an operator, between two steps")
     shop.put_fault(hold.service)
-    await asyncio.sleep(HELD_SECONDS)  # the held answer goes nowhere: the run is gone
 
     report = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
 
@@ -178,25 +189,31 @@ async def test_a_running_checkout_is_left_alone_and_a_dry_run_changes_nothing(
     sku = shop.new_sku(3, 900)
     running = shop.request(CARD_OK, (sku, 1))
     abandoned = shop.request(CARD_OK, (sku, 1))
-    # Both wait on payments; one of them is terminated.
-    shop.put_fault("payments", fail=True, paths=["/charges"])
+
+    # Both wait on their confirmation (their own order's path only); one is terminated.
+    def hold(*requests: CheckoutRequest) -> None:
+        shop.put_fault("orders", fail=True, paths=[f"/orders/{r.order_id}/" for r in requests])
+
+    hold(running, abandoned)
     handles = [await start(client, checkout_settings, r) for r in (running, abandoned)]
-    reserved = _reservation_is("RESERVED")
-    await wait_until(lambda: reserved(shop, running) and reserved(shop, abandoned), "reserved")
+    await wait_until(lambda: _charged(shop, running) and _charged(shop, abandoned), "charged")
+    await held_in(handles[1], "confirm_order")
     await handles[1].terminate(reason="an operator")
 
     dry = await sweep_now(client, sweep_request(dry_run=True), checkout_settings.task_queue)
 
     assert entry_of(dry, running).action is SweepAction.LEFT_RUNNING
     assert entry_of(dry, abandoned).action is SweepAction.WOULD_REPAIR
-    assert shop.order_status(abandoned.order_id) == "PENDING"  # nothing changed
+    assert [(c["status"]) for c in shop.charges(abandoned.order_id)] == ["SUCCEEDED"]
 
+    hold(running)  # the abandoned order's cancel goes through
     report = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
     assert entry_of(report, running).action is SweepAction.LEFT_RUNNING
     assert entry_of(report, abandoned).action is SweepAction.REPAIRED
-    assert shop.order_status(running.order_id) == "PENDING"
     assert shop.order_status(abandoned.order_id) == "CANCELLED"
-    shop.put_fault("payments")
+    assert [(c["status"]) for c in shop.charges(abandoned.order_id)] == ["REFUNDED"]
+    assert [(c["status"]) for c in shop.charges(running.order_id)] == ["SUCCEEDED"]
+    shop.put_fault("orders")
     assert (await handles[0].result()).status == "CONFIRMED"
 
 
@@ -208,6 +225,7 @@ async def test_the_reconcile_command_prints_the_sweep(
     shop.put_fault("payments", fail=True, paths=["/charges"])
     handle = await start(dev_env.client, checkout_settings, request)
     await wait_until(lambda: _reservation_is("RESERVED")(shop, request), "reserved")
+    await held_in(handle, "charge_payment")
     await handle.terminate(reason="an operator")
     shop.put_fault("payments")
 
@@ -228,5 +246,5 @@ async def test_the_reconcile_command_prints_the_sweep(
         run_cli, dev_env, checkout_settings, "reconcile", "--older-than", "0"
     )
     assert done.returncode == 0 and handle.id in done.stdout, done.stdout + done.stderr
-    assert "cancel_order → refund_payment → release_stock" in done.stdout
+    assert "cancelled: cancel_order → refund_payment → release_stock" in done.stdout
     assert shop.order_status(request.order_id) == "CANCELLED"

@@ -34,8 +34,10 @@ from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.analytics import ANALYTICS_WORKFLOW_TYPE
 from workflows.checkout import checkout_workflow_id
+from workflows.checkout_repair import CHECKOUT_REPAIR
 from workflows.loyalty import CUSTOMER_LOYALTY_WORKFLOW_TYPE
 from workflows.receipt import SEND_RECEIPT_WORKFLOW_TYPE
+from workflows.saga.reconcile import SWEEP_WORKFLOW
 from workflows.shipping import SHIP_ORDER_WORKFLOW_TYPE
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -83,6 +85,8 @@ def test_every_kind_of_workflow_is_recorded() -> None:
         CUSTOMER_LOYALTY_WORKFLOW_TYPE,
         ANALYTICS_WORKFLOW_TYPE,
         "TripBooking",
+        SWEEP_WORKFLOW,
+        CHECKOUT_REPAIR,
     }
     assert recorded == expected
     assert len(WORKFLOWS) == len(recorded)  # a new workflow type needs its history too

@@ -15,6 +15,9 @@ import pytest
 
 from stack.lifeline import LIFELINE_ENV, stop_tagged, tagged
 
+# Starts a whole stack of its own.
+pytestmark = pytest.mark.slow
+
 UP_SECONDS = 240.0  # the demo runs its mix of checkouts before it says it is running
 GONE_SECONDS = 60.0  # the launcher's or the lifeline's stop: SIGTERM, 10 s grace, SIGKILL
 RUNNING = "Running; Ctrl-C"

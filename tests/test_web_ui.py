@@ -26,6 +26,9 @@ from worker.runner import checkout_workers
 from worker.settings import Settings
 from workflows.checkout import checkout_workflow_id
 
+# Starts a whole stack of its own.
+pytestmark = pytest.mark.slow
+
 BROWSER_SECONDS = 120.0
 # How long the page may run its scripts (virtual time: it ends early once the page is idle).
 PAGE_BUDGET_MS = 10_000

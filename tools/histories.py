@@ -32,7 +32,7 @@ from examples.trip.models import Simulation, TripRequest, trip_workflow_id
 from examples.trip.workflow import TripBookingWorkflow
 from models.checkout import CheckoutProgress, CheckoutRequest, CheckoutResult, CheckoutStep
 from models.events import ORDER_CONFIRMED, event_id
-from models.saga import CancelSaga, SagaResult, SkipCompensation
+from models.saga import CancelSaga, SagaResult, SkipCompensation, SweepAction
 from services.auth import PUBLISHABLE_KEY_ENV, SERVICE_TOKEN_ENV, bearer_headers
 from stack.launcher import LaunchError, running_stack
 from starter.checkouts import demo_scenarios, outcome_label, place_checkout
@@ -48,12 +48,15 @@ from starter.replay import (
     report_replay,
 )
 from worker.clients import connect_temporal
+from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.analytics import analytics_workflow_id
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.consumers import job_id
 from workflows.loyalty import loyalty_workflow_id
 from workflows.receipt import RECEIPT_CONSUMER
+from workflows.saga.client import sweep_now
+from workflows.saga.reconcile import repair_workflow_id
 from workflows.shipping import SHIPPING_CONSUMER
 
 DEFAULT_DIR = Path("tests/histories")
@@ -301,6 +304,33 @@ def trip_path(request: TripRequest, expected: str, operator: str | None = None) 
     return run
 
 
+def terminated_then_reconciled(record: str) -> PathRun:
+    """Payments is down: the checkout waits on its charge, and an operator terminates it; a
+    sweep (records of any age) then has it repaired: cancelled, refunded, released. Records
+    the sweep (`record="sweep"`) or the repair it started (`record="repair"`), each once."""
+
+    async def run(stack: CaptureStack) -> Recorded:
+        request = _variant(demo_request("confirmed", stack.cards), "terminated")
+        workflow_id = checkout_workflow_id(request.order_id)
+        repair_id = repair_workflow_id(workflow_id)
+        if record == "repair":
+            outcome = (await stack.client.get_workflow_handle(repair_id).result())["outcome"]
+            return Recorded(repair_id, str(outcome))
+        async with payments_down(stack):
+            handle = await _start(stack, request)
+            await _wait_for(handle, lambda p: p.current_step == CheckoutStep.CHARGE_PAYMENT)
+            await handle.terminate(reason="an operator, mid-charge")
+        sweep = checkout_sweep(Settings()).model_copy(update={"older_than_seconds": 0})
+        sweep_id = f"sweep-{RUN_ID}"
+        report = await sweep_now(stack.client, sweep, stack.task_queue, workflow_id=sweep_id)
+        repaired = [e for e in report.entries if e.workflow_id == workflow_id]
+        if not repaired or repaired[0].action is not SweepAction.REPAIRED:
+            raise CaptureError(f"the sweep did not repair {workflow_id}: {report}")
+        return Recorded(sweep_id, f"{len(report.entries)} saga(s), 1 repaired")
+
+    return run
+
+
 def fanout_job(consumer: str) -> PathRun:
     """The job of the confirmed order (record after "confirmed"): its child workflow."""
 
@@ -381,6 +411,16 @@ PATHS: list[HistoryPath] = [
         long_lived(
             lambda stack: analytics_workflow_id(demo_request("confirmed", stack.cards).order_id)
         ),
+    ),
+    HistoryPath(
+        "sweep",
+        "a sweep after a checkout was terminated mid-charge",
+        terminated_then_reconciled("sweep"),
+    ),
+    HistoryPath(
+        "repair",
+        "the repair of that checkout: cancelled, refunded, released",
+        terminated_then_reconciled("repair"),
     ),
     HistoryPath(
         "trip-confirmed", "the example trip, paid", trip_path(trip("confirmed"), "CONFIRMED")

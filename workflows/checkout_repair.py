@@ -66,10 +66,12 @@ class CheckoutRepairWorkflow(SagaRepair):
             await self.settle("refund_payment", PaymentActivities.refund_payment, refund)
             await self.settle("release_stock", InventoryActivities.release_stock, reservation_id)
         await self._announce(abandoned, order, why)
+        # The cancel that found the order confirmed changed nothing: not an action taken.
+        actions = self.actions_done[1:] if confirmed else self.actions_done
         return RepairResult(
             workflow_id=workflow_id,
             outcome="confirmed" if confirmed else "cancelled",
-            actions=self.actions_done,
+            actions=actions,
             skipped=self.actions_skipped,
         )
 

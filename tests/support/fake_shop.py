@@ -16,9 +16,11 @@ from temporalio.worker import Interceptor, Worker
 from examples.trip.activities import TripActivities
 from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
 from models.deadletters import Delivery, NewDeadLetter
+from models.email import SendEmail, SentEmail
 from models.inventory import Reservation, ReservationStatus, ReserveStock
 from models.orders import CreateOrder, Order, OrderCancellation, OrderLine, OrderStatus
 from models.payments import Charge, ChargeRequest, ChargeStatus, Refund
+from models.warehouse import CreateShipment, Shipment, ShipmentStatus
 from worker.after_answer import AfterAnswerSlots, after_answer_worker
 from worker.runner import WORKFLOWS
 
@@ -161,6 +163,16 @@ class FakeShop:
         """The fan-out's signals: delivered nowhere (the consumers are not under test)."""
         return ""
 
+    @activity.defn(name="send_email")
+    async def send_email(self, email: SendEmail) -> SentEmail:
+        """The jobs' calls succeed at once: a job that retried in real time would hold the
+        time-skipping server's clock for every other test."""
+        return SentEmail(**email.model_dump(), sent_at="now")
+
+    @activity.defn(name="create_shipment")
+    async def create_shipment(self, shipment: CreateShipment) -> Shipment:
+        return Shipment(**shipment.model_dump(), status=ShipmentStatus.REQUESTED, created_at="now")
+
     @activity.defn(name="record_dead_letter")
     async def record_dead_letter(self, letter: NewDeadLetter) -> None:
         """The dead letters of the jobs, whose services are not here: recorded nowhere."""
@@ -169,6 +181,8 @@ class FakeShop:
         return [
             self.deliver_order_event,
             self.record_dead_letter,
+            self.send_email,
+            self.create_shipment,
             self.create_order,
             self.confirm_order,
             self.cancel_order,

@@ -206,12 +206,14 @@ def _arg_dump(arg: object) -> object:
     return arg
 
 
-async def sweep_now(client: Client, request: SweepRequest, task_queue: str) -> SweepReport:
-    """One sweep, now, outside the schedule; its report."""
+async def sweep_now(
+    client: Client, request: SweepRequest, task_queue: str, workflow_id: str | None = None
+) -> SweepReport:
+    """One sweep, now, outside the schedule (a new workflow id unless given); its report."""
     report: SweepReport = await client.execute_workflow(
         SWEEP_WORKFLOW,
         request,
-        id=f"{SWEEP_WORKFLOW.lower()}-{uuid.uuid4().hex[:12]}",
+        id=workflow_id or f"{SWEEP_WORKFLOW.lower()}-{uuid.uuid4().hex[:12]}",
         task_queue=task_queue,
         result_type=SweepReport,
     )
