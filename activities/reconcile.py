@@ -31,12 +31,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.http import ServiceClient, call_service
+from models.checkout import checkout_workflow_id
 from models.common import MAX_LIST_LIMIT, MAX_ORDER_IDS
 from models.inventory import Reservation, ReservationStatus
 from models.orders import Order, OrderStatus
 from models.payments import Charge, ChargeStatus
 from models.saga import FindOpenSagas, OpenSaga
-from workflows.checkout import checkout_workflow_id
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
 

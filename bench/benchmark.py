@@ -47,6 +47,7 @@ from bench.bare import BARE_TASK_QUEUE, BareWorkflow
 from bench.checkout_activities import CheckoutActivitiesWorkflow
 from bench.direct import DirectClients, direct_checkout, direct_clients
 from bench.shop import bench_request, stock_bench_sku
+from models.checkout import checkout_workflow_id
 from models.payments import CARD_OK
 from models.saga import Outcome
 from stack.launcher import (
@@ -61,7 +62,7 @@ from stack.launcher import (
 from starter.payment_methods import tokenize_card
 from worker.clients import connect_temporal
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.saga.client import decide
 
 SLOWED_SERVICES = ("email", "warehouse")

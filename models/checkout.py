@@ -88,6 +88,16 @@ class CheckoutStep(StrEnum):
     CONFIRM_ORDER = "confirm_order"
 
 
+def checkout_workflow_id(order_id: str) -> str:
+    """One workflow per order: starting the same order twice finds the first run."""
+    return f"checkout-{order_id}"
+
+
+def idempotency_key(workflow_id: str, step: CheckoutStep) -> str:
+    """Stable across activity retries, worker restarts and workflow resets."""
+    return f"{workflow_id}:{step.value}"
+
+
 class CheckoutResult(SagaResult):
     """The customer's answer: the saga's, with the order it is about."""
 

@@ -13,8 +13,8 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from models.checkout import checkout_workflow_id
 from worker.clients import connect_temporal
-from workflows.checkout import checkout_workflow_id
 from workflows.saga.client import (
     Stuck,
     needing_attention,

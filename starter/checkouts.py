@@ -11,12 +11,12 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.payments import CARD_OK
 from models.saga import Outcome
 from starter.payment_methods import CardTokens
 from worker.clients import connect_temporal
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.saga.client import decide
 
 

@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import SlotReleaseContext, SlotReserveContext
 
 from bench.checkout_activities import CheckoutActivitiesWorkflow
-from models.checkout import CheckoutStep
+from models.checkout import CheckoutStep, checkout_workflow_id
 from models.events import AFTER_ANSWER, after_answer_queue
 from models.saga import Outcome
 from starter.checkouts import decide_checkout
@@ -27,7 +27,7 @@ from worker.after_answer import (
     server_backlog_age,
 )
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.saga.client import decide
 
 TASK_QUEUE = "after-answer-tests"

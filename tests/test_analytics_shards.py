@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from models.checkout import checkout_workflow_id
 from models.events import (
     ORDER_CONFIRMED_SIGNAL,
     ORDER_REJECTED_SIGNAL,
@@ -27,7 +28,6 @@ from workflows.analytics import (
     analytics_workflow_id,
     analytics_workflow_ids,
 )
-from workflows.checkout import checkout_workflow_id
 from workflows.fanout import analytics_reaction
 
 # Computed once with zlib.crc32 of the UTF-8 order id, modulo 8: a change of the hash (or of

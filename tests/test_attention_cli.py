@@ -15,7 +15,13 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, CheckoutResult
+from models.checkout import (
+    CartItem,
+    CheckoutOptions,
+    CheckoutRequest,
+    CheckoutResult,
+    checkout_workflow_id,
+)
 from models.payments import CARD_DECLINED
 from models.saga import Outcome
 from services.auth import headers_from_env
@@ -23,7 +29,7 @@ from tests.support.cards import card_token
 from tests.support.cli import run_cli
 from tests.support.stock import new_stocked_sku
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.saga.client import NEEDS_ATTENTION_QUERY
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")

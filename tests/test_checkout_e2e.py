@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from bench.checkout_activities import CheckoutActivitiesWorkflow
-from models.checkout import CheckoutRequest, CheckoutResult
+from models.checkout import CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.events import after_answer_queue
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from models.saga import Outcome
@@ -24,7 +24,7 @@ from starter.checkouts import place_checkout
 from tests.support.cli import run_cli
 from tests.support.shop import Shop
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.saga.client import decide
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")

@@ -9,7 +9,13 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from models.checkout import CheckoutOptions, CheckoutProgress, CheckoutRequest, CheckoutResult
+from models.checkout import (
+    CheckoutOptions,
+    CheckoutProgress,
+    CheckoutRequest,
+    CheckoutResult,
+    checkout_workflow_id,
+)
 from models.saga import CancelSaga, Outcome
 from starter.checkouts import decide_checkout
 from tests.support.fake_shop import (
@@ -22,7 +28,7 @@ from tests.support.fake_shop import (
 )
 from worker.after_answer import after_answer_slots
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 
 TASK_QUEUE = "checkout-workflow-tests"
 Handle = WorkflowHandle[CheckoutWorkflow, CheckoutResult]

@@ -22,7 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.events import ORDER_CONFIRMED, event_id
 from models.saga import Outcome
 from stack.launcher import free_port
@@ -49,7 +49,7 @@ from worker.codec_server import create_codec_app
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.analytics import analytics_workflow_id
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
 from workflows.loyalty import loyalty_workflow_id
 from workflows.receipt import RECEIPT_CONSUMER

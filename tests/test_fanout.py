@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from activities.events import signal_with_start
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.consumers import (
     AnalyticsState,
     Announcement,
@@ -68,7 +68,7 @@ from workflows.analytics import (
     AnalyticsWorkflow,
     analytics_workflow_id,
 )
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
 from workflows.loyalty import CustomerLoyaltyWorkflow, loyalty_workflow_id
 from workflows.receipt import SendReceiptWorkflow

@@ -15,13 +15,13 @@ from temporalio.common import RetryPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from models.checkout import CheckoutResult
+from models.checkout import CheckoutResult, checkout_workflow_id
 from models.saga import Outcome
 from tests.support.fake_shop import HEALED, JOURNAL, scripted_checkout_workers, scripted_request
 from worker.after_answer import after_answer_slots
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.saga import STEP_RETRY
 from workflows.saga.local import LOCAL_ATTEMPTS, remaining_policy
 

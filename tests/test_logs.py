@@ -11,8 +11,8 @@ import logging
 import pytest
 from temporalio.testing import ActivityEnvironment
 
+from models.checkout import checkout_workflow_id
 from telemetry.logs import CheckoutContext, log_handler, order_id_of
-from workflows.checkout import checkout_workflow_id
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from models.checkout import CartItem, CheckoutOptions, CheckoutRequest, CheckoutResult
+from models.checkout import (
+    CartItem,
+    CheckoutOptions,
+    CheckoutRequest,
+    CheckoutResult,
+    checkout_workflow_id,
+)
 from models.events import OrderConfirmed
 from models.orders import Order, OrderLine, OrderStatus
 from models.payments import CARD_DECLINED, CARD_OK
@@ -34,7 +40,7 @@ from worker.clients import connect_temporal, service_clients
 from worker.runner import SEARCH_ATTRIBUTES, WORKFLOWS, checkout_workers
 from worker.settings import Settings
 from worker.telemetry import metrics_runtime
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import DEAD_LETTERS
 from workflows.saga import metrics
 

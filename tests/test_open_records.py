@@ -21,6 +21,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.http import ServiceClient
 from activities.reconcile import CheckoutRecords, OpenRecord, open_sagas
+from models.checkout import checkout_workflow_id
 from models.common import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_ORDER_IDS, ServiceError
 from models.inventory import Reservation, ReservationStatus
 from models.orders import Order, OrderStatus
@@ -33,7 +34,6 @@ from services.orders.app import SCHEMA as ORDERS_SCHEMA
 from services.payments.app import SCHEMA as PAYMENTS_SCHEMA
 from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
-from workflows.checkout import checkout_workflow_id
 
 UNIT_PRICE_CENTS = 1250
 

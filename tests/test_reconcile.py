@@ -17,14 +17,14 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from models.checkout import CheckoutRequest, CheckoutStep
+from models.checkout import CheckoutRequest, CheckoutStep, checkout_workflow_id, idempotency_key
 from models.payments import CARD_OK
 from models.saga import RunStatus, SweepAction, SweepEntry, SweepReport, SweepRequest
 from tests.support.cli import run_cli
 from tests.support.shop import Shop
 from worker.runner import FIND_OPEN_CHECKOUTS
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id, idempotency_key
+from workflows.checkout import CheckoutWorkflow
 from workflows.checkout_repair import CHECKOUT_REPAIR
 from workflows.consumers import job_id
 from workflows.saga.client import sweep_now

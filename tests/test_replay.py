@@ -14,7 +14,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.workflow import NondeterminismError
 
-from models.checkout import CartItem, CheckoutRequest
+from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
 from models.payments import CARD_DECLINED, CARD_OK
 from models.saga import Outcome
 from starter.checkouts import place_checkout
@@ -33,7 +33,6 @@ from tools.histories import PATHS
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.analytics import ANALYTICS_WORKFLOW_TYPE
-from workflows.checkout import checkout_workflow_id
 from workflows.checkout_repair import CHECKOUT_REPAIR
 from workflows.loyalty import CUSTOMER_LOYALTY_WORKFLOW_TYPE
 from workflows.receipt import SEND_RECEIPT_WORKFLOW_TYPE

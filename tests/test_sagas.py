@@ -23,13 +23,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from examples.trip.models import Simulation, TripRequest, trip_workflow_id
 from examples.trip.workflow import TripBookingWorkflow
-from models.checkout import CheckoutOptions
+from models.checkout import CheckoutOptions, checkout_workflow_id
 from models.saga import CancelSaga, CompensationState, Outcome, SagaProgress, SagaResult
 from tests.support.cli import run_cli
 from tests.support.fake_shop import HEALED, scripted_checkout_workers, scripted_request
 from worker.after_answer import after_answer_slots
 from worker.settings import Settings
-from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow
 from workflows.saga import SAGA_STATUS, SAGA_STEP
 from workflows.saga.client import NEEDS_ATTENTION_QUERY, skip_compensation, status
 

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, format_trace_id
 from temporalio.testing import WorkflowEnvironment
 
-from models.checkout import CartItem, CheckoutRequest
+from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
 from models.saga import Outcome
 from services.analytics.app import create_app as analytics_app
 from services.auth import (
@@ -61,7 +61,6 @@ from tests.support.cards import random_card
 from worker.clients import connect_temporal, service_clients
 from worker.runner import SEARCH_ATTRIBUTES, checkout_workers
 from worker.settings import Settings
-from workflows.checkout import checkout_workflow_id
 
 TASK_QUEUE = "checkout-tracing"
 CHECKOUT_SERVICES = {"orders", "inventory", "payments"}

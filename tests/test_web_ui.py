@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 from temporalio.client import Client
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.payments import CARD_DECLINED, CARD_OK
 from models.saga import Outcome
 from stack.launcher import ManagedProcess, free_port, start_codec_server, start_temporal
@@ -24,7 +24,6 @@ from tests.support.stock import new_stocked_sku
 from worker.clients import connect_temporal, service_clients
 from worker.runner import checkout_workers
 from worker.settings import Settings
-from workflows.checkout import checkout_workflow_id
 
 # Starts a whole stack of its own.
 pytestmark = pytest.mark.slow

@@ -48,7 +48,7 @@ from temporalio.client import (
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
-from models.checkout import CartItem, CheckoutRequest, CheckoutResult
+from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.deadletters import ConsumerKind, DeadLetterStatus
 from models.events import ORDER_CONFIRMED, event_id
 from models.faults import FaultCounts, Faults
@@ -68,7 +68,7 @@ from starter.payment_methods import CardTokens, tokenize_test_cards
 from tools.invariants import VIOLATIONS, InvariantReport, check_invariants, read_stock
 from worker.clients import connect_temporal
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
 from workflows.receipt import RECEIPT_CONSUMER
 from workflows.saga import SAGA_STATUS

@@ -30,7 +30,13 @@ from temporalio.client import Client, WorkflowHandle
 
 from examples.trip.models import Simulation, TripRequest, trip_workflow_id
 from examples.trip.workflow import TripBookingWorkflow
-from models.checkout import CheckoutProgress, CheckoutRequest, CheckoutResult, CheckoutStep
+from models.checkout import (
+    CheckoutProgress,
+    CheckoutRequest,
+    CheckoutResult,
+    CheckoutStep,
+    checkout_workflow_id,
+)
 from models.events import ORDER_CONFIRMED, event_id
 from models.saga import CancelSaga, SagaResult, SkipCompensation, SweepAction
 from services.auth import PUBLISHABLE_KEY_ENV, SERVICE_TOKEN_ENV, bearer_headers
@@ -51,7 +57,7 @@ from worker.clients import connect_temporal
 from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.analytics import analytics_workflow_id
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
 from workflows.loyalty import loyalty_workflow_id
 from workflows.receipt import RECEIPT_CONSUMER

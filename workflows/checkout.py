@@ -29,7 +29,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
-    from models.checkout import CheckoutProgress, CheckoutRequest, CheckoutResult, CheckoutStep
+    from models.checkout import (
+        CheckoutProgress,
+        CheckoutRequest,
+        CheckoutResult,
+        CheckoutStep,
+        idempotency_key,
+    )
     from models.events import AFTER_ANSWER, OrderConfirmed, OrderRejected, after_answer_queue
     from models.inventory import ReserveStock, StockLine
     from models.orders import CreateOrder, Order, OrderCancellation, OrderItem
@@ -47,16 +53,6 @@ REASON_FOR_CODE: Final = {
     DEADLINE_EXCEEDED: "Your order took too long to confirm and was not placed.",
     CANCELLED: "Your order was cancelled ({detail}).",
 }
-
-
-def checkout_workflow_id(order_id: str) -> str:
-    """One workflow per order: starting the same order twice finds the first run."""
-    return f"checkout-{order_id}"
-
-
-def idempotency_key(workflow_id: str, step: CheckoutStep) -> str:
-    """Stable across activity retries, worker restarts and workflow resets."""
-    return f"{workflow_id}:{step.value}"
 
 
 @workflow.defn(name="Checkout")

@@ -17,7 +17,7 @@ Each action is settled as a compensation is (retried; stuck: NEEDS_ATTENTION, fo
 
 from temporalio import workflow
 
-from workflows.checkout import checkout_workflow_id, idempotency_key
+from models.checkout import checkout_workflow_id, idempotency_key
 from workflows.fanout import announce_order_confirmed, announce_order_rejected
 from workflows.saga import FOREVER_RETRY
 from workflows.saga.reconcile import LOOKUP_TIMEOUT, SagaRepair
