@@ -133,6 +133,14 @@ class RunStatus(StrEnum):
     MISSING = "MISSING"
 
 
+class FindClosedRuns(BaseModel):
+    """Runs of `workflow_type` that closed without finishing, after `closed_after`."""
+
+    workflow_type: str
+    closed_after: datetime
+    limit: int = Field(default=500, ge=1, le=10_000)
+
+
 class SagaRun(BaseModel):
     workflow_id: str
     status: RunStatus
@@ -145,11 +153,16 @@ class SweepRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # The saga's finder activity (FindOpenSagas -> list[OpenSaga]) and repair workflow type.
+    # The saga's workflow type; its finder activity (FindOpenSagas -> list[OpenSaga]) and its
+    # repair workflow type.
+    saga_type: str = Field(min_length=1, max_length=200)
     finder: str = Field(min_length=1, max_length=200)
     repair: str = Field(min_length=1, max_length=200)
     # Records opened longer ago than this are looked at (more than any deadline of the saga).
     older_than_seconds: int = Field(default=600, ge=0, le=30 * 86_400)
+    # Runs that closed without finishing (terminated, timed out, failed) this recently are
+    # repaired once each, even with no record open (a confirmed one may not have announced).
+    closed_within_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
     dry_run: bool = False
     # How long the sweep waits for the repairs it started before it reports them as running.
     wait_seconds: int = Field(default=60, ge=0, le=3600)

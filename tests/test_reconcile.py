@@ -87,7 +87,11 @@ def shop(services: dict[str, str]) -> Iterator[Shop]:
 
 def sweep_request(**changes: Any) -> SweepRequest:
     request = SweepRequest(
-        finder=FIND_OPEN_CHECKOUTS, repair=CHECKOUT_REPAIR, older_than_seconds=0, wait_seconds=60
+        saga_type="Checkout",
+        finder=FIND_OPEN_CHECKOUTS,
+        repair=CHECKOUT_REPAIR,
+        older_than_seconds=0,
+        wait_seconds=60,
     )
     return request.model_copy(update=changes)
 
@@ -248,3 +252,37 @@ async def test_the_reconcile_command_prints_the_sweep(
     assert done.returncode == 0 and handle.id in done.stdout, done.stdout + done.stderr
     assert "cancelled: cancel_order → refund_payment → release_stock" in done.stdout
     assert shop.order_status(request.order_id) == "CANCELLED"
+
+
+async def test_a_run_closed_with_no_record_open_is_repaired_once(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    """Terminated after its pivot, its stock committed since (by hand, say): no record is
+    open, but nothing was announced. The sweep finds it by its closed run, repairs it once
+    (announced, with the checkout's event id), and leaves it alone after that."""
+    client = dev_env.client
+    sku = shop.new_sku(2, 700)
+    request = shop.request(CARD_OK, (sku, 1))
+    shop.put_fault("inventory", fail=True, paths=["/reservations/"])
+    handle = await start(client, checkout_settings, request)
+    await wait_until(lambda: _order_is("CONFIRMED")(shop, request), "confirmed")
+    await held_in(handle, "commit_stock")
+    await handle.terminate(reason="an operator, after the pivot")
+    shop.put_fault("inventory")
+    reservation_id = idempotency_key(handle.id, CheckoutStep.RESERVE_STOCK)
+    await asyncio.to_thread(shop.post, "inventory", f"/reservations/{reservation_id}/commit")
+    query = f"WorkflowId = '{handle.id}' AND ExecutionStatus = 'Terminated'"
+    for _ in range(100):  # the visibility store catches up within a few seconds
+        if (await client.count_workflows(query)).count == 1:
+            break
+        await asyncio.sleep(0.1)
+
+    report = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+
+    entry = entry_of(report, request)
+    assert entry.records == ["run closed without finishing"]
+    assert entry.repair is not None and entry.repair.outcome == "confirmed"
+    for job in jobs_of(request):
+        assert (await client.get_workflow_handle(job).result())["status"] == "done"
+    again = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+    assert handle.id not in {e.workflow_id for e in again.entries}

@@ -7,13 +7,17 @@ mix of checkouts (good carts, declined and flaky cards, sold-out and scarce SKUs
   delays) and takes the email service down for a while;
 - SIGKILLs a worker several times (a new one is started at once, as a supervisor would);
 - SIGKILLs the Temporal dev server once and starts it again on the same SQLite file and port;
-- SIGKILLs services and starts them again on the same port and SQLite file.
+- SIGKILLs services and starts them again on the same port and SQLite file;
+- as an operator would, terminates checkouts at random points (before, during and after
+  their steps: whatever they were doing) and resets a few finished ones to their start (a
+  reset run does everything again, with the same ids).
 
 A customer whose call fails (the server is away) calls again with the same order, as the
 starter allows. Once every checkout has its answer the faults stop; it waits for every
 checkout and every receipt/shipment job to close (a checkout in NEEDS_ATTENTION gets an
-operator's retry), redrives the dead letters, and checks the invariants (tools.invariants)
-by reading each service's SQLite file.
+operator's retry), runs one reconciler sweep (the engine's, as its Schedule would) that
+settles what the terminated checkouts left open, redrives the dead letters, and checks the
+invariants (tools.invariants) by reading each service's SQLite file.
 """
 
 import asyncio
@@ -37,6 +41,9 @@ import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -53,7 +60,7 @@ from models.deadletters import ConsumerKind, DeadLetterStatus
 from models.events import ORDER_CONFIRMED, event_id
 from models.faults import FaultCounts, Faults
 from models.inventory import SetStock
-from models.saga import Outcome
+from models.saga import Outcome, SweepAction
 from stack.launcher import (
     SERVICES,
     ManagedProcess,
@@ -67,11 +74,13 @@ from starter.dlq import list_letters, redrive_letter
 from starter.payment_methods import CardTokens, tokenize_test_cards
 from tools.invariants import VIOLATIONS, InvariantReport, check_invariants, read_stock
 from worker.clients import connect_temporal
+from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
 from workflows.receipt import RECEIPT_CONSUMER
 from workflows.saga import SAGA_STATUS
+from workflows.saga.client import sweep_now
 from workflows.shipping import SHIPPING_CONSUMER
 
 # Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one; the orders
@@ -97,6 +106,8 @@ class ChaosPlan:
     concurrency: int = 20
     workers: int = 2
     seed: int = 7
+    terminations: int = 12
+    resets: int = 3
 
 
 @dataclass
@@ -109,6 +120,9 @@ class ChaosReport:
     service_restarts: int = 0
     answer_retries: int = 0
     attention_retries: int = 0
+    terminated: int = 0
+    resets: int = 0
+    repaired: int = 0
     dead_letters: int = 0
     redriven: int = 0
     seconds: float = 0.0
@@ -132,6 +146,9 @@ class ChaosReport:
             "service_restarts": self.service_restarts,
             "answer_retries": self.answer_retries,
             "attention_retries": self.attention_retries,
+            "terminated": self.terminated,
+            "resets": self.resets,
+            "repaired": self.repaired,
             "dead_letters": self.dead_letters,
             "redriven": self.redriven,
             "seconds": round(self.seconds, 1),
@@ -192,6 +209,10 @@ class Disruptor:
         self.worker_kills = 0
         self.server_restarts = 0
         self.service_restarts = 0
+        # Checkouts placed and not yet closed (as far as the placing knows), and those an
+        # operator terminated.
+        self.in_flight: set[str] = set()
+        self.terminated: set[str] = set()
         self._next_worker = sum(p.name.startswith("worker-") for p in stack.processes)
 
     def _proc(self, name: str) -> ManagedProcess:
@@ -244,6 +265,55 @@ class Disruptor:
         self.stack.processes.append(new)
         self.log(f"started {new.name}")
 
+    async def terminate_some(self, client: Client, count: int, rng: random.Random) -> None:
+        """As an operator would: terminate `count` checkouts that are running now, wherever
+        they are (a step in flight, its retries, the work after the answer)."""
+        running: list[str] = []
+        candidates = sorted(self.in_flight - self.terminated)
+        for order_id in rng.sample(candidates, k=len(candidates)):
+            if len(running) == count:
+                break
+            handle = client.get_workflow_handle(checkout_workflow_id(order_id))
+            with contextlib.suppress(RPCError):
+                if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+                    running.append(order_id)
+        for order_id in running:
+            handle = client.get_workflow_handle(checkout_workflow_id(order_id))
+            with contextlib.suppress(RPCError):  # it may have ended meanwhile
+                await handle.terminate(reason="chaos: an operator")
+                self.terminated.add(order_id)
+                self.log(f"terminated {handle.id}")
+
+    async def reset_some(
+        self, client: Client, order_ids: list[str], count: int, rng: random.Random
+    ) -> list[str]:
+        """Reset `count` finished checkouts to their first workflow task: the new run does
+        everything again, with the same workflow id, idempotency keys and event ids."""
+        reset = []
+        for order_id in rng.sample(order_ids, k=min(count, len(order_ids))):
+            handle = client.get_workflow_handle(checkout_workflow_id(order_id))
+            described = await handle.describe()
+            history = await handle.fetch_history()
+            first_task = next(
+                event.event_id
+                for event in history.events
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+            )
+            await client.workflow_service.reset_workflow_execution(
+                ResetWorkflowExecutionRequest(
+                    namespace=client.namespace,
+                    workflow_execution=WorkflowExecution(
+                        workflow_id=handle.id, run_id=described.run_id or ""
+                    ),
+                    reason="chaos: an operator resets a finished checkout",
+                    workflow_task_finish_event_id=first_task,
+                    request_id=str(uuid.uuid4()),
+                )
+            )
+            reset.append(order_id)
+            self.log(f"reset {handle.id} to its first workflow task")
+        return reset
+
     async def restart_server(self) -> None:
         temporal = self._proc("temporal")
         await asyncio.to_thread(temporal.kill)
@@ -271,7 +341,10 @@ class Disruptor:
 
 
 def _schedule(
-    plan: ChaosPlan, disruptor: Disruptor, faults: Mapping[str, Faults]
+    plan: ChaosPlan,
+    disruptor: Disruptor,
+    faults: Mapping[str, Faults],
+    terminate: Callable[[int], Awaitable[None]],
 ) -> list[tuple[float, Callable[[], Awaitable[None]]]]:
     """(share of checkouts answered, action), in order."""
     events: list[tuple[float, Callable[[], Awaitable[None]]]] = [
@@ -287,6 +360,11 @@ def _schedule(
         events.append((0.3 + 0.5 * k / plan.service_restarts, restart))
     for k in range(plan.server_restarts):
         events.append((0.5 + 0.3 * k / plan.server_restarts, disruptor.restart_server))
+    # Terminations spread over the run, a few at a time.
+    rounds = min(plan.terminations, 4)
+    for k in range(rounds):
+        count = plan.terminations // rounds + (1 if k < plan.terminations % rounds else 0)
+        events.append((0.1 + 0.8 * k / max(rounds, 1), functools.partial(terminate, count)))
     return sorted(events, key=lambda event: event[0])
 
 
@@ -295,9 +373,15 @@ def _reached(answers: Mapping[str, object], needed: int) -> bool:
 
 
 async def _answer(
-    client: Client, request: CheckoutRequest, task_queue: str, report: ChaosReport
+    client: Client,
+    request: CheckoutRequest,
+    task_queue: str,
+    report: ChaosReport,
+    terminated: set[str] | None = None,
 ) -> Outcome | None:
-    """The customer's answer; a failed call is made again (same order) for a while."""
+    """The customer's answer; a failed call is made again (same order) for a while. None
+    when there is none (an operator terminated the checkout before it answered: not an
+    error of the checkout's)."""
     deadline = time.monotonic() + ANSWER_PATIENCE_SECONDS
     while True:
         try:
@@ -310,7 +394,8 @@ async def _answer(
             await asyncio.sleep(1.0)
             continue
         except (WorkflowFailureError, WorkflowUpdateFailedError) as err:
-            report.errors.append(f"{request.order_id}: {err}: {err.cause}")
+            if request.order_id not in (terminated or set()):
+                report.errors.append(f"{request.order_id}: {err}: {err.cause}")
             return None
         label = "CONFIRMED"
         if decision.status is not Outcome.CONFIRMED:
@@ -320,9 +405,14 @@ async def _answer(
 
 
 async def _wait_closed(
-    client: Client, order_ids: list[str], report: ChaosReport, log: Callable[[str], None]
+    client: Client,
+    order_ids: list[str],
+    report: ChaosReport,
+    log: Callable[[str], None],
+    terminated: set[str] | None = None,
 ) -> tuple[set[str], dict[str, Outcome]]:
-    """Wait until every checkout is closed; retry a compensation that asks for attention."""
+    """Wait until every checkout is closed; retry a compensation that asks for attention.
+    A terminated one is closed with no result (the reconciler settles it)."""
     pending = set(order_ids)
     failed: set[str] = set()
     final: dict[str, Outcome] = {}
@@ -349,8 +439,9 @@ async def _wait_closed(
                 log(f"{order_id}: {err}")
             except WorkflowFailureError as err:  # failed, terminated: never closed properly
                 pending.discard(order_id)
-                failed.add(order_id)
-                report.errors.append(f"{order_id}: checkout failed: {err.cause}")
+                if order_id not in (terminated or set()):
+                    failed.add(order_id)
+                    report.errors.append(f"{order_id}: checkout failed: {err.cause}")
 
     while pending and time.monotonic() < deadline:
         await asyncio.gather(*(look(order_id) for order_id in list(pending)))
@@ -424,14 +515,22 @@ async def run_chaos(
                 answer = None
                 try:
                     async with gate:
-                        answer = await _answer(client, request, settings.task_queue, report)
+                        disruptor.in_flight.add(request.order_id)
+                        answer = await _answer(
+                            client, request, settings.task_queue, report, disruptor.terminated
+                        )
                 finally:
                     async with progress:
                         answers[request.order_id] = answer
                         progress.notify_all()
 
             placing = asyncio.gather(*(place(r) for r in requests))
-            for share, action in _schedule(plan, disruptor, faults):
+            rng = random.Random(plan.seed + 1)
+
+            async def terminate(count: int) -> None:
+                await disruptor.terminate_some(client, count, rng)
+
+            for share, action in _schedule(plan, disruptor, faults, terminate):
                 needed = math.ceil(share * plan.checkouts)
                 async with progress:
                     await progress.wait_for(functools.partial(_reached, answers, needed))
@@ -445,8 +544,31 @@ async def run_chaos(
             report.service_restarts = disruptor.service_restarts
 
             order_ids = [r.order_id for r in requests]
-            not_closed, final = await _wait_closed(client, order_ids, report, log)
+            terminated = disruptor.terminated
+            not_closed, final = await _wait_closed(client, order_ids, report, log, terminated)
             log(f"checkouts closed: {len(order_ids) - len(not_closed)}/{len(order_ids)}")
+            # Resets of finished checkouts: each new run does it all again, same ids.
+            finished = sorted(set(final) - terminated)
+            reset = await disruptor.reset_some(client, finished, plan.resets, rng)
+            report.resets = len(reset)
+            again, final_again = await _wait_closed(client, reset, report, log, terminated)
+            not_closed |= again
+            final.update(final_again)
+            report.terminated = len(terminated)
+            # What the terminated checkouts left open: one sweep, as the Schedule runs it.
+            sweep = checkout_sweep(settings).model_copy(
+                update={"older_than_seconds": 0, "wait_seconds": int(CLOSE_PATIENCE_SECONDS)}
+            )
+            swept = await sweep_now(client, sweep, settings.task_queue)
+            for entry in swept.entries:
+                order_id = entry.workflow_id.removeprefix(checkout_workflow_id(""))
+                if entry.repair is not None and order_id in answers:
+                    report.repaired += 1
+                    confirmed = entry.repair.outcome == "confirmed"
+                    final[order_id] = Outcome.CONFIRMED if confirmed else Outcome.REJECTED
+                elif entry.action is not SweepAction.LEFT_RUNNING and order_id in answers:
+                    report.errors.append(f"{entry.workflow_id}: not repaired: {entry}")
+            log(f"sweep: {len(swept.entries)} with open records, {report.repaired} repaired")
             jobs = [
                 job
                 for order_id, status in final.items()
@@ -462,7 +584,9 @@ async def run_chaos(
                 report.dead_letters = len(await list_letters(dl))
                 await _redrive_all(client, dl, report)
             log(f"dead letters: {report.dead_letters}, redriven: {report.redriven}")
-            report.invariants = check_invariants(data_dir, stock_before, answers, not_closed, final)
+            report.invariants = check_invariants(
+                data_dir, stock_before, answers, not_closed, final, terminated
+            )
     report.seconds = time.monotonic() - started
     return report
 
@@ -513,6 +637,9 @@ def report_table(report: ChaosReport) -> Table:
         "service_restarts",
         "answer_retries",
         "attention_retries",
+        "terminated",
+        "resets",
+        "repaired",
         "dead_letters",
         "redriven",
         "seconds",
@@ -541,6 +668,12 @@ def chaos(
         int, typer.Option(min=0, max=10, help="Service SIGKILL + restarts.")
     ] = 2,
     concurrency: Annotated[int, typer.Option(min=1, max=500, help="Checkouts at once.")] = 20,
+    terminations: Annotated[
+        int, typer.Option(min=0, max=1000, help="Checkouts an operator terminates.")
+    ] = 12,
+    resets: Annotated[
+        int, typer.Option(min=0, max=100, help="Finished checkouts reset to their start.")
+    ] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the mix of carts and cards.")] = 7,
     data_dir: Annotated[
         Path | None, typer.Option(help="SQLite files and logs (default: a new temp dir).")
@@ -566,6 +699,8 @@ def chaos(
         service_restarts=service_restarts,
         concurrency=concurrency,
         seed=seed,
+        terminations=terminations,
+        resets=resets,
     )
     report = asyncio.run(run_chaos(plan, directory, log, quiet_runtime()))
     if as_json:

@@ -93,10 +93,14 @@ def check_invariants(
     answers: Mapping[str, Outcome | None],
     not_closed: Iterable[str] = (),
     final: Mapping[str, Outcome] | None = None,
+    terminated: Iterable[str] = (),
 ) -> InvariantReport:
     """`answers`: each order of the run and the answer its customer got (None: none);
     `not_closed`: orders whose checkout did not end with a result (still running, failed);
-    `final`: each closed checkout's result status (must agree with the answer)."""
+    `final`: each closed checkout's result status (must agree with the answer), a
+    terminated one's the outcome of its repair; `terminated`: orders whose checkout an
+    operator terminated: no answer is owed (it may have been killed first), but an answer
+    given must still agree with the order."""
     report = InvariantReport()
     ids = sorted(answers)
     with read_only(data_dir / "orders.sqlite") as conn:
@@ -109,7 +113,9 @@ def check_invariants(
             )
         }
     confirmed = {i for i in ids if i in orders and orders[i]["status"] == "CONFIRMED"}
-    _check_answers(report, ids, orders, confirmed, answers, set(not_closed), final or {})
+    _check_answers(
+        report, ids, orders, confirmed, answers, set(not_closed), final or {}, set(terminated)
+    )
     _check_payments(report, data_dir, ids, orders, confirmed)
     _check_stock(report, data_dir, ids, orders, confirmed, stock_before)
     _check_fanout(report, data_dir, ids, confirmed)
@@ -124,11 +130,13 @@ def _check_answers(
     answers: Mapping[str, Outcome | None],
     not_closed: set[str],
     final: Mapping[str, Outcome],
+    terminated: set[str],
 ) -> None:
     for order_id in ids:
         answer = answers[order_id]
         if answer is None:
-            report.add("no_answer", order_id)
+            if order_id not in terminated:
+                report.add("no_answer", order_id)
         elif (answer is Outcome.CONFIRMED) != (order_id in confirmed):
             status = orders[order_id]["status"] if order_id in orders else "absent"
             report.add("answer_mismatch", f"{order_id}: answered {answer}, order {status}")

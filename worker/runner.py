@@ -34,7 +34,7 @@ from worker.telemetry import metrics_runtime
 from worker.tuning import worker_tuning
 from workflows import saga
 from workflows.analytics import AnalyticsWorkflow
-from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow
+from workflows.checkout import CHECKOUT, CUSTOMER_ID, CheckoutWorkflow
 from workflows.checkout_repair import CHECKOUT_REPAIR, CheckoutRepairWorkflow
 from workflows.loyalty import CustomerLoyaltyWorkflow
 from workflows.receipt import SendReceiptWorkflow
@@ -157,6 +157,7 @@ async def run_worker(extra_workflows: Sequence[type] = ()) -> None:
 def checkout_sweep(settings: Settings, dry_run: bool = False) -> SweepRequest:
     """One sweep of the checkout: its finder and its repair, records older than the setting."""
     return SweepRequest(
+        saga_type=CHECKOUT,
         finder=FIND_OPEN_CHECKOUTS,
         repair=CHECKOUT_REPAIR,
         older_than_seconds=settings.reconcile_older_than_seconds,

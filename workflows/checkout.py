@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from models.orders import CreateOrder, Order, OrderCancellation, OrderItem
     from models.payments import ChargeRequest, Refund
 
+CHECKOUT = "Checkout"
 # The checkout's own search attribute, beside the engine's SagaStatus and SagaStep.
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 
@@ -55,7 +56,7 @@ REASON_FOR_CODE: Final = {
 }
 
 
-@workflow.defn(name="Checkout")
+@workflow.defn(name=CHECKOUT)
 class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult, CheckoutProgress]):
     # Up to the decision, each step is a local activity first (no server round trip), and an
     # activity, visible in the Web UI, if it fails twice (docs/performance.md: the trade-off).

@@ -61,6 +61,11 @@ class Shop:
         found: dict[str, Any] = response.json()
         return found
 
+    def post(self, service: str, path: str) -> Any:
+        response = httpx.post(self.urls[service] + path, timeout=5, headers=headers_from_env())
+        response.raise_for_status()
+        return response.json()
+
     def put_fault(self, service: str, **fault: Any) -> None:
         """The service's fault injection (models/faults.py); no arguments: none."""
         response = httpx.put(

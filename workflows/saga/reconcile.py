@@ -6,11 +6,15 @@ stay open. The engine finds them and has them settled; the saga says what its op
 are and how to settle one of its own.
 
 - `SagaSweepWorkflow` ("SagaSweep"), one sweep: asks the saga's *finder* activity for its
-  sagas with records open since before now minus `older_than_seconds`; asks Temporal about
-  the latest run of each (`SagaRuns.describe_saga_run`); leaves alone every saga whose run is
+  sagas with records open since before now minus `older_than_seconds`, and Temporal for the
+  saga type's runs that closed without finishing (terminated, timed out, failed) within
+  `closed_within_seconds` (a run terminated after its last record was settled, say after
+  the pivot but before its announcement, leaves no record open); asks Temporal about the
+  latest run of each (`SagaRuns.describe_saga_run`); leaves alone every saga whose run is
   still running (it settles its records itself), and for every other one starts the saga's
   *repair* workflow (id `repair-{workflow_id}`, abandoned: it outlives the sweep), waiting for
-  it up to `wait_seconds`. Its report says what it did for each saga (or would do, dry run).
+  it up to `wait_seconds`; a closed run with no record open is repaired once. Its report says
+  what it did for each saga (or would do, dry run).
   It runs on a Temporal Schedule (workflows/saga/client.py `ensure_sweep_schedule`), or now
   (the `reconcile` command).
 - `SagaRepair`, the base of a saga's repair workflow: its actions go through `settle`, which
@@ -44,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from models.saga import (
         AbandonedSaga,
         CompensationState,
+        FindClosedRuns,
         FindOpenSagas,
         OpenSaga,
         RepairResult,
@@ -63,6 +68,8 @@ with workflow.unsafe.imports_passed_through():
 R = TypeVar("R")
 
 SWEEP_WORKFLOW = "SagaSweep"
+# What a saga found by its closed run (and no record open) is listed with.
+CLOSED_RUN = "run closed without finishing"
 SWEPT = "saga_swept"
 REPAIRED = "saga_repaired"
 # The finder and Temporal are asked with a few quick retries: a sweep that fails is retried
@@ -93,6 +100,7 @@ class SagaSweepWorkflow:
             start_to_close_timeout=LOOKUP_TIMEOUT,
             retry_policy=LOOKUP_RETRY,
         )
+        found += await self._closed_without_records(request, {s.workflow_id for s in found})
         runs = await asyncio.gather(*(self._latest_run(saga.workflow_id) for saga in found))
         repairs: dict[str, workflow.ChildWorkflowHandle[Any, RepairResult]] = {}
         for saga, run in zip(found, runs, strict=True):
@@ -104,6 +112,9 @@ class SagaSweepWorkflow:
             )
             report.entries.append(entry)
             if run.status is RunStatus.RUNNING:
+                continue
+            if saga.records == [CLOSED_RUN] and run.status is RunStatus.COMPLETED:
+                report.entries.remove(entry)  # reset away from: its new run finished it
                 continue
             if request.dry_run:
                 entry.action = SweepAction.WOULD_REPAIR
@@ -129,6 +140,30 @@ class SagaSweepWorkflow:
             report.count(SweepAction.LEFT_RUNNING),
         )
         return report
+
+    async def _closed_without_records(
+        self, request: SweepRequest, with_records: set[str]
+    ) -> list[OpenSaga]:
+        """Runs that closed without finishing and have no record open: those not repaired
+        yet (their repair's latest run is not COMPLETED)."""
+        closed_after = workflow.now() - timedelta(seconds=request.closed_within_seconds)
+        closed: list[str] = await workflow.execute_activity_method(
+            SagaRuns.closed_saga_runs,
+            FindClosedRuns(
+                workflow_type=request.saga_type, closed_after=closed_after, limit=request.limit
+            ),
+            start_to_close_timeout=LOOKUP_TIMEOUT,
+            retry_policy=LOOKUP_RETRY,
+        )
+        candidates = [w for w in closed if w not in with_records]
+        repairs = await asyncio.gather(
+            *(self._latest_run(repair_workflow_id(w)) for w in candidates)
+        )
+        return [
+            OpenSaga(workflow_id=w, records=[CLOSED_RUN], opened_at=closed_after)
+            for w, repair in zip(candidates, repairs, strict=True)
+            if repair.status is not RunStatus.COMPLETED
+        ]
 
     async def _latest_run(self, workflow_id: str) -> SagaRun:
         return await workflow.execute_activity_method(

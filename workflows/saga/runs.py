@@ -4,13 +4,14 @@ They hold a Temporal client (an activity may; workflow code may not): the latest
 and that run's input, decoded by the client's data converter (so through the payload codec).
 """
 
+from datetime import UTC
 from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from models.saga import RunStatus, SagaRun
+from models.saga import FindClosedRuns, RunStatus, SagaRun
 
 _STATUS = {
     WorkflowExecutionStatus.RUNNING: RunStatus.RUNNING,
@@ -64,5 +65,21 @@ class SagaRuns:
             raise
         return None
 
+    @activity.defn(name="closed_saga_runs")
+    async def closed_saga_runs(self, request: FindClosedRuns) -> list[str]:
+        """The workflow ids of runs of the type that Temporal closed without their code
+        finishing (terminated, timed out) or that failed, closed after `closed_after`; each id
+        once, newest first. Visibility answers this; its store lags a few seconds."""
+        closed_after = request.closed_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        query = (
+            f"WorkflowType = '{request.workflow_type}'"
+            " AND ExecutionStatus IN ('Terminated', 'TimedOut', 'Failed')"
+            f" AND CloseTime > '{closed_after}'"
+        )
+        found: dict[str, None] = {}
+        async for execution in self._client.list_workflows(query, limit=request.limit):
+            found[execution.id] = None
+        return list(found)
+
     def all(self) -> list[Any]:
-        return [self.describe_saga_run, self.saga_input]
+        return [self.describe_saga_run, self.saga_input, self.closed_saga_runs]
