@@ -30,7 +30,7 @@ from tests.support.cli import run_cli
 from tests.support.stock import new_stocked_sku
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
-from workflows.saga.client import NEEDS_ATTENTION_QUERY
+from workflows.saga.reconcile import NEEDS_ATTENTION_QUERY
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
 

@@ -31,7 +31,8 @@ from worker.after_answer import after_answer_slots
 from worker.settings import Settings
 from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow
 from workflows.saga import SAGA_STATUS, SAGA_STEP
-from workflows.saga.client import NEEDS_ATTENTION_QUERY, skip_compensation, status
+from workflows.saga.client import skip_compensation, status
+from workflows.saga.reconcile import NEEDS_ATTENTION_QUERY
 
 TASK_QUEUE = "sagas-tests"
 SETTINGS = Settings(task_queue=TASK_QUEUE)

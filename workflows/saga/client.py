@@ -38,16 +38,14 @@ from models.saga import (
     SweepReport,
     SweepRequest,
 )
-from workflows.saga.reconcile import SWEEP_WORKFLOW
-from workflows.saga.search import SAGA_STATUS
+from workflows.saga.reconcile import NEEDS_ATTENTION_QUERY, SWEEP_WORKFLOW
 from workflows.saga.workflow import SagaWorkflow
 
 InputT = TypeVar("InputT")
 ResultT = TypeVar("ResultT", bound=SagaResult)
 ProgressT = TypeVar("ProgressT", bound=SagaProgress[Any])
 
-# Every saga waiting for an operator, whatever its type.
-NEEDS_ATTENTION_QUERY = f"{SAGA_STATUS.name} = 'NEEDS_ATTENTION' AND ExecutionStatus = 'Running'"
+
 AnyProgress = SagaProgress[SagaResult]
 
 

@@ -72,6 +72,9 @@ SWEEP_WORKFLOW = "SagaSweep"
 CLOSED_RUN = "run closed without finishing"
 SWEPT = "saga_swept"
 REPAIRED = "saga_repaired"
+NEEDS_ATTENTION = "saga_needs_attention"
+# Every saga, of any type, that waits for an operator.
+NEEDS_ATTENTION_QUERY = f"{SAGA_STATUS.name} = 'NEEDS_ATTENTION' AND ExecutionStatus = 'Running'"
 # The finder and Temporal are asked with a few quick retries: a sweep that fails is retried
 # by the next one, and shows up as a failed workflow (an alert, docs/operations.md).
 LOOKUP_TIMEOUT = timedelta(seconds=30)
@@ -132,6 +135,16 @@ class SagaSweepWorkflow:
                 entry.action = SweepAction.REPAIRED
                 entry.repair = handle.result()
             count(SWEPT, "sagas a sweep looked at, by what it did", action=entry.action.value)
+        # The alert "a saga waits for an operator too long" reads this (docs/operations.md).
+        waiting = await workflow.execute_activity_method(
+            SagaRuns.count_needing_attention,
+            NEEDS_ATTENTION_QUERY,
+            start_to_close_timeout=LOOKUP_TIMEOUT,
+            retry_policy=LOOKUP_RETRY,
+        )
+        workflow.metric_meter().create_gauge(
+            NEEDS_ATTENTION, "sagas waiting in NEEDS_ATTENTION, at the last sweep"
+        ).set(waiting)
         workflow.logger.info(
             "sweep of %s: %d saga(s) with open records, %d repaired, %d left running",
             request.finder,

@@ -81,5 +81,16 @@ class SagaRuns:
             found[execution.id] = None
         return list(found)
 
+    @activity.defn(name="count_needing_attention")
+    async def count_needing_attention(self, query: str) -> int:
+        """How many running sagas (of any type) wait for an operator (`query`: the
+        visibility query that says so)."""
+        return (await self._client.count_workflows(query)).count
+
     def all(self) -> list[Any]:
-        return [self.describe_saga_run, self.saga_input, self.closed_saga_runs]
+        return [
+            self.describe_saga_run,
+            self.saga_input,
+            self.closed_saga_runs,
+            self.count_needing_attention,
+        ]
