@@ -60,7 +60,7 @@ from models.deadletters import ConsumerKind, DeadLetterStatus
 from models.events import ORDER_CONFIRMED, event_id
 from models.faults import FaultCounts, Faults
 from models.inventory import SetStock
-from models.saga import Outcome, SweepAction
+from models.saga import Outcome, RepairResult
 from stack.launcher import (
     SERVICES,
     ManagedProcess,
@@ -81,6 +81,7 @@ from workflows.consumers import job_id
 from workflows.receipt import RECEIPT_CONSUMER
 from workflows.saga import SAGA_STATUS
 from workflows.saga.client import sweep_now
+from workflows.saga.reconcile import repair_workflow_id
 from workflows.shipping import SHIPPING_CONSUMER
 
 # Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one; the orders
@@ -560,14 +561,23 @@ async def run_chaos(
                 update={"older_than_seconds": 0, "wait_seconds": int(CLOSE_PATIENCE_SECONDS)}
             )
             swept = await sweep_now(client, sweep, settings.task_queue)
-            for entry in swept.entries:
-                order_id = entry.workflow_id.removeprefix(checkout_workflow_id(""))
-                if entry.repair is not None and order_id in answers:
-                    report.repaired += 1
-                    confirmed = entry.repair.outcome == "confirmed"
-                    final[order_id] = Outcome.CONFIRMED if confirmed else Outcome.REJECTED
-                elif entry.action is not SweepAction.LEFT_RUNNING and order_id in answers:
-                    report.errors.append(f"{entry.workflow_id}: not repaired: {entry}")
+            # Each terminated checkout's repair, whichever sweep started it (the worker's
+            # Schedule may have run one meanwhile): its outcome is the checkout's end.
+            for order_id in sorted(terminated):
+                repair = client.get_workflow_handle(
+                    repair_workflow_id(checkout_workflow_id(order_id)), result_type=RepairResult
+                )
+                try:
+                    outcome = (
+                        await asyncio.wait_for(repair.result(), CLOSE_PATIENCE_SECONDS)
+                    ).outcome
+                except (RPCError, TimeoutError, WorkflowFailureError) as err:
+                    report.errors.append(f"{order_id}: not repaired: {err}")
+                    not_closed.add(order_id)
+                    continue
+                report.repaired += 1
+                confirmed = repaired.outcome == "confirmed"
+                final[order_id] = Outcome.CONFIRMED if confirmed else Outcome.REJECTED
             log(f"sweep: {len(swept.entries)} with open records, {report.repaired} repaired")
             jobs = [
                 job

@@ -1,0 +1,133 @@
+"""No card number in Temporal: checkouts placed as a user places them (the CLI tokenizes the
+card first), then every payload of every workflow history on the server, decoded through
+the payload codec and, raw, base64-decoded, is searched for card numbers; so are the
+recorded histories in tests/histories/ and the worker's log lines."""
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
+from temporalio.testing import WorkflowEnvironment
+
+from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
+from tests.support.card_numbers import find_card_numbers
+from tests.support.cli import run_cli
+from tests.support.shop import Shop
+from worker.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("checkout_worker")
+
+HISTORIES = Path(__file__).parent / "histories"
+TEST_CARDS = {CARD_OK, CARD_DECLINED, CARD_FLAKY}
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+    elif isinstance(node, str):
+        yield node
+
+
+def _with_base64_decoded(text: str) -> str:
+    """The history's JSON text, and every string in it that decodes as base64 (a payload's
+    data, metadata), decoded: what anyone reading the raw history sees."""
+    parts = [text]
+    for value in _strings(json.loads(text)):
+        if len(value) >= 16:
+            with contextlib.suppress(binascii.Error, ValueError):
+                parts.append(base64.b64decode(value, validate=True).decode(errors="replace"))
+    return "\n".join(parts)
+
+
+def _payloads(node: Any) -> Iterator[dict[str, Any]]:
+    """Every Payload in a history as JSON (anything with metadata and data)."""
+    if isinstance(node, dict):
+        if "metadata" in node and "data" in node:
+            yield node
+        for value in node.values():
+            yield from _payloads(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _payloads(item)
+
+
+async def test_no_history_payload_log_or_recording_holds_a_card_number(
+    dev_env: WorkflowEnvironment,
+    checkout_settings: Settings,
+    services: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    shop = Shop(services)
+    sku = shop.new_sku(20, 1100)
+    caplog.set_level(logging.INFO)
+    placed = []
+    for card in sorted(TEST_CARDS):
+        done = await asyncio.to_thread(
+            run_cli,
+            dev_env,
+            checkout_settings,
+            "checkout",
+            "--item",
+            f"{sku}:1",
+            "--email",
+            "cards@example.com",
+            "--card",
+            card,
+            "--json",
+        )
+        assert done.stdout.strip(), done.stderr
+        placed.append(json.loads(done.stdout)["order_id"])
+    # A card number where the token goes is refused before anything starts.
+    refused = await asyncio.to_thread(
+        run_cli,
+        dev_env,
+        checkout_settings,
+        "checkout",
+        "--item",
+        f"{sku}:1",
+        "--email",
+        "cards@example.com",
+        "--card",
+        "4242 4242 4242 4241",
+    )
+    assert refused.returncode == 2 and "Luhn" in refused.stdout + refused.stderr
+    client = dev_env.client
+    for order_id in placed:
+        await client.get_workflow_handle(f"checkout-{order_id}").result()
+
+    codec = client.data_converter.payload_codec
+    assert codec is not None, "the tests' server encrypts payloads, as production does"
+    found: dict[str, list[str]] = {}
+    checked = 0
+    async for execution in client.list_workflows():
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        text = (await handle.fetch_history()).to_json()
+        decoded = []
+        for raw in _payloads(json.loads(text)):
+            payload = json_format.ParseDict(raw, Payload())
+            [plain] = await codec.decode([payload])
+            decoded.append(plain.data.decode(errors="replace"))
+        cards = find_card_numbers(_with_base64_decoded(text) + "\n".join(decoded))
+        if cards:
+            found[execution.id] = cards
+        checked += 1
+    assert checked >= len(placed)
+    assert found == {}, f"card numbers in histories: {found}"
+
+    for recorded in sorted(HISTORIES.glob("**/*.json")):
+        assert find_card_numbers(_with_base64_decoded(recorded.read_text())) == [], recorded
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert find_card_numbers(logged) == []
