@@ -568,9 +568,7 @@ async def run_chaos(
                     repair_workflow_id(checkout_workflow_id(order_id)), result_type=RepairResult
                 )
                 try:
-                    outcome = (
-                        await asyncio.wait_for(repair.result(), CLOSE_PATIENCE_SECONDS)
-                    ).outcome
+                    repaired = await asyncio.wait_for(repair.result(), CLOSE_PATIENCE_SECONDS)
                 except (RPCError, TimeoutError, WorkflowFailureError) as err:
                     report.errors.append(f"{order_id}: not repaired: {err}")
                     not_closed.add(order_id)
