@@ -22,7 +22,7 @@ ORDER_CONFIRMED_SIGNAL: Final = "order_confirmed"
 ORDER_REJECTED_SIGNAL: Final = "order_rejected"
 MAX_REASON_CHARS = 2000
 # What follows an answer (committing the stock, every consumer of these events) waits behind
-# what customers are waiting for: under a burst the answers go first (README "Performance").
+# what customers are waiting for: under a burst the answers go first (docs/performance.md).
 # Priority keys run 1 (first) to 5; the default is 3.
 AFTER_ANSWER = Priority(priority_key=5)
 

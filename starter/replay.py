@@ -99,7 +99,7 @@ def history_files(directory: Path) -> list[Path]:
     """The *.json files of a directory and its sub-directories, in path order.
 
     Sub-directories keep the histories recorded before a change for as long as checkouts
-    that started before it may still be running (see the README, "Replay and versioning").
+    that started before it may still be running (docs/versioning.md).
     """
     return sorted(p for p in directory.rglob("*.json") if p.is_file())
 

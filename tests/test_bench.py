@@ -1,6 +1,6 @@
 """`checkout-saga bench --json` with a tiny burst: every figure is there and makes sense.
 
-Not the targets (those depend on the machine; README "Performance"): the shape of the JSON
+Not the targets (those depend on the machine; docs/performance.md): the shape of the JSON
 line, and what holds on any machine: the direct chain waits for the slowed services, the saga
 answers without them.
 """

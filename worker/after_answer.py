@@ -14,7 +14,7 @@ So during a burst, committing the stock (and the fan-out, which follows the comm
 the server's backlog and the answers get the CPU; once the answers are out, the backlog
 drains at full speed. Whatever the load, a task never waits much longer than
 `max_wait_seconds`: once the oldest one in the backlog (the server's task queue statistics)
-has waited that long, the slots open until it is taken (README "Performance").
+has waited that long, the slots open until it is taken (docs/performance.md).
 """
 
 import asyncio
@@ -52,9 +52,8 @@ from worker.settings import Settings
 # One CPU reading per this long; a waiting reservation looks again as often.
 CPU_SAMPLE_SECONDS = 0.1
 # Held while any reading of this long reached the target: over a burst, single readings dip
-# under it (the dev server's SQLite writes one transaction at a time), and a mean over 1 s
-# let 10-25 commits of a burst of 100 through, most of them at its start, before the mean
-# caught up (README "Performance").
+# under it (the dev server's SQLite writes one transaction at a time), and a mean over the
+# window let commits through before it caught up (docs/performance.md).
 CPU_WINDOW_SECONDS = 1.0
 # How often the backlog's age is asked of the server while the slots are held. (The server
 # refreshes its task queue statistics every few seconds.)

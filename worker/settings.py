@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     # What the CLI tokenizes cards with, as a shop's front end does (POST /payment-methods of
     # the payments service, which reads the same variable); the worker never needs it.
     payments_publishable_key: SecretStr | None = None
-    # Worker tuning (worker/tuning.py); None keeps the SDK's default. See README "Performance".
+    # Worker tuning (worker/tuning.py); None keeps the SDK's default. See docs/performance.md.
     worker_max_concurrent_activities: int | None = Field(default=None, ge=1)
     worker_max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)
     worker_workflow_task_pollers: int | None = Field(default=None, ge=2)
