@@ -672,7 +672,11 @@ def bench_command(
 
     Starts its own dev server, services and workers; prints a table (or one JSON line).
     """
-    worker_env = {"CHECKOUT_WORKER_SANDBOX_PASSTHROUGH": str(sandbox_passthrough).lower()}
+    worker_env = {
+        "CHECKOUT_WORKER_SANDBOX_PASSTHROUGH": str(sandbox_passthrough).lower(),
+        # No reconciler sweeps during the measurement.
+        "CHECKOUT_RECONCILE_EVERY_SECONDS": "0",
+    }
     if max_concurrent_activities is not None:
         worker_env["CHECKOUT_WORKER_MAX_CONCURRENT_ACTIVITIES"] = str(max_concurrent_activities)
     if max_concurrent_workflow_tasks is not None:

@@ -172,6 +172,9 @@ class SweepRequest(BaseModel):
 class SweepAction(StrEnum):
     # The saga's latest run is still running: it settles its records itself.
     LEFT_RUNNING = "left_running"
+    # Its latest run finished: what it left open was left so on purpose (an operator skipped
+    # a compensation), or by a run reset away from and done again; not the sweep's to undo.
+    LEFT_COMPLETED = "left_completed"
     # Dry run: a repair would have started.
     WOULD_REPAIR = "would_repair"
     REPAIRED = "repaired"

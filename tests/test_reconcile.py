@@ -8,18 +8,34 @@ run changes nothing; `checkout-saga reconcile --json` prints the report.
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, ScheduleOverlapPolicy
 from temporalio.testing import WorkflowEnvironment
 
-from models.checkout import CheckoutRequest, CheckoutStep, checkout_workflow_id, idempotency_key
-from models.payments import CARD_OK
-from models.saga import RunStatus, SweepAction, SweepEntry, SweepReport, SweepRequest
+from models.checkout import (
+    CheckoutOptions,
+    CheckoutRequest,
+    CheckoutStep,
+    checkout_workflow_id,
+    idempotency_key,
+)
+from models.payments import CARD_DECLINED, CARD_OK
+from models.saga import (
+    RunStatus,
+    SagaProgress,
+    SagaResult,
+    SweepAction,
+    SweepEntry,
+    SweepReport,
+    SweepRequest,
+)
 from tests.support.cli import run_cli
 from tests.support.shop import Shop
 from worker.runner import FIND_OPEN_CHECKOUTS
@@ -27,7 +43,7 @@ from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 from workflows.checkout_repair import CHECKOUT_REPAIR
 from workflows.consumers import job_id
-from workflows.saga.client import sweep_now
+from workflows.saga.client import ensure_sweep_schedule, skip_compensation, status, sweep_now
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
 
@@ -286,3 +302,58 @@ async def test_a_run_closed_with_no_record_open_is_repaired_once(
         assert (await client.get_workflow_handle(job).result())["status"] == "done"
     again = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
     assert handle.id not in {e.workflow_id for e in again.entries}
+
+
+async def test_what_a_completed_run_left_open_is_an_operators_not_the_sweeps(
+    dev_env: WorkflowEnvironment, checkout_settings: Settings, shop: Shop
+) -> None:
+    """Its stock's release stuck, an operator skipped it (released by hand elsewhere, say):
+    the checkout completed with its reservation still RESERVED. The sweep reports it and
+    leaves it: undoing more than the operator chose could refund twice."""
+    client = dev_env.client
+    sku = shop.new_sku(2, 800)
+    request = shop.request(CARD_DECLINED, (sku, 1)).model_copy(
+        update={"options": CheckoutOptions(compensation_attempts_before_attention=1)}
+    )
+    shop.put_fault("inventory", fail=True, paths=["/reservations/"])
+    handle = await start(client, checkout_settings, request)
+    for _ in range(300):  # 30 s at most
+        if (await status(client, handle.id, SagaProgress[SagaResult])).stuck:
+            break
+        await asyncio.sleep(0.1)
+    await skip_compensation(client, handle.id, "released by hand in the warehouse tool")
+    shop.put_fault("inventory")
+    assert (await handle.result()).status == "REJECTED"
+
+    report = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+
+    entry = entry_of(report, request)
+    assert (entry.run_status, entry.action) == (RunStatus.COMPLETED, SweepAction.LEFT_COMPLETED)
+    assert entry.repair is None
+    reservation_id = idempotency_key(handle.id, CheckoutStep.RESERVE_STOCK)
+    assert (shop.reservation(reservation_id) or {})["status"] == "RESERVED"
+
+
+async def test_the_schedule_is_made_once_and_an_operators_pause_is_kept(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    client = dev_env.client
+    schedule_id = f"sweep-test-{uuid.uuid4().hex[:8]}"
+    request = sweep_request(older_than_seconds=600)
+    every = timedelta(minutes=5)
+
+    async def ensure(interval: timedelta) -> str:
+        return await ensure_sweep_schedule(
+            client, schedule_id=schedule_id, request=request, every=interval, task_queue="q"
+        )
+
+    assert await ensure(every) == "created"
+    assert await ensure(every) == "unchanged"  # a second worker, the same settings
+    handle = client.get_schedule_handle(schedule_id)
+    await handle.pause(note="an operator: not during the migration")
+    assert await ensure(timedelta(minutes=2)) == "updated"
+    described = (await handle.describe()).schedule
+    assert described.state.paused
+    assert described.spec.intervals[0].every == timedelta(minutes=2)
+    assert described.policy.overlap is ScheduleOverlapPolicy.SKIP
+    await handle.delete()

@@ -56,7 +56,13 @@ class CheckoutRepairWorkflow(SagaRepair):
             OrderActivities.cancel_unless_confirmed,
             OrderCancellation(order_id=order_id, reason=why),
         )
-        confirmed = order is not None and order.status is OrderStatus.CONFIRMED
+        if order is None:
+            # An operator skipped the cancel: they took the order over; whether it goes back
+            # or forward is theirs to say, so nothing more is done here.
+            return RepairResult(
+                workflow_id=workflow_id, outcome="left_to_operator", skipped=self.actions_skipped
+            )
+        confirmed = order.status is OrderStatus.CONFIRMED
         reservation_id = idempotency_key(workflow_id, CheckoutStep.RESERVE_STOCK)
         if confirmed:
             await self.settle("commit_stock", InventoryActivities.commit_stock, reservation_id)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Client,
     Schedule,
@@ -20,6 +21,7 @@ from temporalio.client import (
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
+    ScheduleState,
     ScheduleUpdate,
     ScheduleUpdateInput,
     WithStartWorkflowOperation,
@@ -186,10 +188,11 @@ async def ensure_sweep_schedule(
     current = (await handle.describe()).schedule
     intervals = current.spec.intervals
     current_every = intervals[0].every if len(intervals) == 1 else None
-    current_args = getattr(current.action, "args", None)
-    wanted = request.model_dump(mode="json")
-    if current_every == every and current_args and _arg_dump(current_args[0]) == wanted:
+    if current_every == every and await _sweep_of(client, current.action) == request:
         return "unchanged"
+
+    # Paused by an operator: it stays paused.
+    schedule.state = ScheduleState(paused=current.state.paused, note=current.state.note)
 
     def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
         return ScheduleUpdate(schedule=schedule)
@@ -198,10 +201,15 @@ async def ensure_sweep_schedule(
     return "updated"
 
 
-def _arg_dump(arg: object) -> object:
-    if isinstance(arg, SweepRequest):
-        return arg.model_dump(mode="json")
-    return arg
+async def _sweep_of(client: Client, action: object) -> SweepRequest | None:
+    """The SweepRequest a described schedule's action starts with (its args come raw)."""
+    args = list(getattr(action, "args", None) or [])
+    if len(args) != 1:
+        return None
+    if isinstance(args[0], Payload):
+        [decoded] = await client.data_converter.decode(args, [SweepRequest])
+        return decoded if isinstance(decoded, SweepRequest) else None
+    return args[0] if isinstance(args[0], SweepRequest) else None
 
 
 async def sweep_now(

@@ -11,7 +11,9 @@ are and how to settle one of its own.
   `closed_within_seconds` (a run terminated after its last record was settled, say after
   the pivot but before its announcement, leaves no record open); asks Temporal about the
   latest run of each (`SagaRuns.describe_saga_run`); leaves alone every saga whose run is
-  still running (it settles its records itself), and for every other one starts the saga's
+  still running (it settles its records itself) or completed (its code ran to the end: what
+  it left open, an operator left so, by skipping a compensation), and for every other one
+  (terminated, timed out, failed, missing) starts the saga's
   *repair* workflow (id `repair-{workflow_id}`, abandoned: it outlives the sweep), waiting for
   it up to `wait_seconds`; a closed run with no record open is repaired once. Its report says
   what it did for each saga (or would do, dry run).
@@ -116,8 +118,10 @@ class SagaSweepWorkflow:
             report.entries.append(entry)
             if run.status is RunStatus.RUNNING:
                 continue
-            if saga.records == [CLOSED_RUN] and run.status is RunStatus.COMPLETED:
-                report.entries.remove(entry)  # reset away from: its new run finished it
+            if run.status is RunStatus.COMPLETED:
+                entry.action = SweepAction.LEFT_COMPLETED
+                if saga.records == [CLOSED_RUN]:
+                    report.entries.remove(entry)  # reset away from: its new run finished it
                 continue
             if request.dry_run:
                 entry.action = SweepAction.WOULD_REPAIR
