@@ -119,7 +119,7 @@ async def checkout_worker(
 
 
 # Fixtures that start real processes: a test that uses one is slow (`pytest -m "not slow"`).
-SLOW_FIXTURES = {"dev_env", "services", "checkout_worker", "checkout_settings"}
+SLOW_FIXTURES = {"dev_env", "services", "checkout_worker", "checkout_settings", "traced_checkout"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -48,6 +48,9 @@ from services.payments.app import create_app as payments_app
 from services.warehouse.app import create_app as warehouse_app
 from starter.checkouts import describe_validation_error
 
+# Generated input by the thousand (hypothesis, schemathesis): `make test` runs it.
+pytestmark = pytest.mark.slow
+
 FIELDS = set(CheckoutRequest.model_fields)
 CARDS = [CARD_OK, CARD_DECLINED, CARD_FLAKY]
 

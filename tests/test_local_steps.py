@@ -31,7 +31,7 @@ STEPS = {"create_order", "reserve_stock", "charge_payment", "confirm_order"}
 Handle = WorkflowHandle[CheckoutWorkflow, CheckoutResult]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one worker for the module: starting one takes most of a second
 async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[WorkflowEnvironment]:
     slots = after_answer_slots(Settings())
     async with scripted_checkout_workers(time_skipping_env.client, TASK_QUEUE, slots):

@@ -47,6 +47,8 @@ class Plan:
     continue_with_error: bool = False
     # Misuse: run step "a" a second time.
     run_a_twice: bool = False
+    # The saga's first backoff between two calls of a failing compensation.
+    backoff_seconds: float = 2.0
 
 
 @dataclass
@@ -105,7 +107,7 @@ class ThreeSteps(SagaWorkflow[Plan, SagaResult, Progress]):
             plan,
             SagaOptions(
                 compensation=CompensationPolicy(
-                    initial_backoff=timedelta(seconds=2),
+                    initial_backoff=timedelta(seconds=plan.backoff_seconds),
                     attempts_before_attention=None,
                     parallel=plan.parallel,
                     continue_with_error=plan.continue_with_error,
@@ -143,7 +145,7 @@ class WithPivot(SagaWorkflow[Plan, SagaResult, Progress]):
         await self.pay(Call("pay", plan))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one worker for the module: starting one takes most of a second
 async def env(time_skipping_env: WorkflowEnvironment) -> Any:
     async with Worker(
         time_skipping_env.client,
@@ -243,7 +245,8 @@ async def test_temporal_cancel_during_a_step_compensates_what_was_done(
 async def test_parallel_compensation_does_not_wait_for_a_slow_one(
     env: WorkflowEnvironment,
 ) -> None:
-    wf_id, handle = await start(env, Plan(fail_at="c", undo_failures={"b": 2}, parallel=True))
+    plan = Plan(fail_at="c", undo_failures={"b": 2}, parallel=True, backoff_seconds=0.1)
+    wf_id, handle = await start(env, plan)
     result = await handle.result()
     assert sorted(result.compensations_done) == ["undo_a", "undo_b", "undo_c"]
     journal = JOURNAL[wf_id]
