@@ -80,6 +80,7 @@ class OpenLoop:
             # Always yield, even when late: the calls started so far get to run.
             await self._sleep(max(0.0, arrival.due - self._clock()))
             self._tasks.append(asyncio.ensure_future(self._place(arrival)))
+        await self._sleep(0)  # the last call starts too
 
     async def _place(self, arrival: Arrival) -> None:
         arrival.started = self._clock()

@@ -975,7 +975,8 @@ def print_report(report: SustainedReport, as_json: bool) -> None:
 
 
 def sustained_command(config: SustainedConfig, data_dir: Path, as_json: bool) -> None:
-    """`checkout-saga bench --sustained`: start the parts, run the ladder, print, stop."""
+    """`checkout-saga bench --sustained`: start the parts, run the ladder, stop them; print
+    the report, and write its JSON to DATA_DIR/sustained.json."""
     errors = Console(stderr=True)
     errors.print(f"Data and logs: {data_dir}")
     try:
@@ -984,6 +985,8 @@ def sustained_command(config: SustainedConfig, data_dir: Path, as_json: bool) ->
     except LaunchError as err:
         errors.print(f"[red]Could not start the bench: {err}[/red]")
         raise typer.Exit(1) from err
+    # The JSON beside the logs too, whatever was printed.
+    (data_dir / "sustained.json").write_text(report.as_json() + "\n")
     print_report(report, as_json)
     for mode in report.modes.values():
         for step in mode.steps:
