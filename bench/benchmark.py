@@ -695,7 +695,8 @@ def bench_command(
         typer.Option(help="--sustained: checkout, twin or dbos (repeatable; default all)."),
     ] = None,
     keep_going: Annotated[
-        bool, typer.Option(help="--sustained: run every rate, not only up to the first missed.")
+        bool,
+        typer.Option(help="--sustained: run every rate (default: a mode stops after 2 missed)."),
     ] = False,
 ) -> None:
     """Benchmark bare Temporal, the checkout saga and direct HTTP calls side by side.

@@ -23,7 +23,8 @@ and in CPU-s per checkout; for Temporal, the server's action counter per checkou
 
 **Capacity**: the highest rate held for the hold (a minute by default) with the answer's p99 at
 most 1 s, no errors, and all work done within 30 s after the arrivals stopped. A mode's ladder
-stops at its first rate not held (`keep_going` runs every rate).
+stops after two rates in a row not held (one stall of a shared host fails a rate; the
+next may hold); `keep_going` runs every rate.
 
 **Cost per checkout** (bench/cost.py): history events, workflow tasks and Temporal Cloud
 actions, counted from the histories of the lowest rate's checkouts and their jobs and from the
@@ -116,6 +117,10 @@ DRAIN_LIMIT_SECONDS = 30.0
 # them (the step is not held either way past DRAIN_LIMIT_SECONDS; this lets the backlog clear
 # before the next step).
 SETTLE_LIMIT_SECONDS = 120.0
+# A mode's ladder stops after this many rates in a row not held (unless keep_going).
+MISSES_IN_A_ROW = 2
+# The slowest answers of a step, kept to tell a stall from a rate too high.
+SLOWEST = 5
 ROLES = ("server", "worker", "services", "generator")
 SAMPLE_SECONDS = 1.0
 DRAIN_POLL_SECONDS = 0.5
@@ -171,6 +176,8 @@ class StepFigures:
     p95_ms: float
     p99_ms: float
     generator_late_max_ms: float
+    # The slowest answers: [seconds from the step's start to the arrival, latency ms].
+    slowest: list[list[float]]
     # The after-answer backlog's age: Temporal's after-answer queue (the server's task queue
     # statistics), DBOS's oldest unfinished consumer workflow.
     backlog_age_max_s: float | None
@@ -653,6 +660,14 @@ async def run_step(
         p95_ms=p95,
         p99_ms=p99,
         generator_late_max_ms=round(max(late, default=0.0) * 1000, 1),
+        slowest=[
+            [round(a.due - load.start, 2), round(latency * 1000, 1)]
+            for a, latency in sorted(
+                ((a, a.latency) for a in arrivals if a.latency is not None),
+                key=lambda pair: pair[1],
+                reverse=True,
+            )[:SLOWEST]
+        ],
         backlog_age_max_s=round(max(age for _, age in ages), 2) if ages else None,
         backlog_age_end_s=round(end_ages[-1], 2) if end_ages else None,
         closed_per_second=closed_rate,
@@ -751,10 +766,10 @@ async def run_sustained(
         for mode, driver in drivers.items():
             progress(f"{mode}: warming up")
             await warm_up(driver, run_id)
-        active = set(drivers)
+        misses = dict.fromkeys(drivers, 0)
         for index, rate in enumerate(config.rates):
             for mode in _rotated(list(drivers), index):
-                if mode not in active:
+                if misses[mode] >= MISSES_IN_A_ROW and not config.keep_going:
                     continue
                 progress(f"{mode}: {rate:g}/s for {config.hold_seconds:g} s")
                 await asyncio.sleep(STEP_PAUSE_SECONDS)
@@ -765,12 +780,12 @@ async def run_sustained(
                 reports[mode].steps.append(step)
                 windows[(mode, rate)] = window
                 progress(
-                    f"  p50 {step.p50_ms:.0f} ms, p99 {step.p99_ms:.0f} ms, drain "
+                    f"  p50 {step.p50_ms:.0f} ms, p99 {step.p99_ms:.0f} ms, slowest "
+                    f"{', '.join(f'{ms:.0f} ms at {at:g} s' for at, ms in step.slowest[:3])}, drain "
                     f"{step.drain_seconds if step.drain_seconds is not None else '-'} s, "
                     f"errors {step.errors}: {'held' if step.held else 'not held'}"
                 )
-                if not step.held and not config.keep_going:
-                    active.discard(mode)
+                misses[mode] = 0 if step.held else misses[mode] + 1
         for mode, report in reports.items():
             report.capacity_per_second, report.capped = capacity(report.steps)
             if not report.steps:

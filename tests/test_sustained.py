@@ -139,6 +139,7 @@ def step(rate: float, p99_ms: float, drain: float | None, errors: int = 0) -> St
         p95_ms=p99_ms / 2,
         p99_ms=p99_ms,
         generator_late_max_ms=1.0,
+        slowest=[],
         backlog_age_max_s=0.0,
         backlog_age_end_s=0.0,
         closed_per_second=rate,
@@ -375,6 +376,10 @@ def test_sustained_json_has_every_figure(tmp_path: Path) -> None:
         assert 0 < only["achieved_per_second"] < 2 * rate
         assert 0 < only["p50_ms"] <= only["p95_ms"] <= only["p99_ms"] < 30_000
         assert 0 <= only["generator_late_max_ms"] < 1000, "the generator fell behind"
+        slowest = only["slowest"]
+        assert len(slowest) == 5 and slowest[0][1] >= only["p99_ms"]  # the worst one first
+        assert [s[1] for s in slowest] == sorted((s[1] for s in slowest), reverse=True)
+        assert all(0 <= at < hold for at, _ in slowest)
         assert only["backlog_age_max_s"] is not None and only["backlog_age_max_s"] >= 0
         assert only["backlog_age_end_s"] is not None and only["backlog_age_end_s"] >= 0
         assert only["closed_per_second"] is not None and only["closed_per_second"] >= 0
