@@ -779,10 +779,10 @@ async def run_sustained(
                 )
                 reports[mode].steps.append(step)
                 windows[(mode, rate)] = window
+                slowest = ", ".join(f"{ms:.0f} ms at {at:g} s" for at, ms in step.slowest[:3])
                 progress(
-                    f"  p50 {step.p50_ms:.0f} ms, p99 {step.p99_ms:.0f} ms, slowest "
-                    f"{', '.join(f'{ms:.0f} ms at {at:g} s' for at, ms in step.slowest[:3])}, drain "
-                    f"{step.drain_seconds if step.drain_seconds is not None else '-'} s, "
+                    f"  p50 {step.p50_ms:.0f} ms, p99 {step.p99_ms:.0f} ms, slowest {slowest}, "
+                    f"drain {step.drain_seconds if step.drain_seconds is not None else '-'} s, "
                     f"errors {step.errors}: {'held' if step.held else 'not held'}"
                 )
                 misses[mode] = 0 if step.held else misses[mode] + 1
