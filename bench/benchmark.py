@@ -656,6 +656,14 @@ def bench_command(
     max_concurrent_workflow_tasks: Annotated[
         int | None, typer.Option(min=2, help="Worker tuning: workflow task slots per worker.")
     ] = None,
+    after_answer_target_cpu: Annotated[
+        float | None,
+        typer.Option(
+            min=0.05,
+            max=1,
+            help="Worker tuning: the after-answer gate's CPU target (1 turns the gate off).",
+        ),
+    ] = None,
     sandbox_passthrough: Annotated[
         bool,
         typer.Option(help="Worker tuning: our workflow modules passed through the sandbox."),
@@ -711,6 +719,8 @@ def bench_command(
         worker_env["CHECKOUT_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS"] = str(
             max_concurrent_workflow_tasks
         )
+    if after_answer_target_cpu is not None:
+        worker_env["CHECKOUT_AFTER_ANSWER_TARGET_CPU"] = str(after_answer_target_cpu)
     pragmas = [] if default_sqlite else list(sqlite_pragma or DEV_SERVER_SQLITE_PRAGMAS)
     if sustained:
         # bench/sustained.py builds on this module: imported only when asked for.
