@@ -105,8 +105,8 @@ from workflows.receipt import RECEIPT_CONSUMER, SEND_RECEIPT_WORKFLOW_TYPE
 from workflows.shipping import SHIP_ORDER_WORKFLOW_TYPE, SHIPPING_CONSUMER
 
 MODES = ("checkout", "twin", "dbos")
-# A ladder for 2 cores: the checkout's fan-out-included ceiling is near 10/s here, the twin's
-# and DBOS's higher (docs/performance.md).
+# A ladder for 2 cores: from well under the modes' capacities to past the highest of them
+# (docs/performance.md, "Sustained load").
 DEFAULT_RATES = (2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0)
 DEFAULT_HOLD_SECONDS = 60.0
 CAPACITY_HOLD_SECONDS = 60.0
