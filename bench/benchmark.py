@@ -657,6 +657,14 @@ def bench_command(
     max_concurrent_workflow_tasks: Annotated[
         int | None, typer.Option(min=2, help="Worker tuning: workflow task slots per worker.")
     ] = None,
+    after_answer_target_cpu: Annotated[
+        float | None,
+        typer.Option(
+            min=0.05,
+            max=1,
+            help="Worker tuning: the after-answer gate's CPU target (1 turns the gate off).",
+        ),
+    ] = None,
     sandbox_passthrough: Annotated[
         bool,
         typer.Option(help="Worker tuning: our workflow modules passed through the sandbox."),
@@ -667,10 +675,43 @@ def bench_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line with every figure.")] = (
         False
     ),
+    sustained: Annotated[
+        bool,
+        typer.Option(
+            help="Sustained load instead of bursts: open-loop arrivals at stepped rates, for "
+            "the checkout, its no-op twin and DBOS; capacity and cost per checkout."
+        ),
+    ] = False,
+    rate: Annotated[
+        list[float] | None,
+        typer.Option(
+            min=0.1,
+            max=1000,
+            help="--sustained: a rate of the ladder, checkouts/s (repeatable; default "
+            "2 4 6 8 10 12 14 16).",
+        ),
+    ] = None,
+    hold_seconds: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            max=3600,
+            help="--sustained: how long each rate is held (capacity is defined over 60).",
+        ),
+    ] = 60.0,
+    mode: Annotated[
+        list[str] | None,
+        typer.Option(help="--sustained: checkout, twin or dbos (repeatable; default all)."),
+    ] = None,
+    keep_going: Annotated[
+        bool,
+        typer.Option(help="--sustained: run every rate (default: a mode stops after 2 missed)."),
+    ] = False,
 ) -> None:
     """Benchmark bare Temporal, the checkout saga and direct HTTP calls side by side.
 
     Starts its own dev server, services and workers; prints a table (or one JSON line).
+    With --sustained: the sustained rates (bench/sustained.py) instead of the bursts.
     """
     worker_env = {
         "CHECKOUT_WORKER_SANDBOX_PASSTHROUGH": str(sandbox_passthrough).lower(),
@@ -683,7 +724,32 @@ def bench_command(
         worker_env["CHECKOUT_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS"] = str(
             max_concurrent_workflow_tasks
         )
+    if after_answer_target_cpu is not None:
+        worker_env["CHECKOUT_AFTER_ANSWER_TARGET_CPU"] = str(after_answer_target_cpu)
     pragmas = [] if default_sqlite else list(sqlite_pragma or DEV_SERVER_SQLITE_PRAGMAS)
+    if sustained:
+        # bench/sustained.py builds on this module: imported only when asked for.
+        from bench import sustained as sustained_bench
+
+        modes = list(mode or sustained_bench.MODES)
+        unknown = sorted(set(modes) - set(sustained_bench.MODES))
+        if unknown:
+            raise typer.BadParameter(f"unknown mode(s) {', '.join(unknown)}", param_hint="--mode")
+        directory = data_dir or Path(tempfile.mkdtemp(prefix="checkout-saga-sustained-"))
+        sustained_bench.sustained_command(
+            sustained_bench.SustainedConfig(
+                rates=sorted(set(rate or sustained_bench.DEFAULT_RATES)),
+                hold_seconds=hold_seconds,
+                modes=[m for m in sustained_bench.MODES if m in modes],
+                keep_going=keep_going,
+                workers=workers,
+                sqlite_pragmas=pragmas,
+                worker_env=worker_env,
+            ),
+            directory,
+            as_json,
+        )
+        return
     config = BenchConfig(
         checkouts=checkouts,
         samples=samples,

@@ -12,11 +12,22 @@ BENCH_SKU = "BENCH-ITEM"
 BENCH_STOCK = 10_000_000
 # Its unit price in each currency the shop sells in (services.orders.pricing).
 BENCH_PRICES = {"EUR": 1000, "USD": 1100}
+# The bench's customers: each has a long-lived loyalty workflow.
+BENCH_CUSTOMERS = 20
+
+
+def bench_customer_id(order_id: str) -> str:
+    """The customer who places this order: one of BENCH_CUSTOMERS, the same in every mode."""
+    return f"bench-{sum(order_id.encode()) % BENCH_CUSTOMERS}"
+
+
+def bench_customer_ids() -> list[str]:
+    return [f"bench-{number}" for number in range(BENCH_CUSTOMERS)]
 
 
 def bench_request(order_id: str, payment_token: str) -> CheckoutRequest:
     """`payment_token`: the test card CARD_OK's, tokenized once for the whole run."""
-    customer = f"bench-{sum(order_id.encode()) % 20}"
+    customer = bench_customer_id(order_id)
     return CheckoutRequest(
         order_id=order_id,
         customer_id=customer,

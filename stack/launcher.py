@@ -233,6 +233,16 @@ def start_service(
     return proc
 
 
+def start_http_process(
+    name: str, args: list[str], data_dir: Path, url: str, env: Mapping[str, str] | None = None
+) -> ManagedProcess:
+    """Any other HTTP server as a part (the bench's DBOS app): `args` its command line, ready
+    once `{url}/health` answers 200."""
+    proc = _spawn(name, args, data_dir, url, env)
+    _wait_healthy(proc)
+    return proc
+
+
 def start_services(
     names: Sequence[str], data_dir: Path, env: Mapping[str, str] | None = None
 ) -> list[ManagedProcess]:
@@ -435,9 +445,11 @@ def running_stack(
     service_env: Mapping[str, str] | None = None,
     sqlite_pragmas: Sequence[str] = DEV_SERVER_SQLITE_PRAGMAS,
     encrypt: bool = True,
+    temporal_args: Sequence[str] = (),
 ) -> Iterator[Stack]:
     """`encrypt`: payloads encrypted with a key made for this stack (and, with the UI, a
-    codec server for it); False records them in clear (the replay tests' histories)."""
+    codec server for it); False records them in clear (the replay tests' histories).
+    `temporal_args`: more arguments of the dev server (the bench's `--metrics-port`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(data_dir, service_env=dict(service_env or {}))
     stack.service_env[SERVICE_TOKEN_ENV] = stack.service_token
@@ -453,7 +465,10 @@ def running_stack(
                 stack.codec_url = f"http://127.0.0.1:{codec_port}"
                 codec_args = ["--ui-codec-endpoint", stack.codec_url]
             temporal, stack.ui_url = start_temporal(
-                data_dir, ui=ui, sqlite_pragmas=sqlite_pragmas, extra_args=codec_args
+                data_dir,
+                ui=ui,
+                sqlite_pragmas=sqlite_pragmas,
+                extra_args=[*codec_args, *temporal_args],
             )
             stack.processes.append(temporal)
             stack.temporal_address = temporal.address
