@@ -44,12 +44,11 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
 from bench.bare import BARE_TASK_QUEUE, BareWorkflow
+from bench.calls import Call, percentiles_ms, saga_call
 from bench.checkout_activities import CheckoutActivitiesWorkflow
 from bench.direct import DirectClients, direct_checkout, direct_clients
 from bench.shop import bench_request, stock_bench_sku
-from models.checkout import checkout_workflow_id
 from models.payments import CARD_OK
-from models.saga import Outcome
 from stack.launcher import (
     DEV_SERVER_SQLITE_PRAGMAS,
     SERVICES,
@@ -62,8 +61,6 @@ from stack.launcher import (
 from starter.payment_methods import tokenize_card
 from worker.clients import connect_temporal
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow
-from workflows.saga.client import decide
 
 SLOWED_SERVICES = ("email", "warehouse")
 ROLES = ("server", "worker", "services", "client")
@@ -88,9 +85,6 @@ TARGET_P50_RATIO = 1.25
 TARGET_SLOW_P50_RATIO = 1.1
 # The modes the targets are checked for: the checkout as it ships, and with activity steps.
 SAGA_MODES = ("saga", "saga_activities")
-
-# One checkout: places it under this id; True when the answer is CONFIRMED.
-Call = Callable[[str], Awaitable[bool]]
 
 
 @dataclass
@@ -230,17 +224,6 @@ def target_of(ratio_name: str) -> tuple[str, float]:
 
 def _meets(value: float, op: str, bound: float) -> bool:
     return value >= bound if op == ">=" else value <= bound
-
-
-def percentiles_ms(seconds: list[float]) -> tuple[float, float, float]:
-    """p50, p95, p99 in milliseconds (inclusive method: within the samples' range)."""
-    if not seconds:
-        return (0.0, 0.0, 0.0)
-    if len(seconds) == 1:
-        only = round(seconds[0] * 1000, 1)
-        return (only, only, only)
-    cuts = statistics.quantiles(seconds, n=100, method="inclusive")
-    return (round(cuts[49] * 1000, 1), round(cuts[94] * 1000, 1), round(cuts[98] * 1000, 1))
 
 
 class CpuMeter:
@@ -426,25 +409,6 @@ def bare_call(client: Client, local: bool) -> Call:
             BareWorkflow.decision, start_workflow_operation=start
         )
         return answer == "CONFIRMED"
-
-    return call
-
-
-def saga_call(
-    client: Client,
-    task_queue: str,
-    payment_token: str,
-    saga: type[CheckoutWorkflow] = CheckoutWorkflow,
-) -> Call:
-    async def call(order_id: str) -> bool:
-        decision, _ = await decide(
-            client,
-            saga,
-            bench_request(order_id, payment_token),
-            workflow_id=checkout_workflow_id(order_id),
-            task_queue=task_queue,
-        )
-        return decision.status is Outcome.CONFIRMED
 
     return call
 

@@ -16,8 +16,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-# One call: places the checkout with this order id; True when its answer is CONFIRMED.
-Call = Callable[[str], Awaitable[bool]]
+from bench.calls import Call
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 NO_ANSWER = "no answer"

@@ -56,7 +56,7 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from bench.benchmark import percentiles_ms, saga_call
+from bench.calls import Call, percentiles_ms, saga_call
 from bench.cost import (
     CheckoutCost,
     HistoryCost,
@@ -66,7 +66,7 @@ from bench.cost import (
     per_checkout,
     server_actions,
 )
-from bench.openloop import Call, OpenLoop
+from bench.openloop import OpenLoop
 from bench.postgres import BENCH_SETTINGS, Postgres, running_postgres
 from bench.shop import bench_customer_id, bench_customer_ids, stock_bench_sku
 from bench.twin import (
@@ -82,6 +82,7 @@ from bench.twin import (
     twin_loyalty_id,
     twin_workflow_id,
 )
+from models.checkout import checkout_workflow_id
 from models.events import ORDER_CONFIRMED, after_answer_queue, event_id
 from models.payments import CARD_OK
 from stack.launcher import (
@@ -98,7 +99,6 @@ from worker.after_answer import BacklogAge, server_backlog_age
 from worker.clients import connect_temporal
 from worker.settings import Settings
 from workflows.analytics import ANALYTICS_WORKFLOW_TYPE, analytics_workflow_ids
-from workflows.checkout import checkout_workflow_id
 from workflows.consumers import job_id
 from workflows.loyalty import CUSTOMER_LOYALTY_WORKFLOW_TYPE, loyalty_workflow_id
 from workflows.receipt import RECEIPT_CONSUMER, SEND_RECEIPT_WORKFLOW_TYPE

@@ -22,8 +22,8 @@ from bench.benchmark import (
     BenchReport,
     ModeFigures,
     closed_since,
-    percentiles_ms,
 )
+from bench.calls import percentiles_ms
 from worker.settings import Settings
 from worker.tuning import worker_tuning
 

@@ -28,14 +28,14 @@ from bench.twin import (
     twin_workflow_id,
 )
 from bench.worker import twin_workers
-from models.checkout import CartItem, CheckoutRequest
+from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
 from models.events import ORDER_CONFIRMED, event_id
 from models.payments import CARD_OK
 from models.saga import Outcome
 from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
 from workflows.loyalty import loyalty_workflow_id
 from workflows.receipt import RECEIPT_CONSUMER
