@@ -8,7 +8,7 @@ work after the answers. `CpuGatedSlots` does, while both hold:
 - customers are waiting: a step that decides an answer ran in this worker within the last
   half second (`AnswersInFlight`, fed by an activity interceptor on the main worker);
 - the CPU is busy: one of its readings (every 0.1 s) over the last second reached
-  `target_cpu`.
+  `target_cpu`; the CPU of the worker's own container, its cgroup (worker/container_cpu.py).
 
 So during a burst, committing the stock (and the fan-out, which follows the commit) waits in
 the server's backlog and the answers get the CPU; once the answers are out, the backlog
@@ -24,7 +24,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
-import psutil
 from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -47,6 +46,7 @@ from temporalio.worker import (
 )
 
 from models.events import after_answer_queue
+from worker.container_cpu import container_cpu_share
 from worker.settings import Settings
 
 # One CPU reading per this long; a waiting reservation looks again as often.
@@ -67,11 +67,6 @@ ANSWER_GAP_SECONDS = 0.5
 BacklogAge = Callable[[], Awaitable[float | None]]
 
 log = logging.getLogger(__name__)
-
-
-def machine_cpu_share() -> float:
-    """Share of all cores busy (0-1) since the previous call (psutil keeps the mark)."""
-    return psutil.cpu_percent(interval=None) / 100
 
 
 def server_backlog_age(client: Client, task_queue: str) -> BacklogAge:
@@ -161,18 +156,20 @@ class CpuGatedSlots(CustomSlotSupplier):
         target_cpu: float,
         max_wait_seconds: float,
         maximum_slots: int = MAXIMUM_SLOTS,
-        read_cpu: Callable[[], float] = machine_cpu_share,
+        read_cpu: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
         backlog_age: BacklogAge | None = None,
         answers: AnswersInFlight | None = None,
     ) -> None:
-        """`answers`: hold only while customers are waiting (None: whenever the CPU is busy)."""
+        """`answers`: hold only while customers are waiting (None: whenever the CPU is busy);
+        `read_cpu`: the share of the cores busy since its previous call (None: this
+        container's, worker/container_cpu.py)."""
         self.target_cpu = target_cpu
         self.answers = answers
         self.max_wait_seconds = max_wait_seconds
         self.maximum_slots = maximum_slots
         self.backlog_age = backlog_age
-        self._read_cpu = read_cpu
+        self._read_cpu = read_cpu or container_cpu_share()
         self._clock = clock
         self._read_cpu()  # the first reading only sets the mark
         self._readings: deque[tuple[float, float]] = deque()  # (when, share)
