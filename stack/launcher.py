@@ -350,6 +350,10 @@ def start_worker(
         metrics = f"127.0.0.1:{free_port()}"
         env = {**env, "CHECKOUT_METRICS_ADDRESS": metrics}
         address = f"http://{metrics}/metrics"
+    # Bytecode caches written as the worker first imports its modules, whatever the shell
+    # says: without them its workflow sandbox compiles the workflow code for every run
+    # (worker/bytecode.py). An empty value is unset, for Python.
+    env = {**env, "PYTHONDONTWRITEBYTECODE": ""}
     proc = _spawn(name, [sys.executable, "-m", module], data_dir, address, env)
     _wait_until(proc, lambda: "worker polling" in proc.log_tail(50), "worker")
     return proc

@@ -27,6 +27,7 @@ from models.saga import SweepRequest
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import configure_tracing
 from worker.after_answer import AnswersInFlight, after_answer_slots, after_answer_worker
+from worker.bytecode import missing_bytecode, workflow_sources
 from worker.clients import ServiceClients, connect_temporal, service_clients
 from worker.process import stop_on_signals
 from worker.settings import Settings
@@ -130,6 +131,7 @@ async def run_worker(extra_workflows: Sequence[type] = ()) -> None:
     """The worker process's work: connect, run `checkout_workers` until SIGINT/SIGTERM.
     `extra_workflows`: more workflow classes on the task queue (the bench's own variant)."""
     settings = Settings()
+    warn_if_no_bytecode([*WORKFLOWS, *extra_workflows])
     # Tracing (CHECKOUT_TRACING) and the Prometheus endpoint (CHECKOUT_METRICS_ADDRESS).
     observe = TelemetrySettings()
     tracer_provider = configure_tracing("checkout-worker", observe)
@@ -152,6 +154,19 @@ async def run_worker(extra_workflows: Sequence[type] = ()) -> None:
     finally:
         if tracer_provider is not None:
             tracer_provider.shutdown()  # send the last spans
+
+
+def warn_if_no_bytecode(workflows: Sequence[type]) -> None:
+    """Say so when the workflow code has no bytecode caches: the sandbox would compile it
+    for every workflow run (worker/bytecode.py)."""
+    if missing := missing_bytecode(workflow_sources(workflows)):
+        logging.getLogger(__name__).warning(
+            "%d workflow source files (%s, ...) have no current bytecode cache, so every "
+            "workflow run compiles them (PYTHONDONTWRITEBYTECODE set, or a read-only tree?): "
+            "byte-compile them at install, e.g. `python -m compileall`",
+            len(missing),
+            missing[0],
+        )
 
 
 def checkout_sweep(settings: Settings, dry_run: bool = False) -> SweepRequest:
