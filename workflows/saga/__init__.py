@@ -3,27 +3,69 @@
 See workflows/saga/workflow.py for what a saga gets, and docs/saga.md for the rules. The
 client side (answers by update-with-start, status, operator commands) is
 workflows/saga/client.py, which workflow code does not import.
+
+The names below are imported when first used (PEP 562): the workflow sandbox imports a
+workflow's modules anew for every run, and a module that needs one part of the engine (the
+fan-out's consumers read failures and count metrics) should not pay for all of it.
 """
 
-from workflows.saga.compensations import CompensationPolicy, run_to_completion
-from workflows.saga.failures import UNAVAILABLE, Failure, read_failure
-from workflows.saga.search import SAGA_STATUS, SAGA_STEP, SEARCH_ATTRIBUTES
-from workflows.saga.steps import (
-    FOREVER_RETRY,
-    STEP_RETRY,
-    STEP_TIMEOUT,
-    SagaDefinitionError,
-    SagaFailure,
-    SagaMisuse,
-    Step,
-)
-from workflows.saga.workflow import (
-    CANCELLED,
-    COMPENSATION_RETRY,
-    DEADLINE_EXCEEDED,
-    SagaOptions,
-    SagaWorkflow,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workflows.saga.compensations import (
+        CompensationPolicy,
+        run_to_completion,
+    )
+    from workflows.saga.failures import (
+        UNAVAILABLE,
+        Failure,
+        read_failure,
+    )
+    from workflows.saga.search import (
+        SAGA_STATUS,
+        SAGA_STEP,
+        SEARCH_ATTRIBUTES,
+    )
+    from workflows.saga.steps import (
+        FOREVER_RETRY,
+        STEP_RETRY,
+        STEP_TIMEOUT,
+        SagaDefinitionError,
+        SagaFailure,
+        SagaMisuse,
+        Step,
+    )
+    from workflows.saga.workflow import (
+        CANCELLED,
+        COMPENSATION_RETRY,
+        DEADLINE_EXCEEDED,
+        SagaOptions,
+        SagaWorkflow,
+    )
+
+# name -> the submodule that defines it
+_SUBMODULES = {
+    "CompensationPolicy": "compensations",
+    "run_to_completion": "compensations",
+    "UNAVAILABLE": "failures",
+    "Failure": "failures",
+    "read_failure": "failures",
+    "SAGA_STATUS": "search",
+    "SAGA_STEP": "search",
+    "SEARCH_ATTRIBUTES": "search",
+    "FOREVER_RETRY": "steps",
+    "STEP_RETRY": "steps",
+    "STEP_TIMEOUT": "steps",
+    "SagaDefinitionError": "steps",
+    "SagaFailure": "steps",
+    "SagaMisuse": "steps",
+    "Step": "steps",
+    "CANCELLED": "workflow",
+    "COMPENSATION_RETRY": "workflow",
+    "DEADLINE_EXCEEDED": "workflow",
+    "SagaOptions": "workflow",
+    "SagaWorkflow": "workflow",
+}
 
 __all__ = [
     "CANCELLED",
@@ -47,3 +89,14 @@ __all__ = [
     "read_failure",
     "run_to_completion",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    submodule = _SUBMODULES.get(name)
+    if submodule is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Through __import__, which the sandbox hooks (importlib.import_module would go round it).
+    module = __import__(f"{__name__}.{submodule}", fromlist=[name])
+    value = getattr(module, name)
+    globals()[name] = value  # looked up once
+    return value
