@@ -84,6 +84,16 @@ from bench.twin import (
 )
 from models.checkout import checkout_workflow_id
 from models.events import ORDER_CONFIRMED, after_answer_queue, event_id
+from models.fanout import (
+    ANALYTICS_WORKFLOW_TYPE,
+    CUSTOMER_LOYALTY_WORKFLOW_TYPE,
+    RECEIPT_CONSUMER,
+    SEND_RECEIPT_WORKFLOW_TYPE,
+    SHIP_ORDER_WORKFLOW_TYPE,
+    SHIPPING_CONSUMER,
+    analytics_workflow_ids,
+    loyalty_workflow_id,
+)
 from models.payments import CARD_OK
 from stack.launcher import (
     SERVICES,
@@ -98,11 +108,7 @@ from starter.payment_methods import tokenize_card
 from worker.after_answer import BacklogAge, server_backlog_age
 from worker.clients import connect_temporal
 from worker.settings import Settings
-from workflows.analytics import ANALYTICS_WORKFLOW_TYPE, analytics_workflow_ids
 from workflows.consumers import job_id
-from workflows.loyalty import CUSTOMER_LOYALTY_WORKFLOW_TYPE, loyalty_workflow_id
-from workflows.receipt import RECEIPT_CONSUMER, SEND_RECEIPT_WORKFLOW_TYPE
-from workflows.shipping import SHIP_ORDER_WORKFLOW_TYPE, SHIPPING_CONSUMER
 
 MODES = ("checkout", "twin", "dbos")
 # A ladder for 2 cores: from well under the modes' capacities to past the highest of them

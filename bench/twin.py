@@ -38,7 +38,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 with workflow.unsafe.imports_passed_through():
     from models.consumers import DEFAULT_CONTINUE_AFTER, DEFAULT_REMEMBER
     from models.events import AFTER_ANSWER, ORDER_CONFIRMED_SIGNAL, after_answer_queue
-    from workflows.analytics import ANALYTICS_SHARDS, analytics_shard
+    from models.fanout import ANALYTICS_SHARDS, analytics_shard
     from workflows.checkout import CUSTOMER_ID
     from workflows.consumers import RecentIds
     from workflows.saga.search import SAGA_STATUS, SAGA_STEP

@@ -19,8 +19,7 @@ from models.events import (
     RejectedLine,
     event_id,
 )
-from models.orders import OrderLine
-from workflows.analytics import (
+from models.fanout import (
     ANALYTICS_CONSUMER,
     ANALYTICS_SHARDS,
     ANALYTICS_WORKFLOW_TYPE,
@@ -28,6 +27,7 @@ from workflows.analytics import (
     analytics_workflow_id,
     analytics_workflow_ids,
 )
+from models.orders import OrderLine
 from workflows.fanout import analytics_reaction
 
 # Computed once with zlib.crc32 of the UTF-8 order id, modulo 8: a change of the hash (or of

@@ -24,6 +24,12 @@ from temporalio.worker import Replayer, Worker
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.events import ORDER_CONFIRMED, event_id
+from models.fanout import (
+    RECEIPT_CONSUMER,
+    SHIPPING_CONSUMER,
+    analytics_workflow_id,
+    loyalty_workflow_id,
+)
 from models.saga import Outcome
 from stack.launcher import free_port
 from starter.checkouts import place_checkout
@@ -48,12 +54,8 @@ from worker.codec_auth import CodecAuth
 from worker.codec_server import create_codec_app
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
-from workflows.analytics import analytics_workflow_id
 from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
-from workflows.loyalty import loyalty_workflow_id
-from workflows.receipt import RECEIPT_CONSUMER
-from workflows.shipping import SHIPPING_CONSUMER
 
 SECRET = b'{"card_number": "4242424242424242", "email": "ann@example.com"}'
 

@@ -46,6 +46,12 @@ from models.events import (
     RejectedLine,
     event_id,
 )
+from models.fanout import (
+    ANALYTICS_CONSUMER,
+    ANALYTICS_WORKFLOW_TYPE,
+    analytics_workflow_id,
+    loyalty_workflow_id,
+)
 from models.orders import OrderLine
 from models.payments import CARD_DECLINED, CARD_OK
 from models.saga import Outcome
@@ -62,15 +68,10 @@ from tests.support.stock import new_stocked_sku
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows import fanout
-from workflows.analytics import (
-    ANALYTICS_CONSUMER,
-    ANALYTICS_WORKFLOW_TYPE,
-    AnalyticsWorkflow,
-    analytics_workflow_id,
-)
+from workflows.analytics import AnalyticsWorkflow
 from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
-from workflows.loyalty import CustomerLoyaltyWorkflow, loyalty_workflow_id
+from workflows.loyalty import CustomerLoyaltyWorkflow
 from workflows.receipt import SendReceiptWorkflow
 from workflows.shipping import ShipOrderWorkflow
 

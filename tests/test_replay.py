@@ -15,6 +15,12 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.workflow import NondeterminismError
 
 from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
+from models.fanout import (
+    ANALYTICS_WORKFLOW_TYPE,
+    CUSTOMER_LOYALTY_WORKFLOW_TYPE,
+    SEND_RECEIPT_WORKFLOW_TYPE,
+    SHIP_ORDER_WORKFLOW_TYPE,
+)
 from models.payments import CARD_DECLINED, CARD_OK
 from models.saga import Outcome
 from starter.checkouts import place_checkout
@@ -32,12 +38,8 @@ from tests.support.stock import new_stocked_sku
 from tools.histories import PATHS
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
-from workflows.analytics import ANALYTICS_WORKFLOW_TYPE
 from workflows.checkout_repair import CHECKOUT_REPAIR
-from workflows.loyalty import CUSTOMER_LOYALTY_WORKFLOW_TYPE
-from workflows.receipt import SEND_RECEIPT_WORKFLOW_TYPE
 from workflows.saga.reconcile import SWEEP_WORKFLOW
-from workflows.shipping import SHIP_ORDER_WORKFLOW_TYPE
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORDED = history_files(HISTORIES)

@@ -30,6 +30,7 @@ from bench.twin import (
 from bench.worker import twin_workers
 from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
 from models.events import ORDER_CONFIRMED, event_id
+from models.fanout import RECEIPT_CONSUMER, loyalty_workflow_id
 from models.payments import CARD_OK
 from models.saga import Outcome
 from tests.support.cards import card_token
@@ -37,8 +38,6 @@ from tests.support.stock import new_stocked_sku
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
-from workflows.loyalty import loyalty_workflow_id
-from workflows.receipt import RECEIPT_CONSUMER
 from workflows.saga.client import decide
 
 pytestmark = [pytest.mark.usefixtures("checkout_worker"), pytest.mark.timeout(120)]

@@ -58,6 +58,7 @@ from temporalio.service import RPCError
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.deadletters import ConsumerKind, DeadLetterStatus
 from models.events import ORDER_CONFIRMED, event_id
+from models.fanout import RECEIPT_CONSUMER, SHIPPING_CONSUMER
 from models.faults import FaultCounts, Faults
 from models.inventory import SetStock
 from models.saga import Outcome, RepairResult
@@ -78,11 +79,9 @@ from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
-from workflows.receipt import RECEIPT_CONSUMER
 from workflows.saga import SAGA_STATUS
 from workflows.saga.client import sweep_now
 from workflows.saga.reconcile import repair_workflow_id
-from workflows.shipping import SHIPPING_CONSUMER
 
 # Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one; the orders
 # service prices them all (services.orders.pricing).

@@ -38,6 +38,12 @@ from models.checkout import (
     checkout_workflow_id,
 )
 from models.events import ORDER_CONFIRMED, event_id
+from models.fanout import (
+    RECEIPT_CONSUMER,
+    SHIPPING_CONSUMER,
+    analytics_workflow_id,
+    loyalty_workflow_id,
+)
 from models.saga import CancelSaga, SagaResult, SkipCompensation, SweepAction
 from services.auth import PUBLISHABLE_KEY_ENV, SERVICE_TOKEN_ENV, bearer_headers
 from stack.launcher import LaunchError, running_stack
@@ -56,14 +62,10 @@ from starter.replay import (
 from worker.clients import connect_temporal
 from worker.runner import checkout_sweep
 from worker.settings import Settings
-from workflows.analytics import analytics_workflow_id
 from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
-from workflows.loyalty import loyalty_workflow_id
-from workflows.receipt import RECEIPT_CONSUMER
 from workflows.saga.client import sweep_now
 from workflows.saga.reconcile import repair_workflow_id
-from workflows.shipping import SHIPPING_CONSUMER
 
 DEFAULT_DIR = Path("tests/histories")
 # Fixed order ids (checkout-history-1, ...): the recorded workflow ids stay the same from one

@@ -12,9 +12,6 @@ Counts per shard are the shard's; the shop's counts are the service's (`GET /cou
 dedupes by event id across shards.
 """
 
-import zlib
-from typing import Final
-
 from temporalio import workflow
 
 from workflows.consumers import LongLivedConsumer, consumer_call
@@ -30,38 +27,7 @@ with workflow.unsafe.imports_passed_through():
         OrderEvent,
         OrderRejected,
     )
-
-# Three names, three concepts: the workflow type, the consumer (dead letters, metrics), and
-# the prefix of the shards' workflow ids.
-ANALYTICS_WORKFLOW_TYPE: Final = "Analytics"
-ANALYTICS_CONSUMER: Final = "analytics"
-ANALYTICS_WORKFLOW_ID_PREFIX: Final = "analytics"
-# How many shards. Workflow code reads it (the checkout's fan-out), so it is code, not an
-# environment setting: every worker of one build agrees on it. Changing it is a deploy; an
-# event announced after the deploy goes to its order's shard under the new N, running
-# checkouts still replay (see docs/performance.md, "Scale-out limits").
-ANALYTICS_SHARDS: Final = 8
-
-
-def analytics_shard(order_id: str, shards: int = ANALYTICS_SHARDS) -> int:
-    """The order's shard: crc32 of its id, the same in every process and on every replay
-    (Python's `hash()` of a str is salted per process)."""
-    return zlib.crc32(order_id.encode("utf-8")) % shards
-
-
-def analytics_shard_workflow_id(shard: int) -> str:
-    return f"{ANALYTICS_WORKFLOW_ID_PREFIX}-{shard}"
-
-
-def analytics_workflow_id(order_id: str, shards: int = ANALYTICS_SHARDS) -> str:
-    """The id of the Analytics workflow that counts this order: `analytics-{shard}`."""
-    return analytics_shard_workflow_id(analytics_shard(order_id, shards))
-
-
-def analytics_workflow_ids(shards: int = ANALYTICS_SHARDS) -> list[str]:
-    """Every shard's workflow id (of another count with `shards`: e.g. the shards a smaller
-    count leaves idle, to find and retire them)."""
-    return [analytics_shard_workflow_id(shard) for shard in range(shards)]
+    from models.fanout import ANALYTICS_CONSUMER, ANALYTICS_WORKFLOW_TYPE
 
 
 @workflow.defn(name=ANALYTICS_WORKFLOW_TYPE)

@@ -26,19 +26,19 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
 
-from workflows.analytics import (
+from models.fanout import (
     ANALYTICS_CONSUMER,
     ANALYTICS_WORKFLOW_TYPE,
-    analytics_workflow_id,
-)
-from workflows.consumers import describe_failure, job_id, write_dead_letter
-from workflows.loyalty import (
     CUSTOMER_LOYALTY_WORKFLOW_TYPE,
     LOYALTY_CONSUMER,
+    RECEIPT_CONSUMER,
+    SEND_RECEIPT_WORKFLOW_TYPE,
+    SHIP_ORDER_WORKFLOW_TYPE,
+    SHIPPING_CONSUMER,
+    analytics_workflow_id,
     loyalty_workflow_id,
 )
-from workflows.receipt import RECEIPT_CONSUMER, SEND_RECEIPT_WORKFLOW_TYPE
-from workflows.shipping import SHIP_ORDER_WORKFLOW_TYPE, SHIPPING_CONSUMER
+from workflows.consumers import describe_failure, job_id, write_dead_letter
 
 with workflow.unsafe.imports_passed_through():
     from activities.events import EventActivities

@@ -13,14 +13,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.loyalty import LoyaltyActivities
     from models.consumers import LoyaltyState
     from models.events import ORDER_CONFIRMED_SIGNAL, OrderConfirmed
+    from models.fanout import CUSTOMER_LOYALTY_WORKFLOW_TYPE, LOYALTY_CONSUMER
     from models.loyalty import points_entry_for
-
-CUSTOMER_LOYALTY_WORKFLOW_TYPE = "CustomerLoyalty"
-LOYALTY_CONSUMER = "loyalty"
-
-
-def loyalty_workflow_id(customer_id: str) -> str:
-    return f"loyalty-{customer_id}"
 
 
 @workflow.defn(name=CUSTOMER_LOYALTY_WORKFLOW_TYPE)

@@ -14,9 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from models.consumers import ConsumerResult
     from models.email import receipt_for
     from models.events import OrderConfirmed
-
-SEND_RECEIPT_WORKFLOW_TYPE = "SendReceipt"
-RECEIPT_CONSUMER = "receipt"
+    from models.fanout import RECEIPT_CONSUMER, SEND_RECEIPT_WORKFLOW_TYPE
 
 
 @workflow.defn(name=SEND_RECEIPT_WORKFLOW_TYPE)

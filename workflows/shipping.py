@@ -13,10 +13,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.warehouse import WarehouseActivities
     from models.consumers import ConsumerResult
     from models.events import OrderConfirmed
+    from models.fanout import SHIP_ORDER_WORKFLOW_TYPE, SHIPPING_CONSUMER
     from models.warehouse import shipment_for
-
-SHIP_ORDER_WORKFLOW_TYPE = "ShipOrder"
-SHIPPING_CONSUMER = "shipping"
 
 
 @workflow.defn(name=SHIP_ORDER_WORKFLOW_TYPE)
