@@ -341,6 +341,7 @@ def _postgres_installed() -> bool:
     return True
 
 
+@pytest.mark.slow  # a whole stack, DBOS and Postgres included
 @pytest.mark.timeout(120)
 def test_sustained_json_has_every_figure(tmp_path: Path) -> None:
     modes = ["checkout", "twin", *(["dbos"] if _postgres_installed() else [])]
