@@ -626,7 +626,7 @@ def bench_command(
         typer.Option(
             min=0.05,
             max=1,
-            help="Worker tuning: the after-answer gate's CPU target (1 turns the gate off).",
+            help="Worker tuning: the after-answer gate's CPU target (default 1: off; 0.8 on).",
         ),
     ] = None,
     sandbox_passthrough: Annotated[

@@ -191,10 +191,11 @@ async def test_the_steps_before_the_answer_are_counted_activities_and_local(
     assert answers.running == 0
 
 
-def test_settings_target_of_one_turns_the_gate_off() -> None:
-    assert isinstance(after_answer_slots(Settings(after_answer_target_cpu=0.8)), CpuGatedSlots)
-    off = after_answer_slots(Settings(after_answer_target_cpu=1))
-    assert not isinstance(off, CpuGatedSlots)
+def test_the_gate_is_off_unless_a_target_below_one_is_set() -> None:
+    assert Settings().after_answer_target_cpu == 1
+    assert not isinstance(after_answer_slots(Settings()), CpuGatedSlots)
+    gate = after_answer_slots(Settings(after_answer_target_cpu=0.8))
+    assert isinstance(gate, CpuGatedSlots) and gate.target_cpu == 0.8
 
 
 @pytest.mark.parametrize(

@@ -36,9 +36,12 @@ class Settings(BaseSettings):
     worker_workflow_task_pollers: int | None = Field(default=None, ge=2)
     worker_activity_task_pollers: int | None = Field(default=None, ge=1)
     # The worker of the work after an answer (worker/after_answer.py) holds its slots while
-    # customers wait and a CPU reading of the last second reached this share (1: never holds);
-    # whatever the load, it takes a task once the oldest waiting one has waited max_wait.
-    after_answer_target_cpu: float = Field(default=0.8, gt=0, le=1)
+    # customers wait and a reading of its container's CPU in the last second reached this
+    # share; whatever the load, it takes a task once the oldest waiting one has waited
+    # max_wait. 1 (the default): never holds. Under a steady rate holding made the work after
+    # the answers lag and the answers' p99 worse; it helps only a shop whose load comes in
+    # bursts (docs/performance.md, "The after-answer gate").
+    after_answer_target_cpu: float = Field(default=1.0, gt=0, le=1)
     after_answer_max_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
     # The reconciler's sweep (workflows/saga/reconcile.py): every this many seconds (a Temporal
     # Schedule this worker creates, or updates, at start; 0: this worker leaves it as it is),
