@@ -1,5 +1,6 @@
-"""The docs stay true to the tree: links resolve, the README's folder map lists exactly the
-repository's top-level folders, and each docs page opens with the question it answers."""
+"""The docs stay true to the tree: links resolve (a `#section` of a Markdown page too), the
+README's folder map lists exactly the repository's top-level folders, and each docs page
+opens with the question it answers."""
 
 import re
 import subprocess
@@ -24,6 +25,8 @@ FOLDER_MAP_HEADER = "| folder | what it holds |"
 FOLDER_ROW = re.compile(r"\| `(?P<name>[^`/]+)/` \| \S.*\|")
 SEPARATOR_ROW = re.compile(r"\|(\s*:?-+:?\s*\|)+")
 QUESTION = "This page answers: "
+FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+HEADING = re.compile(r"^#+ (.+)$", re.MULTILINE)
 
 
 def _name(path: Path) -> str:
@@ -37,6 +40,15 @@ def relative_links(text: str) -> list[str]:
         for target in LINK.findall(text)
         if not SCHEME.match(target) and not target.startswith("#")
     ]
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The `#anchor` of each heading as GitHub makes it: lower case, punctuation but `-` and
+    `_` dropped, spaces as `-` (fenced code left out: a `# comment` there is no heading)."""
+    headings = HEADING.findall(FENCE.sub("", markdown))
+    return {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings
+    }
 
 
 def folder_map(readme: str) -> list[str]:
@@ -79,6 +91,31 @@ def test_every_relative_link_resolves(doc: Path) -> None:
         if not (doc.parent / target.split("#", 1)[0]).resolve().exists()
     ]
     assert broken == [], f"{_name(doc)}: broken links {broken}"
+
+
+@pytest.mark.parametrize("doc", DOC_FILES, ids=_name)
+def test_every_section_link_names_a_heading_of_its_page(doc: Path) -> None:
+    text = FENCE.sub("", doc.read_text())
+    broken = []
+    for target in LINK.findall(text):
+        path, _, anchor = target.partition("#")
+        page = (doc.parent / path).resolve() if path else doc
+        if SCHEME.match(target) or not anchor or page.suffix != ".md" or not page.exists():
+            continue
+        if anchor not in heading_anchors(page.read_text()):
+            broken.append(target)
+    assert broken == [], f"{_name(doc)}: links to no heading {broken}"
+
+
+def test_heading_anchors_are_githubs() -> None:
+    text = (
+        "# Performance\n## What limits the sustained rate\n### `Step`, and more\n```\n# no\n```\n"
+    )
+    assert heading_anchors(text) == {
+        "performance",
+        "what-limits-the-sustained-rate",
+        "step-and-more",
+    }
 
 
 def test_the_link_pattern_reads_what_a_reader_follows() -> None:
