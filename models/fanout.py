@@ -7,6 +7,7 @@ workflow's modules anew for every run.
 """
 
 import zlib
+from dataclasses import dataclass
 from typing import Final
 
 # Jobs: one child workflow per event and consumer.
@@ -51,3 +52,21 @@ def analytics_workflow_ids(shards: int = ANALYTICS_SHARDS) -> list[str]:
     """Every shard's workflow id (of another count with `shards`: e.g. the shards a smaller
     count leaves idle, to find and retire them)."""
     return [analytics_shard_workflow_id(shard) for shard in range(shards)]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A child workflow per event: `workflow` (its type) gets the event as its one input."""
+
+    consumer: str
+    workflow: str
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """A signal (with start) to a long-lived workflow; its input is the event."""
+
+    consumer: str
+    workflow: str
+    workflow_id: str
+    signal: str

@@ -17,7 +17,6 @@ Each action is settled as a compensation is (retried; stuck: NEEDS_ATTENTION, fo
 
 from temporalio import workflow
 
-from models.checkout import checkout_workflow_id, idempotency_key
 from workflows.fanout import announce_order_confirmed, announce_order_rejected
 from workflows.saga import FOREVER_RETRY
 from workflows.saga.reconcile import LOOKUP_TIMEOUT, SagaRepair
@@ -27,7 +26,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
-    from models.checkout import CheckoutRequest, CheckoutStep
+    from models.checkout import (
+        CheckoutRequest,
+        CheckoutStep,
+        checkout_workflow_id,
+        idempotency_key,
+    )
     from models.events import OrderConfirmed, OrderRejected
     from models.orders import Order, OrderCancellation, OrderStatus
     from models.payments import Refund

@@ -19,25 +19,12 @@ redrive. Cancellation of the caller still propagates.
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError, is_cancelled_exception
 
-from models.fanout import (
-    ANALYTICS_CONSUMER,
-    ANALYTICS_WORKFLOW_TYPE,
-    CUSTOMER_LOYALTY_WORKFLOW_TYPE,
-    LOYALTY_CONSUMER,
-    RECEIPT_CONSUMER,
-    SEND_RECEIPT_WORKFLOW_TYPE,
-    SHIP_ORDER_WORKFLOW_TYPE,
-    SHIPPING_CONSUMER,
-    analytics_workflow_id,
-    loyalty_workflow_id,
-)
 from workflows.consumers import describe_failure, job_id, write_dead_letter
 
 with workflow.unsafe.imports_passed_through():
@@ -51,6 +38,20 @@ with workflow.unsafe.imports_passed_through():
         OrderConfirmed,
         OrderEvent,
         OrderRejected,
+    )
+    from models.fanout import (
+        ANALYTICS_CONSUMER,
+        ANALYTICS_WORKFLOW_TYPE,
+        CUSTOMER_LOYALTY_WORKFLOW_TYPE,
+        LOYALTY_CONSUMER,
+        RECEIPT_CONSUMER,
+        SEND_RECEIPT_WORKFLOW_TYPE,
+        SHIP_ORDER_WORKFLOW_TYPE,
+        SHIPPING_CONSUMER,
+        Job,
+        Reaction,
+        analytics_workflow_id,
+        loyalty_workflow_id,
     )
 
 # Signal-with-start is one call to Temporal itself: short, a few quick retries.
@@ -68,24 +69,6 @@ ANNOUNCE_DEAD_LETTER_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=1),
     maximum_attempts=3,
 )
-
-
-@dataclass(frozen=True)
-class Job:
-    """A child workflow per event: `workflow` (its type) gets the event as its one input."""
-
-    consumer: str
-    workflow: str
-
-
-@dataclass(frozen=True)
-class Reaction:
-    """A signal (with start) to a long-lived workflow; its input is the event."""
-
-    consumer: str
-    workflow: str
-    workflow_id: str
-    signal: str
 
 
 # What became of one job or reaction (see Announcement).

@@ -7,7 +7,8 @@
 
 from temporalio import workflow
 
-from workflows.fanout import Reaction, announce, announce_order_confirmed, announce_order_rejected
+from models.fanout import Reaction
+from workflows.fanout import announce, announce_order_confirmed, announce_order_rejected
 
 with workflow.unsafe.imports_passed_through():
     from models.consumers import Announcement

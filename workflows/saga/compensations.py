@@ -13,8 +13,6 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
 from enum import StrEnum
 from typing import TypeVar
 
@@ -25,6 +23,7 @@ from workflows.saga.failures import read_failure
 
 with workflow.unsafe.imports_passed_through():
     from models.saga import CompensationReport, CompensationState
+    from models.saga_options import CompensationPolicy as CompensationPolicy
 
 T = TypeVar("T")
 Compensation = Callable[[], Awaitable[object]]
@@ -42,44 +41,33 @@ class Phase(StrEnum):
     FAILED = "FAILED"
 
 
-@dataclass(frozen=True)
-class CompensationPolicy:
-    """Retries of a failing compensation, and when to stop and ask a person."""
-
-    initial_backoff: timedelta = timedelta(seconds=1)
-    backoff_coefficient: float = 2.0
-    maximum_backoff: timedelta = timedelta(seconds=30)
-    # None: retry forever without asking anyone.
-    attempts_before_attention: int | None = 10
-    parallel: bool = False
-    continue_with_error: bool = False
-
-    def backoff(self, failed_attempts: int) -> timedelta:
-        seconds = self.initial_backoff.total_seconds() * self.backoff_coefficient ** (
-            failed_attempts - 1
-        )
-        return min(timedelta(seconds=seconds), self.maximum_backoff)
-
-
 class NothingToResolve(ValueError):
     """An operator asked to retry or skip a compensation that is not stuck."""
 
 
-@dataclass
+# Plain classes, not dataclasses: the sandbox builds this module's classes again for every
+# workflow run, and a dataclass costs far more to build (docs/performance.md).
 class _Registered:
-    report: CompensationReport
-    run: Compensation
-    decision: tuple[str, str | None] | None = None  # ("retry" | "skip", reason)
+    __slots__ = ("decision", "report", "run")
+
+    def __init__(self, report: CompensationReport, run: Compensation) -> None:
+        self.report = report
+        self.run = run
+        self.decision: tuple[str, str | None] | None = None  # ("retry" | "skip", reason)
 
 
-@dataclass
 class Compensations:
-    policy: CompensationPolicy = field(default_factory=CompensationPolicy)
-    # Called whenever the phase changes (the saga publishes its search attributes then).
-    on_change: Callable[[], None] = lambda: None
-    phase: Phase = Phase.NOT_STARTED
-    _registered: list[_Registered] = field(default_factory=list)
-    _running: "asyncio.Future[None] | None" = None
+    def __init__(
+        self,
+        policy: CompensationPolicy | None = None,
+        # Called whenever the phase changes (the saga publishes its search attributes then).
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.policy = policy or CompensationPolicy()
+        self.on_change = on_change
+        self.phase = Phase.NOT_STARTED
+        self._registered: list[_Registered] = []
+        self._running: asyncio.Future[None] | None = None
 
     def add(self, name: str, compensation: Compensation) -> None:
         """Register an undo; compensations run in the reverse order of registration."""

@@ -7,8 +7,7 @@ error's details (activities/http.py does) gets its attempts counted exactly; oth
 retryable failure that ended the call is taken to have used the whole retry policy.
 """
 
-from dataclasses import dataclass
-
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
@@ -18,34 +17,11 @@ from temporalio.exceptions import (
     is_cancelled_exception,
 )
 
-# The code of a failure that outlasted its retries: 5xx, timeouts, unreachable services.
-UNAVAILABLE = "service_unavailable"
-MAX_WORDS = 2000
-
-
-@dataclass(frozen=True)
-class Failure:
-    # The business error's type (out_of_stock, card_declined, ...), or the exception's name.
-    code: str
-    # What the service (or the exception) said.
-    message: str
-    # A refusal is not retryable: retrying cannot change the answer.
-    retryable: bool
-    cancelled: bool
-    # Attempts made, when known.
-    attempts: int | None
-
-    @property
-    def words(self) -> str:
-        """`code: message`, bounded: for logs, dead letters and the status query."""
-        return f"{self.code}: {self.message}"[:MAX_WORDS]
-
-    @property
-    def reason(self) -> tuple[str, str]:
-        """The code and words a saga answers with: a refusal's own, else `UNAVAILABLE`."""
-        if self.retryable or self.cancelled:
-            return UNAVAILABLE, self.message
-        return self.code, self.message
+# Data, passed through: the sandbox does not build its class again for every run.
+with workflow.unsafe.imports_passed_through():
+    from models.failures import MAX_WORDS as MAX_WORDS
+    from models.failures import UNAVAILABLE as UNAVAILABLE
+    from models.failures import Failure as Failure
 
 
 def read_failure(err: BaseException, policy: RetryPolicy | None = None) -> Failure:

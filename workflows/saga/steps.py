@@ -15,12 +15,15 @@ the worker imports it); the order in which steps run is checked as they run.
 """
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, Protocol, Self, TypeVar, overload
 
+from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from models.failures import SagaFailure as SagaFailure
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -59,20 +62,6 @@ class SagaMisuse(ApplicationError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, type="SagaMisuse", non_retryable=True)
-
-
-@dataclass(frozen=True)
-class SagaFailure:
-    """Why a saga is compensating: the step that failed (or was running), code and words."""
-
-    step: str | None
-    code: str
-    detail: str
-
-    @property
-    def summary(self) -> str:
-        """`charge_payment failed: card_declined`: for the records the undo leaves."""
-        return f"{self.step or 'saga'} failed: {self.code}"
 
 
 class StepRunner(Protocol):

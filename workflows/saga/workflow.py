@@ -42,17 +42,13 @@ SagaMisuse error, after compensating when the pivot was not reached.
 """
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 from workflows.saga.compensations import (
-    CompensationPolicy,
     Compensations,
     NothingToResolve,
     Phase,
@@ -86,37 +82,19 @@ with workflow.unsafe.imports_passed_through():
         SagaStatus,
         SkipCompensation,
     )
+    from models.saga_options import COMPENSATION_RETRY as COMPENSATION_RETRY
+    from models.saga_options import SagaOptions as SagaOptions
 
 InputT = TypeVar("InputT")
 ResultT = TypeVar("ResultT", bound=SagaResult)
 ProgressT = TypeVar("ProgressT", bound=SagaProgress[Any])
 T = TypeVar("T")
 
-# Each call of a compensation gets a few quick attempts; the saga retries the call with its
-# own backoff and asks a person when it stays stuck (CompensationPolicy).
-COMPENSATION_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=2),
-    maximum_attempts=3,
-)
 # The reason codes of the engine's own stops.
 CANCELLED = "cancelled"
 DEADLINE_EXCEEDED = "deadline_exceeded"
 MISUSE = "saga_misuse"
 HANDLERS = ("decision", "cancel", "retry_compensation", "skip_compensation", "status")
-
-
-@dataclass(frozen=True)
-class SagaOptions:
-    # Not past the pivot by then: compensate and answer REJECTED (deadline_exceeded).
-    deadline: timedelta | None = None
-    compensation: CompensationPolicy = field(default_factory=CompensationPolicy)
-    # The retries of one call of a compensation (the saga then retries the call).
-    compensation_retry: RetryPolicy = field(default_factory=lambda: COMPENSATION_RETRY)
-    # The saga's own search attributes (register them on the cluster), upserted with the first
-    # change of SagaStatus/SagaStep.
-    search_attributes: Sequence[SearchAttributeUpdate[Any]] = ()
 
 
 class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
