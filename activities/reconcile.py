@@ -20,6 +20,7 @@ compensation, so its order is still PENDING. A SUCCEEDED charge of a CANCELLED o
 refund an operator skipped) is not reported.
 """
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -112,33 +113,37 @@ class CheckoutRecords:
         # The oldest `limit` of each listing hold the oldest record of each of the `limit`
         # longest open checkouts (their order, the first record a checkout makes).
         oldest = [before, ("limit", str(request.limit))]
-        pending = await list_records(
-            self._orders, "/orders", OrderList, [("status", OrderStatus.PENDING), *oldest]
+        # With them, stock held for an order that is not pending: cancelled (its release
+        # skipped), confirmed (its commit not run) or never made (a caller's own reservation).
+        pending, reserved = await asyncio.gather(
+            list_records(
+                self._orders, "/orders", OrderList, [("status", OrderStatus.PENDING), *oldest]
+            ),
+            list_records(
+                self._inventory,
+                "/reservations",
+                ReservationList,
+                [("status", ReservationStatus.RESERVED), *oldest],
+            ),
         )
         order_ids = [order.order_id for order in pending]
         # Looked up by order, whatever their ids and however many are open: a checkout with
         # its order pending is reported with every record it left open.
-        held = await records_of_orders(
-            self._inventory,
-            "/reservations",
-            ReservationList,
-            order_ids,
-            [("status", ReservationStatus.RESERVED), before],
-        )
-        charged = await records_of_orders(
-            self._payments,
-            "/charges",
-            ChargeList,
-            order_ids,
-            [("status", ChargeStatus.SUCCEEDED), before],
-        )
-        # And stock held for an order that is not pending: cancelled (its release skipped),
-        # confirmed (its commit not run) or never made (a caller's own reservation).
-        reserved = await list_records(
-            self._inventory,
-            "/reservations",
-            ReservationList,
-            [("status", ReservationStatus.RESERVED), *oldest],
+        held, charged = await asyncio.gather(
+            records_of_orders(
+                self._inventory,
+                "/reservations",
+                ReservationList,
+                order_ids,
+                [("status", ReservationStatus.RESERVED), before],
+            ),
+            records_of_orders(
+                self._payments,
+                "/charges",
+                ChargeList,
+                order_ids,
+                [("status", ChargeStatus.SUCCEEDED), before],
+            ),
         )
         seen = {reservation.reservation_id for reservation in held}
         reservations = [*held, *(r for r in reserved if r.reservation_id not in seen)]
@@ -187,10 +192,15 @@ async def records_of_orders(
     query: Sequence[tuple[str, str]],
 ) -> list[RecordT]:
     """The records at `path` of these orders that `query` lets through: one call per
-    MAX_ORDER_IDS orders, each answering all it finds (a checkout has one of each per order)."""
-    found: list[RecordT] = []
-    for start in range(0, len(order_ids), MAX_ORDER_IDS):
-        named = [("order_id", order_id) for order_id in order_ids[start : start + MAX_ORDER_IDS]]
-        every = ("limit", str(MAX_LIST_LIMIT))
-        found += await list_records(http, path, answer, [*named, *query, every])
-    return found
+    MAX_ORDER_IDS orders, at once, each answering all it finds (a checkout has one of each per
+    order)."""
+    every = ("limit", str(MAX_LIST_LIMIT))
+    starts = range(0, len(order_ids), MAX_ORDER_IDS)
+    chunks = [order_ids[start : start + MAX_ORDER_IDS] for start in starts]
+    found = await asyncio.gather(
+        *(
+            list_records(http, path, answer, [*(("order_id", i) for i in chunk), *query, every])
+            for chunk in chunks
+        )
+    )
+    return [record for records in found for record in records]

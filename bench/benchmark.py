@@ -21,7 +21,6 @@ throughput ratios are the median of the ratios within each round.
 """
 
 import asyncio
-import contextlib
 import json
 import os
 import statistics
@@ -29,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,9 +43,11 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
 from bench.bare import BARE_TASK_QUEUE, BareWorkflow
-from bench.calls import Call, percentiles_ms, saga_call
+from bench.calls import Call, meets, percentiles_ms, ratio, saga_call, visibility_time
 from bench.checkout_activities import CheckoutActivitiesWorkflow
+from bench.cpu import cpu_seconds
 from bench.direct import DirectClients, direct_checkout, direct_clients
+from bench.parts import bench_stack
 from bench.shop import bench_request, stock_bench_sku
 from models.payments import CARD_OK
 from stack.launcher import (
@@ -55,8 +56,6 @@ from stack.launcher import (
     LaunchError,
     ManagedProcess,
     Stack,
-    running_stack,
-    start_worker,
 )
 from starter.payment_methods import tokenize_card
 from worker.clients import connect_temporal
@@ -150,9 +149,6 @@ class BenchReport:
     def ratios(self) -> dict[str, float | None]:
         """The issue's three ratios for the checkout (`saga`), and for `saga_activities`."""
 
-        def ratio(a: float | None, b: float | None) -> float | None:
-            return round(a / b, 3) if a is not None and b else None
-
         def figure(mode: str, name: str) -> float | None:
             figures = self.modes.get(mode)
             return None if figures is None else float(getattr(figures, name))
@@ -197,7 +193,7 @@ class BenchReport:
 
     def targets_met(self) -> dict[str, bool | None]:
         return {
-            name: None if value is None else _meets(value, *target_of(name))
+            name: None if value is None else meets(value, *target_of(name))
             for name, value in self.ratios().items()
         }
 
@@ -222,10 +218,6 @@ def target_of(ratio_name: str) -> tuple[str, float]:
     return ("<=", TARGET_P50_RATIO)
 
 
-def _meets(value: float, op: str, bound: float) -> bool:
-    return value >= bound if op == ">=" else value <= bound
-
-
 class CpuMeter:
     """CPU seconds (user + system) used so far by each role's processes."""
 
@@ -236,7 +228,7 @@ class CpuMeter:
         self._groups["client"].append(psutil.Process())
 
     def read(self) -> dict[str, float]:
-        return {role: sum(_cpu(p) for p in procs) for role, procs in self._groups.items()}
+        return {role: sum(cpu_seconds(p) for p in procs) for role, procs in self._groups.items()}
 
     def busy(self) -> float:
         """CPU seconds of everything but this process (the client)."""
@@ -250,15 +242,6 @@ def _role(proc: ManagedProcess) -> str:
     if proc.name in SERVICES:
         return "services"
     return "worker"
-
-
-def _cpu(process: psutil.Process) -> float:
-    """User + system seconds, with those of waited-for children. (Not `children()`: it scans
-    every process of the machine, which costs this process more than what it measures.)"""
-    with contextlib.suppress(psutil.Error):
-        times = process.cpu_times()
-        return times.user + times.system + times.children_user + times.children_system
-    return 0.0
 
 
 async def settle(
@@ -346,7 +329,7 @@ async def run_burst(
 
 async def closed_since(client: Client, since: datetime) -> int | None:
     """How many of the workflows started since `since` have closed; None if none started."""
-    started = f"{BURST_WORKFLOWS} AND StartTime >= '{since.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}'"
+    started = f"{BURST_WORKFLOWS} AND StartTime >= '{visibility_time(since)}'"
     if (await client.count_workflows(started)).count == 0:
         return None
     return (await client.count_workflows(f"{started} AND ExecutionStatus != 'Running'")).count
@@ -499,22 +482,6 @@ async def run_bench(
         finally:
             await slow_down(False)
     return BenchReport(config, modes)
-
-
-@contextlib.contextmanager
-def bench_stack(data_dir: Path, config: BenchConfig) -> Iterator[Stack]:
-    """The dev server (headless), every service, the checkout workers and the bare worker."""
-    with running_stack(
-        data_dir, ui=False, workers=0, sqlite_pragmas=config.sqlite_pragmas
-    ) as stack:
-        env = {**stack.env, **config.worker_env}
-        for index in range(config.workers):
-            # The checkout worker with the bench's variant (every step an activity) beside it.
-            stack.processes.append(
-                start_worker(data_dir, env, index, module="bench.checkout_worker")
-            )
-        stack.processes.append(start_worker(data_dir, env, 0, module="bench.worker"))
-        yield stack
 
 
 def report_table(report: BenchReport) -> Table:
@@ -729,7 +696,9 @@ def bench_command(
     directory = data_dir or Path(tempfile.mkdtemp(prefix="checkout-saga-bench-"))
     errors.print(f"Data and logs: {directory}")
     try:
-        with bench_stack(directory, config) as stack:
+        with bench_stack(
+            directory, config.workers, config.sqlite_pragmas, config.worker_env
+        ) as stack:
             report = asyncio.run(run_bench(stack, config, progress=errors.print))
     except LaunchError as err:
         errors.print(f"[red]Could not start the bench: {err}[/red]")

@@ -1,7 +1,9 @@
-"""What the burst and the sustained benches share: one checkout as a call, and percentiles."""
+"""What the burst and the sustained benches share: one checkout as a call, percentiles, the
+ratios and their targets, and the time format of visibility queries."""
 
 import statistics
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from temporalio.client import Client
 
@@ -13,6 +15,21 @@ from workflows.saga.client import decide
 
 # One checkout: places it under this id; True when the answer is CONFIRMED.
 Call = Callable[[str], Awaitable[bool]]
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b to three places; None when either is unknown (or b is 0)."""
+    return round(a / b, 3) if a is not None and b else None
+
+
+def meets(value: float, op: str, bound: float) -> bool:
+    """Whether a ratio meets its target (`op` is ">=" or "<=")."""
+    return value >= bound if op == ">=" else value <= bound
+
+
+def visibility_time(moment: datetime) -> str:
+    """A moment as a visibility query compares it (`StartTime >= '...'`)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def percentiles_ms(seconds: list[float]) -> tuple[float, float, float]:

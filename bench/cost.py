@@ -67,9 +67,12 @@ def history_cost(events: Sequence[HistoryEvent]) -> HistoryCost:
     """The cost of one run's history by the rule above."""
     actions: Counter[str] = Counter()
     marker_tasks: set[int] = set()
+    workflow_tasks = 0
     for index, event in enumerate(events):
         kind = event.event_type
-        if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+        if kind == E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            workflow_tasks += 1
+        elif kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             if _start_counted_here(event, events[index + 1] if index + 1 < len(events) else None):
                 actions["start_workflow"] += 1
         elif kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
@@ -112,8 +115,8 @@ def history_cost(events: Sequence[HistoryEvent]) -> HistoryCost:
         actions["local_activities"] += len(marker_tasks)
     return HistoryCost(
         events=len(events),
-        workflow_tasks=sum(1 for e in events if e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_STARTED),
-        signals=sum(1 for e in events if e.event_type == E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED),
+        workflow_tasks=workflow_tasks,
+        signals=actions["signal"],
         actions=actions,
     )
 

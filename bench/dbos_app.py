@@ -33,6 +33,9 @@ from bench.dbos_checkout import (
     dbos_decide,
     running_dbos,
 )
+from bench.dbos_checkout import (
+    in_flight as dbos_in_flight,
+)
 from bench.service_calls import SHOP_SERVICES
 from bench.shop import bench_request
 from services.auth import headers_from_env
@@ -52,10 +55,7 @@ async def checkout(request: web.Request) -> web.Response:
 
 
 async def in_flight(request: web.Request) -> web.Response:
-    pending = await DBOS.list_workflows_async(
-        status=IN_FLIGHT, limit=1, load_input=False, load_output=False
-    )
-    return web.json_response({"in_flight": bool(pending)})
+    return web.json_response({"in_flight": await dbos_in_flight()})
 
 
 async def closed(request: web.Request) -> web.Response:

@@ -376,10 +376,13 @@ async def dbos_result(order_id: str) -> CheckoutResult:
     return result
 
 
-async def in_flight() -> int:
-    """Workflows not finished: checkouts and consumers running, waiting or enqueued."""
-    pending = await DBOS.list_workflows_async(status=IN_FLIGHT, load_input=False, load_output=False)
-    return len(pending)
+async def in_flight() -> bool:
+    """Whether any workflow is not finished: a checkout or consumer running, waiting or
+    enqueued (one row read, not all)."""
+    pending = await DBOS.list_workflows_async(
+        status=IN_FLIGHT, limit=1, load_input=False, load_output=False
+    )
+    return bool(pending)
 
 
 async def failed_workflows() -> list[str]:

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import psutil
 
+from bench.cpu import cpu_seconds
 from bench.dbos_checkout import dbos_decide, failed_workflows, running_dbos, wait_all_done
-from bench.postgres import BENCH_SETTINGS, Postgres, running_postgres
+from bench.postgres import BENCH_SETTINGS, DBOS_DATABASE, Postgres, running_postgres
 from bench.shop import bench_request, stock_bench_sku
 from models.payments import CARD_OK
 from models.saga import Outcome
@@ -43,7 +44,6 @@ from services.auth import (
 from stack.launcher import SERVICES, ManagedProcess, start_services
 from starter.payment_methods import tokenize_card
 
-DBOS_DATABASE = "checkout_dbos"
 WARM_UP = 5
 ROLES = ("process", "postgres", "services")
 
@@ -72,22 +72,11 @@ class CpuMeter:
 
     def read(self) -> dict[str, float]:
         return {
-            "process": _cpu(psutil.Process(), children=False),
+            "process": cpu_seconds(psutil.Process(), children=False),
             # Read each time: Postgres starts a backend per new connection.
-            "postgres": sum(_cpu(p) for p in self._postgres.processes()),
-            "services": sum(_cpu(p) for p in self._services),
+            "postgres": sum(cpu_seconds(p) for p in self._postgres.processes()),
+            "services": sum(cpu_seconds(p) for p in self._services),
         }
-
-
-def _cpu(process: psutil.Process, children: bool = True) -> float:
-    """User + system seconds, with those of the children it waited for (the postmaster's
-    exited backends)."""
-    try:
-        times = process.cpu_times()
-    except psutil.Error:
-        return 0.0
-    total = times.user + times.system
-    return total + (times.children_user + times.children_system if children else 0.0)
 
 
 def _ms(seconds: Sequence[float], percent: int) -> float:

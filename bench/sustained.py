@@ -52,22 +52,25 @@ import psutil
 import typer
 from rich.console import Console
 from rich.table import Table
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from bench.calls import Call, percentiles_ms, saga_call
+from bench.calls import Call, meets, percentiles_ms, ratio, saga_call, visibility_time
 from bench.cost import (
     CheckoutCost,
     HistoryCost,
     actions_delta,
     events_between,
-    history_cost,
     per_checkout,
     server_actions,
+    total_cost,
 )
+from bench.cpu import cpu_seconds
 from bench.openloop import OpenLoop
-from bench.postgres import BENCH_SETTINGS, Postgres, running_postgres
+from bench.parts import bench_stack
+from bench.postgres import BENCH_SETTINGS, DBOS_DATABASE, Postgres, running_postgres
 from bench.shop import bench_customer_id, bench_customer_ids, stock_bench_sku
 from bench.twin import (
     TWIN_ANALYTICS,
@@ -100,14 +103,13 @@ from stack.launcher import (
     LaunchError,
     Stack,
     free_port,
-    running_stack,
     start_http_process,
-    start_worker,
 )
 from starter.payment_methods import tokenize_card
 from worker.after_answer import BacklogAge, server_backlog_age
 from worker.clients import connect_temporal
 from worker.settings import Settings
+from workflows.checkout import CHECKOUT
 from workflows.consumers import job_id
 
 MODES = ("checkout", "twin", "dbos")
@@ -136,13 +138,12 @@ WARM_UP_LIMIT_SECONDS = 60.0
 # The histories read for the cost: the lowest rate's checkouts, up to this many.
 COST_SAMPLE_LIMIT = 200
 CONSUMER_RUNS_LIMIT = 1000
-CHECKOUT_WORKFLOW_TYPE = "Checkout"
+HISTORY_FETCHES_AT_ONCE = 16
 CHECKOUT_SHORT_LIVED = (
-    CHECKOUT_WORKFLOW_TYPE,
+    CHECKOUT,
     SEND_RECEIPT_WORKFLOW_TYPE,
     SHIP_ORDER_WORKFLOW_TYPE,
 )
-DBOS_DATABASE = "checkout_dbos"
 # The issue's targets, reported and never asserted: (ratio, ">=" or "<=", bound).
 TARGETS = (
     ("checkout_vs_twin_capacity", ">=", 0.8),
@@ -231,23 +232,23 @@ class SustainedReport:
         twin, dbos = self.modes.get("twin"), self.modes.get("dbos")
         ratios: dict[str, float | None] = {}
         if checkout and twin:
-            ratios["checkout_vs_twin_capacity"] = _ratio(
+            ratios["checkout_vs_twin_capacity"] = ratio(
                 checkout.capacity_per_second, twin.capacity_per_second
             )
-            ratios["checkout_vs_twin_actions"] = _ratio(_actions(checkout), _actions(twin))
-            ratios["checkout_vs_twin_cpu"] = _ratio(_cpu_total(checkout), _cpu_total(twin))
+            ratios["checkout_vs_twin_actions"] = ratio(_actions(checkout), _actions(twin))
+            ratios["checkout_vs_twin_cpu"] = ratio(_cpu_total(checkout), _cpu_total(twin))
         if checkout and dbos:
             ratios["checkout_vs_dbos_p50"] = p50_ratio(checkout.steps, dbos.steps)
-            ratios["checkout_vs_dbos_capacity"] = _ratio(
+            ratios["checkout_vs_dbos_capacity"] = ratio(
                 checkout.capacity_per_second, dbos.capacity_per_second
             )
-            ratios["checkout_vs_dbos_cpu"] = _ratio(_cpu_total(checkout), _cpu_total(dbos))
+            ratios["checkout_vs_dbos_cpu"] = ratio(_cpu_total(checkout), _cpu_total(dbos))
         return ratios
 
     def targets_met(self) -> dict[str, bool | None]:
         ratios = self.ratios()
         return {
-            name: None if ratios.get(name) is None else _meets(ratios[name], op, bound)  # type: ignore[arg-type]
+            name: None if ratios.get(name) is None else meets(ratios[name], op, bound)  # type: ignore[arg-type]
             for name, op, bound in TARGETS
             if name in ratios
         }
@@ -271,14 +272,6 @@ class SustainedReport:
 
     def as_json(self) -> str:
         return json.dumps(self.as_dict())
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a is not None and b else None
-
-
-def _meets(value: float, op: str, bound: float) -> bool:
-    return value >= bound if op == ">=" else value <= bound
 
 
 def _actions(mode: ModeReport) -> float | None:
@@ -308,6 +301,17 @@ def capacity(steps: Sequence[StepFigures]) -> tuple[float | None, bool]:
     if not held_rates:
         return None, False
     return max(held_rates), max(held_rates) >= max(step.rate for step in steps)
+
+
+def cost_steps(
+    steps: Sequence[StepFigures], capacity_per_second: float | None
+) -> tuple[StepFigures, StepFigures]:
+    """The step the histories are counted from (the lowest rate: the cost of a checkout
+    unhurried), and the step the CPU per checkout comes from (the capacity's, else the
+    lowest)."""
+    lowest = min(steps, key=lambda step: step.rate)
+    by_rate = {step.rate: step for step in steps}
+    return lowest, by_rate.get(capacity_per_second or lowest.rate, lowest)
 
 
 def p50_ratio(a: Sequence[StepFigures], b: Sequence[StepFigures]) -> float | None:
@@ -368,30 +372,27 @@ class TemporalDriver:
             return True
         # A long-lived consumer with a workflow task scheduled or running has signals to
         # handle still (a signal schedules one; its local activity runs within it).
-        for workflow_id in self.consumer_ids:
-            try:
-                description = await self.client.get_workflow_handle(workflow_id).describe()
-            except RPCError as err:
-                if err.status is RPCStatusCode.NOT_FOUND:
-                    continue  # not signalled yet
-                raise
-            if description.raw_description.HasField("pending_workflow_task"):
-                return True
-        return False
+        pending = await asyncio.gather(*(self._task_pending(i) for i in self.consumer_ids))
+        return any(pending)
+
+    async def _task_pending(self, workflow_id: str) -> bool:
+        try:
+            description = await self.client.get_workflow_handle(workflow_id).describe()
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return False  # not signalled yet
+            raise
+        return description.raw_description.HasField("pending_workflow_task")
 
     async def closed_since(self, since: datetime) -> int:
         query = (
             f"WorkflowType = '{self.checkout_type}' AND ExecutionStatus != 'Running' "
-            f"AND StartTime >= '{_visibility_time(since)}'"
+            f"AND StartTime >= '{visibility_time(since)}'"
         )
         return (await self.client.count_workflows(query)).count
 
     async def backlog_age(self) -> float | None:
         return await self.backlog()
-
-
-def _visibility_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -441,7 +442,7 @@ def checkout_driver(client: Client, payment_token: str, workers: frozenset[str])
         name="checkout",
         client=client,
         place=saga_call(client, task_queue, payment_token),
-        checkout_type=CHECKOUT_WORKFLOW_TYPE,
+        checkout_type=CHECKOUT,
         short_lived=CHECKOUT_SHORT_LIVED,
         consumer_types=(CUSTOMER_LOYALTY_WORKFLOW_TYPE, ANALYTICS_WORKFLOW_TYPE),
         consumer_ids=[loyalty_workflow_id(c) for c in bench_customer_ids()]
@@ -499,10 +500,10 @@ class PartsMeter:
         self._postgres = postgres
 
     def read(self) -> dict[str, float]:
-        figures = {name: _cpu(process) for name, process in self._parts.items()}
-        figures["generator"] = _cpu(psutil.Process(), children=False)
+        figures = {name: cpu_seconds(process) for name, process in self._parts.items()}
+        figures["generator"] = cpu_seconds(psutil.Process(), children=False)
         if self._postgres is not None:
-            figures["postgres"] = sum(_cpu(p) for p in self._postgres.processes())
+            figures["postgres"] = sum(cpu_seconds(p) for p in self._postgres.processes())
         return figures
 
     @staticmethod
@@ -521,17 +522,6 @@ class PartsMeter:
                 role = "other"  # the other modes' parts, idle meanwhile
             roles[role] += seconds
         return roles
-
-
-def _cpu(process: psutil.Process, children: bool = True) -> float:
-    """User + system seconds, with those of the children it waited for (not of this process:
-    the parts are its children, counted once they exit)."""
-    try:
-        times = process.cpu_times()
-    except psutil.Error:
-        return 0.0
-    total = times.user + times.system
-    return total + (times.children_user + times.children_system if children else 0.0)
 
 
 class ActionMeter:
@@ -704,21 +694,30 @@ async def temporal_cost(driver: TemporalDriver, window: StepWindow) -> CheckoutC
     """Per checkout, from the histories: the step's checkouts and their jobs, and the
     consumers' events over the step's window."""
     client = driver.client
+    fetching = asyncio.Semaphore(HISTORY_FETCHES_AT_ONCE)
+
+    async def events(workflow_id: str, run_id: str | None = None) -> Sequence[HistoryEvent]:
+        async with fetching:
+            handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+            return (await handle.fetch_history()).events
+
     sample = window.order_ids[:COST_SAMPLE_LIMIT]
-    own = HistoryCost()
-    for order_id in sample:
-        for workflow_id in driver.history_ids(order_id):
-            history = await client.get_workflow_handle(workflow_id).fetch_history()
-            own = own + history_cost(history.events)
+    ids = [workflow_id for order_id in sample for workflow_id in driver.history_ids(order_id)]
+    own = total_cost(await asyncio.gather(*(events(workflow_id) for workflow_id in ids)))
+    # The consumers' runs that overlap the window: started before its end, open after its start.
+    start = visibility_time(datetime.fromtimestamp(window.start, UTC))
+    end = visibility_time(datetime.fromtimestamp(window.end, UTC))
     consumers: dict[str, HistoryCost] = {}
     for workflow_type in driver.consumer_types:
-        total = HistoryCost()
-        runs = client.list_workflows(f"WorkflowType = '{workflow_type}'", limit=CONSUMER_RUNS_LIMIT)
-        async for run in runs:
-            handle = client.get_workflow_handle(run.id, run_id=run.run_id)
-            events = (await handle.fetch_history()).events
-            total = total + history_cost(events_between(events, window.start, window.end))
-        consumers[workflow_type] = total
+        query = (
+            f"WorkflowType = '{workflow_type}' AND StartTime <= '{end}' "
+            f"AND (ExecutionStatus = 'Running' OR CloseTime >= '{start}')"
+        )
+        runs = [run async for run in client.list_workflows(query, limit=CONSUMER_RUNS_LIMIT)]
+        histories = await asyncio.gather(*(events(run.id, run.run_id) for run in runs))
+        consumers[workflow_type] = total_cost(
+            events_between(history, window.start, window.end) for history in histories
+        )
     return per_checkout(len(sample), own, consumers)
 
 
@@ -796,9 +795,7 @@ async def run_sustained(
             report.capacity_per_second, report.capped = capacity(report.steps)
             if not report.steps:
                 continue
-            lowest = min(report.steps, key=lambda step: step.rate)
-            by_rate = {step.rate: step for step in report.steps}
-            cpu_step = by_rate.get(report.capacity_per_second or lowest.rate, lowest)
+            lowest, cpu_step = cost_steps(report.steps, report.capacity_per_second)
             history = None
             driver = drivers[mode]
             if isinstance(driver, TemporalDriver):
@@ -821,22 +818,16 @@ def sustained_parts(data_dir: Path, config: SustainedConfig) -> Iterator[Sustain
     checkout worker(s) and the bench worker; for `dbos`, Postgres and the DBOS app."""
     metrics_port = free_port()
     with (
-        running_stack(
+        bench_stack(
             data_dir,
-            ui=False,
-            workers=0,
-            sqlite_pragmas=config.sqlite_pragmas,
+            config.workers,
+            config.sqlite_pragmas,
+            config.worker_env,
             temporal_args=["--metrics-port", str(metrics_port)],
         ) as stack,
         contextlib.ExitStack() as later,
     ):
-        # The reconciler's sweep is left out: a Schedule's fixed cost, not a checkout's.
-        env = {**stack.env, **config.worker_env, "CHECKOUT_RECONCILE_EVERY_SECONDS": "0"}
-        for index in range(config.workers):
-            stack.processes.append(
-                start_worker(data_dir, env, index, module="bench.checkout_worker")
-            )
-        stack.processes.append(start_worker(data_dir, env, 0, module="bench.worker"))
+        env = {**stack.env, **config.worker_env}
         parts = SustainedParts(stack, f"http://127.0.0.1:{metrics_port}/metrics")
         if "dbos" in config.modes:
             try:

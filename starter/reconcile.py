@@ -38,11 +38,7 @@ def reconcile(
     failed, reset away from) and settle them, as the scheduled sweep does. A checkout whose
     run is still running is never touched."""
     settings = Settings()
-    request = checkout_sweep(settings, dry_run=dry_run)
-    update: dict[str, object] = {"wait_seconds": wait}
-    if older_than is not None:
-        update["older_than_seconds"] = older_than
-    request = request.model_copy(update=update)
+    request = checkout_sweep(settings, dry_run, older_than_seconds=older_than, wait_seconds=wait)
 
     async def sweep() -> SweepReport:
         return await sweep_now(await connect_temporal(), request, settings.task_queue)

@@ -1,5 +1,6 @@
 """The gate's CPU reading: the worker's own cgroup (v2, v1), its quota, else the host's."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,11 @@ def test_the_share_is_the_cpu_used_over_the_wall_time_and_the_cores(tmp_path: Pa
     assert share() == 1.0
 
 
-def test_this_machine_has_a_reading_between_0_and_1() -> None:
+def test_this_machine_has_a_reading_between_0_and_1_that_sees_this_process_busy() -> None:
     share = ContainerCpuShare(find_cgroup_cpu())
     share()
-    assert 0.0 <= share() <= 1.0
+    busy_until = time.monotonic() + 0.3
+    while time.monotonic() < busy_until:  # one core busy for 0.3 s: the reading must see it
+        pass
+    reading = share()
+    assert 0.0 < reading <= 1.0

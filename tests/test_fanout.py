@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +64,7 @@ from tests.support.fanout_probe import (
     FanoutProbeBroken,
     FanoutProbeRejected,
 )
+from tests.support.polling import eventually
 from tests.support.stock import new_stocked_sku
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
@@ -207,15 +208,6 @@ async def cli(env: WorkflowEnvironment, settings: Settings, *args: str) -> list[
 
 def deadletters_url(settings: Settings) -> str:
     return str(settings.deadletters_url).rstrip("/")
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
-    """Poll `check` until it holds (bounded)."""
-    for _ in range(int(seconds / 0.1)):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def settled(state: LongLivedState, received: int) -> bool:

@@ -9,6 +9,7 @@ import binascii
 import contextlib
 import json
 import logging
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 from temporalio.testing import WorkflowEnvironment
 
+from models.checkout import checkout_workflow_id
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from tests.support.card_numbers import find_card_numbers
 from tests.support.cli import run_cli
@@ -41,11 +43,12 @@ def _strings(node: Any) -> Iterator[str]:
         yield node
 
 
-def _with_base64_decoded(text: str) -> str:
+def _with_base64_decoded(text: str, doc: Any = None) -> str:
     """The history's JSON text, and every string in it that decodes as base64 (a payload's
-    data, metadata), decoded: what anyone reading the raw history sees."""
+    data, metadata), decoded: what anyone reading the raw history sees. `doc`: the text
+    already parsed."""
     parts = [text]
-    for value in _strings(json.loads(text)):
+    for value in _strings(json.loads(text) if doc is None else doc):
         if len(value) >= 16:
             with contextlib.suppress(binascii.Error, ValueError):
                 parts.append(base64.b64decode(value, validate=True).decode(errors="replace"))
@@ -74,39 +77,27 @@ async def test_no_history_payload_log_or_recording_holds_a_card_number(
     sku = shop.new_sku(20, 1100)
     caplog.set_level(logging.INFO)
     placed = []
-    for card in sorted(TEST_CARDS):
-        done = await asyncio.to_thread(
+
+    async def checkout(card: str, *options: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
             run_cli,
             dev_env,
             checkout_settings,
             "checkout",
-            "--item",
-            f"{sku}:1",
-            "--email",
-            "cards@example.com",
-            "--card",
-            card,
-            "--json",
+            *("--item", f"{sku}:1", "--email", "cards@example.com", "--card", card),
+            *options,
         )
+
+    for card in sorted(TEST_CARDS):
+        done = await checkout(card, "--json")
         assert done.stdout.strip(), done.stderr
         placed.append(json.loads(done.stdout)["order_id"])
     # A card number where the token goes is refused before anything starts.
-    refused = await asyncio.to_thread(
-        run_cli,
-        dev_env,
-        checkout_settings,
-        "checkout",
-        "--item",
-        f"{sku}:1",
-        "--email",
-        "cards@example.com",
-        "--card",
-        "4242 4242 4242 4241",
-    )
+    refused = await checkout("4242 4242 4242 4241")
     assert refused.returncode == 2 and "Luhn" in refused.stdout + refused.stderr
     client = dev_env.client
     for order_id in placed:
-        await client.get_workflow_handle(f"checkout-{order_id}").result()
+        await client.get_workflow_handle(checkout_workflow_id(order_id)).result()
 
     codec = client.data_converter.payload_codec
     assert codec is not None, "the tests' server encrypts payloads, as production does"
@@ -115,12 +106,10 @@ async def test_no_history_payload_log_or_recording_holds_a_card_number(
     async for execution in client.list_workflows():
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         text = (await handle.fetch_history()).to_json()
-        decoded = []
-        for raw in _payloads(json.loads(text)):
-            payload = json_format.ParseDict(raw, Payload())
-            [plain] = await codec.decode([payload])
-            decoded.append(plain.data.decode(errors="replace"))
-        cards = find_card_numbers(_with_base64_decoded(text) + "\n".join(decoded))
+        doc = json.loads(text)
+        payloads = [json_format.ParseDict(raw, Payload()) for raw in _payloads(doc)]
+        decoded = [plain.data.decode(errors="replace") for plain in await codec.decode(payloads)]
+        cards = find_card_numbers(_with_base64_decoded(text, doc) + "\n".join(decoded))
         if cards:
             found[execution.id] = cards
         checked += 1

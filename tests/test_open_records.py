@@ -10,16 +10,13 @@ import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import httpx
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.http import ServiceClient
 from activities.reconcile import CheckoutRecords, OpenRecord, open_sagas
 from models.checkout import checkout_workflow_id
 from models.common import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_ORDER_IDS, ServiceError
@@ -34,6 +31,8 @@ from services.orders.app import SCHEMA as ORDERS_SCHEMA
 from services.payments.app import SCHEMA as PAYMENTS_SCHEMA
 from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
+from worker.clients import service_clients
+from worker.settings import Settings
 
 UNIT_PRICE_CENTS = 1250
 
@@ -136,16 +135,10 @@ def run() -> str:
 
 
 @pytest.fixture
-async def checkout_records(services: dict[str, str]) -> AsyncIterator[CheckoutRecords]:
+async def checkout_records(checkout_settings: Settings) -> AsyncIterator[CheckoutRecords]:
     """The finder as the worker builds it (worker/clients.py service_clients)."""
-    async with AsyncExitStack() as sessions:
-
-        def client(name: str) -> ServiceClient:
-            session = aiohttp.ClientSession(headers=headers_from_env())
-            sessions.push_async_callback(session.close)
-            return ServiceClient(services[name], session)
-
-        yield CheckoutRecords(client("orders"), client("inventory"), client("payments"))
+    async with service_clients(checkout_settings) as clients:
+        yield CheckoutRecords(clients.orders, clients.inventory, clients.payments)
 
 
 async def find(

@@ -7,7 +7,6 @@ run changes nothing; `checkout-saga reconcile --json` prints the report.
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,11 +36,11 @@ from models.saga import (
     SweepRequest,
 )
 from tests.support.cli import run_cli
+from tests.support.polling import eventually
 from tests.support.shop import Shop
-from worker.runner import FIND_OPEN_CHECKOUTS
+from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
-from workflows.checkout_repair import CHECKOUT_REPAIR
 from workflows.consumers import job_id
 from workflows.saga.client import ensure_sweep_schedule, skip_compensation, status, sweep_now
 
@@ -101,15 +100,9 @@ def shop(services: dict[str, str]) -> Iterator[Shop]:
         shop.put_fault(service)
 
 
-def sweep_request(**changes: Any) -> SweepRequest:
-    request = SweepRequest(
-        saga_type="Checkout",
-        finder=FIND_OPEN_CHECKOUTS,
-        repair=CHECKOUT_REPAIR,
-        older_than_seconds=0,
-        wait_seconds=60,
-    )
-    return request.model_copy(update=changes)
+def sweep_request(older_than_seconds: int = 0, dry_run: bool = False) -> SweepRequest:
+    """The worker's sweep of the checkout, for records of any age unless told."""
+    return checkout_sweep(Settings(), dry_run, older_than_seconds, wait_seconds=60)
 
 
 def entry_of(report: SweepReport, request: CheckoutRequest) -> SweepEntry:
@@ -133,22 +126,16 @@ async def held_in(handle: Any, activity_type: str) -> None:
     then on nothing of the run goes on in the worker, so a terminate stops it there. (A run
     terminated while its local steps run in the worker may land a step or two more: the
     reconciler's cancel-first handles that, the tests want one outcome.)"""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # bounded
+
+    async def waits() -> bool:
         pending = (await handle.describe()).raw_description.pending_activities
-        if any(p.activity_type.name == activity_type for p in pending):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{activity_type} never waited as an activity")
+        return any(p.activity_type.name == activity_type for p in pending)
+
+    await eventually(waits, f"{activity_type} waits as an activity")
 
 
 async def wait_until(check: Callable[[], bool], what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:  # bounded
-        if await asyncio.to_thread(check):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never: {what}")
+    await eventually(lambda: asyncio.to_thread(check), what, seconds)
 
 
 def jobs_of(request: CheckoutRequest) -> list[str]:
@@ -288,10 +275,11 @@ async def test_a_run_closed_with_no_record_open_is_repaired_once(
     reservation_id = idempotency_key(handle.id, CheckoutStep.RESERVE_STOCK)
     await asyncio.to_thread(shop.post, "inventory", f"/reservations/{reservation_id}/commit")
     query = f"WorkflowId = '{handle.id}' AND ExecutionStatus = 'Terminated'"
-    for _ in range(100):  # the visibility store catches up within a few seconds
-        if (await client.count_workflows(query)).count == 1:
-            break
-        await asyncio.sleep(0.1)
+
+    async def listed() -> bool:  # the visibility store catches up within a few seconds
+        return (await client.count_workflows(query)).count == 1
+
+    await eventually(listed, f"{handle.id} listed as terminated", seconds=10)
 
     report = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
 
@@ -317,10 +305,11 @@ async def test_what_a_completed_run_left_open_is_an_operators_not_the_sweeps(
     )
     shop.put_fault("inventory", fail=True, paths=["/reservations/"])
     handle = await start(client, checkout_settings, request)
-    for _ in range(300):  # 30 s at most
-        if (await status(client, handle.id, SagaProgress[SagaResult])).stuck:
-            break
-        await asyncio.sleep(0.1)
+
+    async def stuck() -> bool:
+        return bool((await status(client, handle.id, SagaProgress[SagaResult])).stuck)
+
+    await eventually(stuck, "the release stuck")
     await skip_compensation(client, handle.id, "released by hand in the warehouse tool")
     shop.put_fault("inventory")
     assert (await handle.result()).status == "REJECTED"

@@ -34,6 +34,7 @@ from starter.replay import (
 from tests.support.cards import card_token
 from tests.support.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
 from tests.support.cli import run_cli
+from tests.support.polling import eventually
 from tests.support.stock import new_stocked_sku
 from tools.histories import PATHS
 from worker.runner import WORKFLOWS
@@ -123,11 +124,10 @@ def _seed_stock(services: dict[str, str], available: int) -> str:
 
 
 async def _wait_visible(env: WorkflowEnvironment, query: str, count: int) -> None:
-    for _ in range(100):  # 10 s at most
-        if (await env.client.count_workflows(query)).count >= count:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{query} never listed {count} workflows")
+    async def listed() -> bool:
+        return (await env.client.count_workflows(query)).count >= count
+
+    await eventually(listed, f"{query} lists {count} workflows", seconds=10)
 
 
 @pytest.mark.usefixtures("checkout_worker")

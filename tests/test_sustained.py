@@ -39,7 +39,7 @@ from bench.cost import (
 )
 from bench.openloop import NO_ANSWER, OpenLoop
 from bench.postgres import PostgresUnavailable, postgres_bin_dir
-from bench.sustained import ROLES, StepFigures, capacity, held, p50_ratio
+from bench.sustained import ROLES, StepFigures, capacity, cost_steps, held, p50_ratio
 
 HISTORIES = Path(__file__).parent / "histories"
 E = EventType
@@ -153,6 +153,15 @@ def step(rate: float, p99_ms: float, drain: float | None, errors: int = 0) -> St
     )
     figures.held = held(figures, p99_limit_ms=1000, drain_limit_seconds=30)
     return figures
+
+
+def test_the_cost_comes_from_the_lowest_rate_and_the_cpu_from_the_capacity() -> None:
+    ladder = [step(4, 400, 2.0), step(2, 200, 1.0), step(6, 2000, 3.0)]
+    lowest, cpu = cost_steps(ladder, capacity(ladder)[0])
+    assert (lowest.rate, cpu.rate) == (2, 4)
+    missed = [step(2, 2000, 1.0), step(4, 3000, 2.0)]  # nothing held: the lowest for both
+    lowest, cpu = cost_steps(missed, capacity(missed)[0])
+    assert (lowest.rate, cpu.rate) == (2, 2)
 
 
 def test_capacity_is_the_highest_rate_held() -> None:

@@ -77,7 +77,7 @@ from tools.invariants import VIOLATIONS, InvariantReport, check_invariants, read
 from worker.clients import connect_temporal
 from worker.runner import checkout_sweep
 from worker.settings import Settings
-from workflows.checkout import CheckoutWorkflow
+from workflows.checkout import CHECKOUT, CheckoutWorkflow
 from workflows.consumers import job_id
 from workflows.saga import SAGA_STATUS
 from workflows.saga.client import sweep_now
@@ -209,7 +209,7 @@ class Disruptor:
         self.worker_kills = 0
         self.server_restarts = 0
         self.service_restarts = 0
-        # Checkouts placed and not yet closed (as far as the placing knows), and those an
+        # Checkouts placed (terminations pick among those still running), and those an
         # operator terminated.
         self.in_flight: set[str] = set()
         self.terminated: set[str] = set()
@@ -268,16 +268,17 @@ class Disruptor:
     async def terminate_some(self, client: Client, count: int, rng: random.Random) -> None:
         """As an operator would: terminate `count` checkouts that are running now, wherever
         they are (a step in flight, its retries, the work after the answer)."""
-        running: list[str] = []
-        candidates = sorted(self.in_flight - self.terminated)
-        for order_id in rng.sample(candidates, k=len(candidates)):
-            if len(running) == count:
-                break
-            handle = client.get_workflow_handle(checkout_workflow_id(order_id))
-            with contextlib.suppress(RPCError):
-                if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
-                    running.append(order_id)
-        for order_id in running:
+        # One visibility query for what runs now, not a describe per checkout placed so far.
+        query = f"WorkflowType = '{CHECKOUT}' AND ExecutionStatus = 'Running'"
+        running_ids: set[str] = set()
+        with contextlib.suppress(RPCError):  # the server restarting: none this round
+            running_ids = {run.id async for run in client.list_workflows(query)}
+        candidates = sorted(
+            order_id
+            for order_id in self.in_flight - self.terminated
+            if checkout_workflow_id(order_id) in running_ids
+        )
+        for order_id in rng.sample(candidates, k=min(count, len(candidates))):
             handle = client.get_workflow_handle(checkout_workflow_id(order_id))
             with contextlib.suppress(RPCError):  # it may have ended meanwhile
                 await handle.terminate(reason="chaos: an operator")
@@ -556,8 +557,8 @@ async def run_chaos(
             final.update(final_again)
             report.terminated = len(terminated)
             # What the terminated checkouts left open: one sweep, as the Schedule runs it.
-            sweep = checkout_sweep(settings).model_copy(
-                update={"older_than_seconds": 0, "wait_seconds": int(CLOSE_PATIENCE_SECONDS)}
+            sweep = checkout_sweep(
+                settings, older_than_seconds=0, wait_seconds=int(CLOSE_PATIENCE_SECONDS)
             )
             swept = await sweep_now(client, sweep, settings.task_queue)
             # Each terminated checkout's repair, whichever sweep started it (the worker's

@@ -169,14 +169,25 @@ def warn_if_no_bytecode(workflows: Sequence[type]) -> None:
         )
 
 
-def checkout_sweep(settings: Settings, dry_run: bool = False) -> SweepRequest:
-    """One sweep of the checkout: its finder and its repair, records older than the setting."""
+def checkout_sweep(
+    settings: Settings,
+    dry_run: bool = False,
+    older_than_seconds: int | None = None,
+    wait_seconds: int | None = None,
+) -> SweepRequest:
+    """One sweep of the checkout: its finder and its repair, records older than the setting
+    (or `older_than_seconds`), waiting `wait_seconds` for its repairs (else the default)."""
     return SweepRequest(
         saga_type=CHECKOUT,
         finder=FIND_OPEN_CHECKOUTS,
         repair=CHECKOUT_REPAIR,
-        older_than_seconds=settings.reconcile_older_than_seconds,
+        older_than_seconds=(
+            settings.reconcile_older_than_seconds
+            if older_than_seconds is None
+            else older_than_seconds
+        ),
         dry_run=dry_run,
+        **({} if wait_seconds is None else {"wait_seconds": wait_seconds}),
     )
 
 

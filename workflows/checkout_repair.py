@@ -20,7 +20,6 @@ from temporalio import workflow
 from workflows.fanout import announce_order_confirmed, announce_order_rejected
 from workflows.saga import FOREVER_RETRY
 from workflows.saga.reconcile import LOOKUP_TIMEOUT, SagaRepair
-from workflows.saga.runs import SagaRuns
 
 with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
@@ -36,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from models.orders import Order, OrderCancellation, OrderStatus
     from models.payments import Refund
     from models.saga import AbandonedSaga, RepairResult
+    from workflows.saga.runs import SagaRuns
 
 CHECKOUT_REPAIR = "CheckoutRepair"
 CHECKOUT_PREFIX = checkout_workflow_id("")

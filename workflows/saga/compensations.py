@@ -17,9 +17,10 @@ from enum import StrEnum
 from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import is_cancelled_exception
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 from workflows.saga.failures import read_failure
+from workflows.saga.metrics import count_compensation_stuck
 
 with workflow.unsafe.imports_passed_through():
     from models.saga import CompensationReport, CompensationState
@@ -139,6 +140,20 @@ class Compensations:
         For update validators: it changes nothing."""
         return self._stuck_one(name).report.name
 
+    def validate_retry(self, name: str | None = None) -> None:
+        """The validator of an operator's retry: refused (ApplicationError NothingToResolve)
+        unless it names a stuck compensation."""
+        try:
+            self.check_stuck(name)
+        except NothingToResolve as err:
+            raise ApplicationError(str(err), type="NothingToResolve") from err
+
+    def validate_skip(self, reason: str, name: str | None = None) -> None:
+        """The validator of an operator's skip: a reason, and a stuck compensation."""
+        if not reason.strip():
+            raise ApplicationError("a reason is required to skip a compensation", type="NoReason")
+        self.validate_retry(name)
+
     def _stuck_one(self, name: str | None) -> _Registered:
         stuck = [
             r
@@ -209,6 +224,7 @@ class Compensations:
         report = registered.report
         report.state = CompensationState.STUCK
         registered.decision = None
+        count_compensation_stuck(report.name)
         self.phase = Phase.NEEDS_ATTENTION
         self.on_change()
         workflow.logger.error("compensation %s needs attention: %s", report.name, report.last_error)

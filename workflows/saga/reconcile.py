@@ -32,19 +32,17 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from workflows.saga.compensations import (
     CompensationPolicy,
     Compensations,
-    NothingToResolve,
     Phase,
     run_to_completion,
 )
 from workflows.saga.metrics import count
 from workflows.saga.search import SAGA_STATUS, SAGA_STEP
 from workflows.saga.steps import STEP_TIMEOUT
-from workflows.saga.workflow import COMPENSATION_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from models.saga import (
@@ -65,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         SweepReport,
         SweepRequest,
     )
+    from models.saga_options import COMPENSATION_RETRY
     from workflows.saga.runs import SagaRuns
 
 R = TypeVar("R")
@@ -305,7 +304,7 @@ class SagaRepair:
 
     @retry_compensation.validator
     def _validate_retry(self, name: str | None = None) -> None:
-        self._check_stuck(name)
+        self._actions.validate_retry(name)
 
     @workflow.update
     def skip_compensation(self, request: SkipCompensation) -> str:
@@ -314,12 +313,4 @@ class SagaRepair:
 
     @skip_compensation.validator
     def _validate_skip(self, request: SkipCompensation) -> None:
-        if not request.reason.strip():
-            raise ApplicationError("a reason is required to skip an action", type="NoReason")
-        self._check_stuck(request.name)
-
-    def _check_stuck(self, name: str | None) -> None:
-        try:
-            self._actions.check_stuck(name)
-        except NothingToResolve as err:
-            raise ApplicationError(str(err), type="NothingToResolve") from err
+        self._actions.validate_skip(request.reason, request.name)

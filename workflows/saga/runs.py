@@ -51,7 +51,7 @@ class SagaRuns:
         such workflow, or it started with none)."""
         handle = self._client.get_workflow_handle(workflow_id)
         try:
-            async for event in handle.fetch_history_events():
+            async for event in handle.fetch_history_events(page_size=1):
                 started = event.workflow_execution_started_event_attributes
                 payloads = list(started.input.payloads)
                 if not payloads:

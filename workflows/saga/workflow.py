@@ -50,7 +50,6 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 
 from workflows.saga.compensations import (
     Compensations,
-    NothingToResolve,
     Phase,
     run_to_completion,
 )
@@ -58,7 +57,6 @@ from workflows.saga.failures import read_failure
 from workflows.saga.local import execute_local_first
 from workflows.saga.metrics import (
     count_compensation_run,
-    count_compensation_stuck,
     count_confirmed,
     count_rejected,
 )
@@ -130,7 +128,6 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
         self._steps_task: asyncio.Future[object] | None = None
         self._decision: ResultT | None = None
         self._published: tuple[str, str] | None = None
-        self._attention_counted: set[str] = set()
 
     # -- what a saga may override ----------------------------------------------------------
 
@@ -354,15 +351,10 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
         return self._compensations.skip(request.reason, request.name)
 
     def _validate_skip(self, request: SkipCompensation) -> None:
-        if not request.reason.strip():
-            raise ApplicationError("a reason is required to skip a compensation", type="NoReason")
-        self._validate_stuck(request.name)
+        self._compensations.validate_skip(request.reason, request.name)
 
     def _validate_stuck(self, name: str | None) -> None:
-        try:
-            self._compensations.check_stuck(name)
-        except NothingToResolve as err:
-            raise ApplicationError(str(err), type="NothingToResolve") from err
+        self._compensations.validate_retry(name)
 
     def _progress(self) -> ProgressT:
         fields = {
@@ -403,13 +395,6 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
                 *(self.options.search_attributes if first else ()),
             ]
         )
-        if current[0] == SagaStatus.NEEDS_ATTENTION:
-            for name in self._compensations.stuck:
-                if name not in self._attention_counted:
-                    self._attention_counted.add(name)
-                    count_compensation_stuck(name)
-        else:
-            self._attention_counted.clear()
 
     def _reports(self) -> list[Any]:
         if self._compensations.phase is Phase.NOT_STARTED:
