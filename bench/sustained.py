@@ -132,6 +132,9 @@ SLOWEST = 5
 ROLES = ("server", "worker", "services", "generator")
 SAMPLE_SECONDS = 1.0
 DRAIN_POLL_SECONDS = 0.5
+# The dev server reports its metrics about every second; up to this many more reads.
+ACTION_REPORT_SECONDS = 1.2
+ACTION_SETTLE_READS = 5
 STEP_PAUSE_SECONDS = 2.0
 WARM_UP = 5
 WARM_UP_LIMIT_SECONDS = 60.0
@@ -536,6 +539,18 @@ class ActionMeter:
             response.raise_for_status()
             return server_actions(response.text)
 
+    async def read_settled(self) -> dict[str, float]:
+        """Once two reads a reporting interval apart agree: the server reports its counters
+        to the endpoint periodically, so the last actions of a step may not be in it yet."""
+        last = await self.read()
+        for _ in range(ACTION_SETTLE_READS):
+            await asyncio.sleep(ACTION_REPORT_SECONDS)
+            current = await self.read()
+            if current == last:
+                break
+            last = current
+        return last
+
 
 @dataclass
 class StepWindow:
@@ -625,7 +640,7 @@ async def run_step(
     closed_rate = await closed
     seconds = time.monotonic() - started
     cpu_after = meter.read()
-    actions_after = await actions.read() if actions else {}
+    actions_after = await actions.read_settled() if actions else {}
     wall_end = time.time()
 
     arrivals = load.arrivals
