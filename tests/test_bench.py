@@ -205,8 +205,9 @@ def test_percentiles_stay_within_the_samples() -> None:
 
 
 def test_worker_tuning_passes_only_what_is_set() -> None:
-    # The production default: the sandbox re-imports our workflow modules for each run.
-    assert worker_tuning(Settings()) == {}
+    # The production default: only the sandbox, with our workflow libraries passed through
+    # (tests/test_sandbox_libraries.py); the SDK's own tuning otherwise.
+    assert set(worker_tuning(Settings())) == {"workflow_runner"}
     assert set(worker_tuning(Settings(worker_sandbox_passthrough=True))) == {"workflow_runner"}
     tuning = worker_tuning(
         Settings(
@@ -215,7 +216,11 @@ def test_worker_tuning_passes_only_what_is_set() -> None:
             worker_sandbox_passthrough=False,
         )
     )
-    assert set(tuning) == {"max_concurrent_activities", "workflow_task_poller_behavior"}
+    assert set(tuning) == {
+        "max_concurrent_activities",
+        "workflow_task_poller_behavior",
+        "workflow_runner",
+    }
     assert tuning["max_concurrent_activities"] == 500
     assert tuning["workflow_task_poller_behavior"].maximum == 4
 

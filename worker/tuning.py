@@ -1,4 +1,5 @@
-"""Worker tuning from the settings: only what is set is passed, the rest stays the SDK's."""
+"""Worker tuning from the settings: only what is set is passed, the rest stays the SDK's; and
+the workflow sandbox, with our workflow libraries passed through."""
 
 from typing import TypedDict
 
@@ -6,8 +7,14 @@ from temporalio.worker import PollerBehaviorSimpleMaximum, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from worker.settings import Settings
+from workflows.saga import LIBRARY_MODULES
 
-# Passed through the workflow sandbox with `worker_sandbox_passthrough` (off by default).
+# Passed through the workflow sandbox: our workflow libraries, modules that define no workflow
+# and hold no state (the engine's; the fan-out and the consumers' helpers). The modules that
+# define workflows stay in the sandbox, which re-imports them for every run and checks their
+# calls (tests/test_sandbox_libraries.py holds the libraries to that).
+WORKFLOW_LIBRARIES = (*LIBRARY_MODULES, "workflows.fanout", "workflows.consumers")
+# With `worker_sandbox_passthrough` (off by default): every workflow module, definitions too.
 PASSTHROUGH_MODULES = ("workflows",)
 
 
@@ -33,8 +40,14 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
         tuning["activity_task_poller_behavior"] = PollerBehaviorSimpleMaximum(
             settings.worker_activity_task_pollers
         )
-    if settings.worker_sandbox_passthrough:
-        tuning["workflow_runner"] = SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        )
+    tuning["workflow_runner"] = sandbox_runner(settings.worker_sandbox_passthrough)
     return tuning
+
+
+def sandbox_runner(every_workflow_module: bool = False) -> SandboxedWorkflowRunner:
+    """The sandbox with our workflow libraries passed through (and, with
+    `every_workflow_module`, the modules that define workflows too)."""
+    modules = PASSTHROUGH_MODULES if every_workflow_module else WORKFLOW_LIBRARIES
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
+    )

@@ -11,6 +11,22 @@ fan-out's consumers read failures and count metrics) should not pay for all of i
 
 from typing import TYPE_CHECKING, Any
 
+# The engine's library modules: they define no workflow and hold no state of their own, only
+# the functions and classes a saga's workflow code calls, deterministic as the SDK's own
+# `temporalio.workflow` is. A worker passes them through the workflow sandbox, as Temporal
+# advises for "modules in separate files whose calls will be deterministic", instead of having
+# the sandbox build them again for every workflow run (worker/tuning.py, docs/performance.md).
+# A saga's own module, the one that holds its workflow class, stays in the sandbox.
+LIBRARY_MODULES = (
+    "workflows.saga.compensations",
+    "workflows.saga.failures",
+    "workflows.saga.local",
+    "workflows.saga.metrics",
+    "workflows.saga.search",
+    "workflows.saga.steps",
+    "workflows.saga.workflow",
+)
+
 if TYPE_CHECKING:
     from workflows.saga.compensations import (
         CompensationPolicy,

@@ -43,6 +43,7 @@ SagaMisuse error, after compensating when the pivot was not reached.
 
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from temporalio import workflow
@@ -100,7 +101,8 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
     `@workflow.init` that passes the input and options here, and an `@workflow.run` that
     returns `await self.run_saga(self.<its steps>(input))`."""
 
-    _steps: ClassVar[dict[str, Step[Any, Any, Any]]] = {}
+    # Read-only: this module is passed through the sandbox, so the class outlives each run.
+    _steps: ClassVar[Mapping[str, Step[Any, Any, Any]]] = MappingProxyType({})
     _result_type: ClassVar[type[SagaResult]] = SagaResult
     _progress_type: ClassVar[type[SagaProgress[Any]]] = SagaProgress[SagaResult]
 

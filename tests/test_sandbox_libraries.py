@@ -1,0 +1,107 @@
+"""What the worker passes through the workflow sandbox (worker/tuning.py) must be a library:
+no workflow defined in it, and no state of its own that one run could leave to the next.
+The modules that define workflows stay in the sandbox, which re-imports them for each run
+and refuses their non-deterministic calls."""
+
+import asyncio
+import collections
+import enum
+import importlib
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from examples.trip.workflow import TripBookingWorkflow
+from worker.runner import WORKFLOWS
+from worker.settings import Settings
+from worker.tuning import PASSTHROUGH_MODULES, WORKFLOW_LIBRARIES, sandbox_runner, worker_tuning
+from workflows.checkout import CheckoutWorkflow
+from workflows.saga import workflow as engine
+
+MUTABLE = (list, dict, set, bytearray, collections.deque)
+
+
+def _mutable(value: object) -> bool:
+    if isinstance(value, tuple | frozenset):
+        return any(_mutable(item) for item in value)
+    return isinstance(value, MUTABLE)
+
+
+def _passed_through(module: str, passthrough: tuple[str, ...]) -> bool:
+    # As the sandbox matches them: the module itself or a package above it.
+    return any(module == name or module.startswith(f"{name}.") for name in passthrough)
+
+
+@pytest.mark.parametrize("name", WORKFLOW_LIBRARIES)
+def test_a_library_defines_no_workflow(name: str) -> None:
+    module = importlib.import_module(name)
+    defined = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type) and value.__module__ == name
+    ]
+    assert [cls for cls in defined if workflow._Definition.from_class(cls)] == []
+
+
+@pytest.mark.parametrize("name", WORKFLOW_LIBRARIES)
+def test_a_library_holds_no_mutable_state(name: str) -> None:
+    """Module globals, and the attributes of the classes it defines (its enums' and pydantic
+    models' machinery aside), are functions, classes, modules or immutable values."""
+    module = importlib.import_module(name)
+    found: list[str] = []
+    for key, value in vars(module).items():
+        if not key.startswith("__") and _mutable(value):
+            found.append(key)
+        if not isinstance(value, type) or value.__module__ != name:
+            continue
+        if issubclass(value, enum.Enum | BaseModel):
+            continue
+        for attr, member in vars(value).items():
+            if not attr.startswith("__") and _mutable(member):
+                found.append(f"{key}.{attr}")
+    assert found == [], f"{name}: mutable state {found}"
+
+
+def test_no_workflow_definition_is_passed_through_by_default() -> None:
+    for cls in [*WORKFLOWS, TripBookingWorkflow]:
+        assert not _passed_through(cls.__module__, WORKFLOW_LIBRARIES), cls
+
+
+def test_the_checkout_worker_passes_the_libraries_through() -> None:
+    runner = worker_tuning(Settings())["workflow_runner"]
+    assert isinstance(runner, SandboxedWorkflowRunner)
+    passthrough = tuple(runner.restrictions.passthrough_modules)
+    assert set(WORKFLOW_LIBRARIES) <= set(passthrough)
+    assert not _passed_through(CheckoutWorkflow.__module__, passthrough)
+    # The knob (off by default) passes the definitions too.
+    every = sandbox_runner(every_workflow_module=True).restrictions.passthrough_modules
+    assert set(PASSTHROUGH_MODULES) <= set(every)
+    assert _passed_through(CheckoutWorkflow.__module__, tuple(every))
+
+
+def test_a_library_is_shared_while_the_workflow_class_is_made_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In the production sandbox, a run's checkout class is built again from its module, and
+    its base, the engine's SagaWorkflow, is the worker's own."""
+    runner = sandbox_runner()
+    defn = workflow._Definition.must_from_class(CheckoutWorkflow)
+    seen: list[Any] = []
+    original = engine.SagaWorkflow.__init_subclass__.__func__  # type: ignore[attr-defined]
+
+    def record(cls: type, /, **kwargs: Any) -> None:
+        seen.append(cls)
+        original(cls, **kwargs)
+
+    monkeypatch.setattr(engine.SagaWorkflow, "__init_subclass__", classmethod(record))
+
+    async def build() -> None:
+        runner.prepare_workflow(defn)
+
+    asyncio.run(build())
+    made = [cls for cls in seen if cls.__name__ == CheckoutWorkflow.__name__]
+    assert made and all(cls is not CheckoutWorkflow for cls in made)
+    assert all(engine.SagaWorkflow in cls.__mro__ for cls in made)
