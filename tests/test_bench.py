@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from bench import sandbox as sandbox_probe
 from bench.benchmark import (
     ROLES,
     BenchConfig,
@@ -251,3 +252,16 @@ async def test_closed_since_counts_the_bursts_closed_workflows(
     assert await closed_since(client, later) is None  # started before: not this burst's
     for handle in handles[1:]:
         await handle.terminate("test over")
+
+
+def test_the_sandbox_probe_prints_each_workflow_in_each_sandbox(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`python -m bench.sandbox`: a row per workflow type the worker registers, a figure per
+    sandbox (the SDK's, the worker's, every module passed through)."""
+    sandbox_probe.main(runs=2)
+    rows = [line for line in capsys.readouterr().out.splitlines() if "│" in line]
+    for name in ("Checkout", "SendReceipt", "ShipOrder", "TripBooking"):
+        [row] = [r for r in rows if r.strip("│ ").startswith(f"{name} ")]
+        figures = [float(cell) for cell in row.split("│")[2:5]]
+        assert len(figures) == 3 and all(f > 0 for f in figures), row
