@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum
 
 from bench import sandbox as sandbox_probe
 from bench.benchmark import (
@@ -206,10 +207,12 @@ def test_percentiles_stay_within_the_samples() -> None:
 
 
 def test_worker_tuning_passes_only_what_is_set() -> None:
-    # The production default: only the sandbox, with our workflow libraries passed through
-    # (tests/test_sandbox_libraries.py); the SDK's own tuning otherwise.
-    assert set(worker_tuning(Settings())) == {"workflow_runner"}
-    assert set(worker_tuning(Settings(worker_sandbox_passthrough=True))) == {"workflow_runner"}
+    # The production default: the sandbox with our workflow libraries passed through
+    # (tests/test_sandbox_libraries.py), workflow task polls scaled by the server's backlog;
+    # the SDK's own tuning otherwise.
+    default = worker_tuning(Settings())
+    assert set(default) == {"workflow_runner", "workflow_task_poller_behavior"}
+    assert isinstance(default["workflow_task_poller_behavior"], PollerBehaviorAutoscaling)
     tuning = worker_tuning(
         Settings(
             worker_max_concurrent_activities=500,
@@ -223,7 +226,8 @@ def test_worker_tuning_passes_only_what_is_set() -> None:
         "workflow_runner",
     }
     assert tuning["max_concurrent_activities"] == 500
-    assert tuning["workflow_task_poller_behavior"].maximum == 4
+    polls = tuning["workflow_task_poller_behavior"]
+    assert isinstance(polls, PollerBehaviorSimpleMaximum) and polls.maximum == 4
 
 
 async def test_closed_since_counts_the_bursts_closed_workflows(

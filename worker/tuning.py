@@ -3,7 +3,11 @@ the workflow sandbox, with our workflow libraries passed through."""
 
 from typing import TypedDict
 
-from temporalio.worker import PollerBehaviorSimpleMaximum, WorkflowRunner
+from temporalio.worker import (
+    PollerBehaviorAutoscaling,
+    PollerBehaviorSimpleMaximum,
+    WorkflowRunner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from worker.settings import Settings
@@ -21,7 +25,7 @@ PASSTHROUGH_MODULES = ("workflows",)
 class WorkerTuning(TypedDict, total=False):
     max_concurrent_activities: int
     max_concurrent_workflow_tasks: int
-    workflow_task_poller_behavior: PollerBehaviorSimpleMaximum
+    workflow_task_poller_behavior: PollerBehaviorAutoscaling | PollerBehaviorSimpleMaximum
     activity_task_poller_behavior: PollerBehaviorSimpleMaximum
     workflow_runner: WorkflowRunner
 
@@ -32,10 +36,14 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
         tuning["max_concurrent_activities"] = settings.worker_max_concurrent_activities
     if settings.worker_max_concurrent_workflow_tasks is not None:
         tuning["max_concurrent_workflow_tasks"] = settings.worker_max_concurrent_workflow_tasks
-    if settings.worker_workflow_task_pollers is not None:
-        tuning["workflow_task_poller_behavior"] = PollerBehaviorSimpleMaximum(
-            settings.worker_workflow_task_pollers
-        )
+    # Unless set, as many workflow task polls as the server's backlog asks for: under a burst a
+    # fixed 5 left one poll for new workflows (the rest wait on the sticky queue of running
+    # ones), and new checkouts waited seconds in the queue for it (docs/performance.md).
+    tuning["workflow_task_poller_behavior"] = (
+        PollerBehaviorAutoscaling()
+        if settings.worker_workflow_task_pollers is None
+        else PollerBehaviorSimpleMaximum(settings.worker_workflow_task_pollers)
+    )
     if settings.worker_activity_task_pollers is not None:
         tuning["activity_task_poller_behavior"] = PollerBehaviorSimpleMaximum(
             settings.worker_activity_task_pollers
