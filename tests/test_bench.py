@@ -206,7 +206,7 @@ def test_percentiles_stay_within_the_samples() -> None:
     assert percentiles_ms([]) == (0.0, 0.0, 0.0)
 
 
-def test_worker_tuning_passes_only_what_is_set() -> None:
+def test_worker_tuning_passes_what_is_set_and_our_two_defaults() -> None:
     # The production default: the sandbox with our workflow libraries passed through
     # (tests/test_sandbox_libraries.py), workflow task polls scaled by the server's backlog;
     # the SDK's own tuning otherwise.

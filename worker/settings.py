@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     # What the CLI tokenizes cards with, as a shop's front end does (POST /payment-methods of
     # the payments service, which reads the same variable); the worker never needs it.
     payments_publishable_key: SecretStr | None = None
-    # Worker tuning (worker/tuning.py); None keeps the SDK's default. See docs/performance.md.
+    # Worker tuning (worker/tuning.py); None keeps the SDK's default, but for the workflow task
+    # polls, which the server then scales. See docs/performance.md.
     worker_max_concurrent_activities: int | None = Field(default=None, ge=1)
     worker_max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)
     worker_workflow_task_pollers: int | None = Field(default=None, ge=2)
@@ -48,8 +49,9 @@ class Settings(BaseSettings):
     # for records opened longer ago than the other setting (more than any checkout deadline).
     reconcile_every_seconds: int = Field(default=300, ge=0, le=86_400)
     reconcile_older_than_seconds: int = Field(default=600, ge=0, le=30 * 86_400)
-    # True passes our workflow modules through the sandbox: not re-imported for each workflow
-    # run (cheaper workflow tasks), but no longer checked by it for non-deterministic calls,
-    # and their module state kept from one run to the next. Temporal advises passing through
-    # only models and activities (docs/performance.md, the sandbox).
+    # Our workflow libraries are always passed through the sandbox (worker/tuning.py). True
+    # passes the modules that define workflows too: not re-imported for each workflow run
+    # (cheaper workflow tasks), but no longer checked by it for non-deterministic calls, and
+    # their module state kept from one run to the next. Temporal advises passing through only
+    # models, activities and other deterministic modules (docs/performance.md, the sandbox).
     worker_sandbox_passthrough: bool = False

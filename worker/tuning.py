@@ -1,5 +1,6 @@
-"""Worker tuning from the settings: only what is set is passed, the rest stays the SDK's; and
-the workflow sandbox, with our workflow libraries passed through."""
+"""Worker tuning from the settings: what is set is passed, the rest stays the SDK's, but for
+two defaults of our own: workflow task polls scaled by the server, and the workflow sandbox
+with our workflow libraries passed through."""
 
 from typing import TypedDict
 
