@@ -7,10 +7,10 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit clean
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml engine/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./engine -e '.[dev]'
 	touch $@
 
 demo: $(INSTALLED)

@@ -7,7 +7,7 @@
   compensates instead of retrying.
 
 Every failure's first detail is the attempt number (`activity.info().attempt`), so the
-workflow knows how many attempts a call made (workflows/saga/failures.py reads it), local
+workflow knows how many attempts a call made (engine/temporal_saga/failures.py reads it), local
 activities included, whose failures carry no retry state.
 """
 

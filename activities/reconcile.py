@@ -37,7 +37,7 @@ from models.common import MAX_LIST_LIMIT, MAX_ORDER_IDS
 from models.inventory import Reservation, ReservationStatus
 from models.orders import Order, OrderStatus
 from models.payments import Charge, ChargeStatus
-from models.saga import FindOpenSagas, OpenSaga
+from temporal_saga.models import FindOpenSagas, OpenSaga
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
 

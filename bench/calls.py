@@ -9,9 +9,9 @@ from temporalio.client import Client
 
 from bench.shop import bench_request
 from models.checkout import checkout_workflow_id
-from models.saga import Outcome
+from temporal_saga.client import decide
+from temporal_saga.models import Outcome
 from workflows.checkout import CheckoutWorkflow
-from workflows.saga.client import decide
 
 # One checkout: places it under this id; True when the answer is CONFIRMED.
 Call = Callable[[str], Awaitable[bool]]

@@ -41,7 +41,7 @@ from bench.service_calls import ServiceRefused, ShopCalls, shop_calls
 from models.checkout import CheckoutRequest, CheckoutResult, CheckoutStep
 from models.events import ORDER_CONFIRMED, OrderConfirmed, OrderEvent, OrderRejected
 from models.orders import Order
-from models.saga import Outcome
+from temporal_saga.models import Outcome
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -33,7 +33,6 @@ from bench.dbos_checkout import dbos_decide, failed_workflows, running_dbos, wai
 from bench.postgres import BENCH_SETTINGS, DBOS_DATABASE, Postgres, running_postgres
 from bench.shop import bench_request, stock_bench_sku
 from models.payments import CARD_OK
-from models.saga import Outcome
 from services.auth import (
     PUBLISHABLE_KEY_ENV,
     SERVICE_TOKEN_ENV,
@@ -43,6 +42,7 @@ from services.auth import (
 )
 from stack.launcher import SERVICES, ManagedProcess, start_services
 from starter.payment_methods import tokenize_card
+from temporal_saga.models import Outcome
 
 WARM_UP = 5
 ROLES = ("process", "postgres", "services")

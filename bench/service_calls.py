@@ -34,7 +34,7 @@ from models.warehouse import Shipment, shipment_for
 M = TypeVar("M", bound=BaseModel)
 
 SHOP_SERVICES = ("orders", "inventory", "payments", "email", "warehouse", "loyalty", "analytics")
-# As the saga's steps (workflows/saga/steps.py STEP_TIMEOUT): one call, at most this long.
+# As the saga's steps (engine/temporal_saga/steps.py STEP_TIMEOUT): one call, at most this long.
 CALL_TIMEOUT_SECONDS = 10.0
 
 

@@ -39,9 +39,9 @@ with workflow.unsafe.imports_passed_through():
     from models.consumers import DEFAULT_CONTINUE_AFTER, DEFAULT_REMEMBER
     from models.events import AFTER_ANSWER, ORDER_CONFIRMED_SIGNAL, after_answer_queue
     from models.fanout import ANALYTICS_SHARDS, analytics_shard
+    from temporal_saga.search import SAGA_STATUS, SAGA_STEP
     from workflows.checkout import CUSTOMER_ID
     from workflows.consumers import RecentIds
-    from workflows.saga.search import SAGA_STATUS, SAGA_STEP
 
 TWIN_TASK_QUEUE = "bench-twin"
 TWIN_WORKFLOW = "BenchTwin"

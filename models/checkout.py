@@ -16,7 +16,7 @@ from models.common import (
     Sku,
 )
 from models.common import luhn_ok as luhn_ok  # re-exported: callers check cards with it
-from models.saga import SagaProgress, SagaResult
+from temporal_saga.models import SagaProgress, SagaResult
 
 # The most an order may cost: the orders service refuses a bigger total (order_too_large).
 MAX_ORDER_TOTAL_CENTS = 100_000_000

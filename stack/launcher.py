@@ -32,7 +32,7 @@ from services.auth import (
     new_token,
 )
 from stack.lifeline import GRACE_SECONDS, lifeline
-from worker.codec import CODEC_KEYS_ENV, format_keys, new_key
+from temporal_saga.codec import CODEC_KEYS_ENV, format_keys, new_key
 from worker.codec_auth import AUTH_TOKEN_ENV, JWKS_URL_ENV, CodecAuth, CodecAuthSettings
 from worker.codec_server import describe as describe_codec_server
 from worker.runner import SEARCH_ATTRIBUTES as WORKER_SEARCH_ATTRIBUTES

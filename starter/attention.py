@@ -14,13 +14,13 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.checkout import checkout_workflow_id
-from worker.clients import connect_temporal
-from workflows.saga.client import (
+from temporal_saga.client import (
     Stuck,
     needing_attention,
     retry_compensation,
     skip_compensation,
 )
+from worker.clients import connect_temporal
 
 attention = typer.Typer(
     help="Sagas whose compensation is stuck (NEEDS_ATTENTION): list, retry, skip.",

@@ -13,18 +13,18 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.payments import CARD_OK
-from models.saga import Outcome
 from starter.payment_methods import CardTokens
+from temporal_saga.client import decide
+from temporal_saga.models import Outcome
 from worker.clients import connect_temporal
 from workflows.checkout import CheckoutWorkflow
-from workflows.saga.client import decide
 
 
 async def decide_checkout(
     client: Client, request: CheckoutRequest, task_queue: str
 ) -> tuple[CheckoutResult, WorkflowHandle[Any, CheckoutResult]]:
     """Start the checkout for this order and return its decision as soon as it is known
-    (update-with-start, workflows.saga.client.decide). The workflow id is the order's: a
+    (update-with-start, temporal_saga.client.decide). The workflow id is the order's: a
     repeat of the same order joins the running checkout, or gets the answer of the finished
     one; it never runs a second time."""
     return await decide(

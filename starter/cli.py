@@ -24,7 +24,6 @@ from temporalio.service import RPCError
 from bench.benchmark import mount as mount_bench
 from models.checkout import CheckoutDetails, CheckoutRequest, CheckoutResult
 from models.payments import CARD_OK, NewPaymentMethod
-from models.saga import Outcome, SagaProgress, SagaResult
 from stack.launcher import LaunchError, Stack, running_stack, write_env_file
 from starter.attention import (
     OrderIdArgument,
@@ -53,12 +52,13 @@ from starter.reconcile import reconcile
 from starter.replay import replay_command
 from starter.trips import trip
 from telemetry.tracing import configure_tracing
+from temporal_saga.client import cancel as cancel_saga
+from temporal_saga.client import status as saga_status
+from temporal_saga.models import Outcome, SagaProgress, SagaResult
 from tools.chaos import chaos as chaos_command
 from tools.histories import mount as mount_histories
 from worker.clients import connect_temporal
 from worker.settings import Settings
-from workflows.saga.client import cancel as cancel_saga
-from workflows.saga.client import status as saga_status
 
 app = typer.Typer(
     help="Checkout saga on Temporal: demo, checkouts and worker.",

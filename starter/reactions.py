@@ -18,8 +18,8 @@ from models.analytics import RecordedEvent
 from models.checkout import CheckoutResult
 from models.email import SentEmail
 from models.loyalty import LedgerEntry
-from models.saga import Outcome
 from models.warehouse import Shipment
+from temporal_saga.models import Outcome
 
 WAIT_SECONDS = 20.0
 

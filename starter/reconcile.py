@@ -8,11 +8,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from models.saga import SweepAction, SweepReport
+from temporal_saga.client import sweep_now
+from temporal_saga.models import SweepAction, SweepReport
 from worker.clients import connect_temporal
 from worker.runner import checkout_sweep
 from worker.settings import Settings
-from workflows.saga.client import sweep_now
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 

@@ -23,8 +23,8 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
+from temporal_saga.codec import data_converter
 from worker.clients import connect_temporal
-from worker.codec import data_converter
 from worker.runner import WORKFLOWS
 
 

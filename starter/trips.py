@@ -12,9 +12,9 @@ from rich.console import Console
 from examples.trip.models import Simulation, TripRequest, TripResult, trip_workflow_id
 from examples.trip.workflow import TripBookingWorkflow
 from starter.checkouts import describe_validation_error
+from temporal_saga.client import decide
 from worker.clients import connect_temporal
 from worker.settings import Settings
-from workflows.saga.client import decide
 
 trip = typer.Typer(help="The example saga: a trip booking (examples/trip).", no_args_is_help=True)
 # The answer goes to stdout as JSON; what to do next, to stderr.

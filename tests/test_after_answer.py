@@ -17,8 +17,9 @@ from temporalio.worker import SlotReleaseContext, SlotReserveContext
 from bench.checkout_activities import CheckoutActivitiesWorkflow
 from models.checkout import CheckoutStep, checkout_workflow_id
 from models.events import AFTER_ANSWER, after_answer_queue
-from models.saga import Outcome
 from starter.checkouts import decide_checkout
+from temporal_saga.client import decide
+from temporal_saga.models import Outcome
 from tests.support.fake_shop import JOURNAL, scripted_checkout_workers, scripted_request
 from worker.after_answer import (
     AnswersInFlight,
@@ -28,7 +29,6 @@ from worker.after_answer import (
 )
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
-from workflows.saga.client import decide
 
 TASK_QUEUE = "after-answer-tests"
 # Any context: the gate does not look at it.

@@ -23,14 +23,14 @@ from models.checkout import (
     checkout_workflow_id,
 )
 from models.payments import CARD_DECLINED
-from models.saga import Outcome
 from services.auth import headers_from_env
+from temporal_saga.models import Outcome
+from temporal_saga.reconcile import NEEDS_ATTENTION_QUERY
 from tests.support.cards import card_token
 from tests.support.cli import run_cli
 from tests.support.stock import new_stocked_sku
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
-from workflows.saga.reconcile import NEEDS_ATTENTION_QUERY
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
 

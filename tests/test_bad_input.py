@@ -36,7 +36,6 @@ import starter.cli as cli
 from models.checkout import CheckoutRequest, CheckoutResult
 from models.common import PAYMENT_TOKEN_PATTERN, card_digits
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK, PaymentMethod
-from models.saga import Outcome
 from services.analytics.app import create_app as analytics_app
 from services.auth import headers_from_env, publishable_key_from_env, publishable_key_headers
 from services.deadletters.app import create_app as deadletters_app
@@ -47,6 +46,7 @@ from services.orders.app import create_app as orders_app
 from services.payments.app import create_app as payments_app
 from services.warehouse.app import create_app as warehouse_app
 from starter.checkouts import describe_validation_error
+from temporal_saga.models import Outcome
 
 # Generated input by the thousand (hypothesis, schemathesis): `make test` runs it.
 pytestmark = pytest.mark.slow

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from models.saga import Outcome
 from services.database import Database
 from services.email.app import SCHEMA as EMAIL_SCHEMA
 from services.inventory.app import SCHEMA as INVENTORY_SCHEMA
 from services.orders.app import SCHEMA as ORDERS_SCHEMA
 from services.payments.app import SCHEMA as PAYMENTS_SCHEMA
 from services.warehouse.app import SCHEMA as WAREHOUSE_SCHEMA
+from temporal_saga.models import Outcome
 from tools.invariants import VIOLATIONS, StockLevels, check_invariants
 
 

@@ -19,13 +19,13 @@ from bench.checkout_activities import CheckoutActivitiesWorkflow
 from models.checkout import CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.events import after_answer_queue
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
-from models.saga import Outcome
 from starter.checkouts import place_checkout
+from temporal_saga.client import decide
+from temporal_saga.models import Outcome
 from tests.support.cli import run_cli
 from tests.support.shop import Shop
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
-from workflows.saga.client import decide
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
 

@@ -11,13 +11,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.checkout import (
     CheckoutOptions,
-    CheckoutProgress,
     CheckoutRequest,
     CheckoutResult,
     checkout_workflow_id,
 )
-from models.saga import CancelSaga, Outcome
 from starter.checkouts import decide_checkout
+from temporal_saga.models import CancelSaga, Outcome, SagaProgress
 from tests.support.fake_shop import (
     HEALED,
     JOURNAL,
@@ -54,7 +53,7 @@ async def start(env: WorkflowEnvironment, request: CheckoutRequest) -> Handle:
     )
 
 
-async def wait_for(handle: Handle, **expect: object) -> CheckoutProgress:
+async def wait_for(handle: Handle, **expect: object) -> SagaProgress[CheckoutResult]:
     """Poll the status query until every expected field matches (bounded)."""
     progress = await handle.query(CheckoutWorkflow.status)
     for _ in range(300):  # 30 s at most

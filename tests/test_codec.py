@@ -1,4 +1,4 @@
-"""Encrypted payloads (worker.codec): no payment token or email in clear in any history (and
+"""Encrypted payloads (temporal_saga.codec): no payment token or email in clear in any history (and
 no card number at all: checkouts carry a token), key rotation, clear errors, and the codec
 server the Web UI decodes with."""
 
@@ -30,14 +30,10 @@ from models.fanout import (
     analytics_workflow_id,
     loyalty_workflow_id,
 )
-from models.saga import Outcome
 from stack.launcher import free_port
 from starter.checkouts import place_checkout
 from starter.replay import replayer
-from tests.support.card_numbers import find_card_numbers
-from tests.support.cards import card_token, random_card
-from tests.support.stock import new_stocked_sku
-from worker.codec import (
+from temporal_saga.codec import (
     CODEC_KEYS_ENV,
     ENCODING,
     KEY_ID_METADATA,
@@ -50,6 +46,10 @@ from worker.codec import (
     new_key,
     parse_keys,
 )
+from temporal_saga.models import Outcome
+from tests.support.card_numbers import find_card_numbers
+from tests.support.cards import card_token, random_card
+from tests.support.stock import new_stocked_sku
 from worker.codec_auth import CodecAuth
 from worker.codec_server import create_codec_app
 from worker.runner import WORKFLOWS

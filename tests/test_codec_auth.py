@@ -28,7 +28,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.testing import WorkflowEnvironment
 
 from stack.launcher import free_port, start_codec_server, venv_binary
-from worker.codec import EncryptionCodec, keys_from_env
+from temporal_saga.codec import EncryptionCodec, keys_from_env
 from worker.codec_auth import (
     AUTH_TOKEN_ENV,
     CodecAuth,

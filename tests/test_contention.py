@@ -10,9 +10,9 @@ from temporalio.worker import Worker
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult
 from models.inventory import Reservation, SetStock, StockLevel
 from models.payments import CARD_OK, Charge
-from models.saga import Outcome
 from services.auth import headers_from_env
 from starter.checkouts import place_checkout
+from temporal_saga.models import Outcome
 from tests.support.cards import card_token
 from tests.support.stock import put_price
 from worker.settings import Settings

@@ -29,8 +29,8 @@ from models.checkout import CartItem, CheckoutRequest
 from models.events import OrderConfirmed
 from models.orders import Order
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
-from models.saga import Outcome
 from services.auth import headers_from_env
+from temporal_saga.models import Outcome
 from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
 

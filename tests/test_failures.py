@@ -1,4 +1,4 @@
-"""One reader of activity failures (workflows/saga/failures.py): what failed, whether a retry
+"""One reader of activity failures (engine/temporal_saga/failures.py): what failed, whether a retry
 could help, the words for a person, and the attempts actually made, for an activity's error
 (wrapped in an ActivityError) and a local activity's (bare) alike."""
 
@@ -15,9 +15,9 @@ from temporalio.exceptions import (
     TimeoutType,
 )
 
+from temporal_saga.failures import UNAVAILABLE, read_failure
 from workflows.consumers import CONSUMER_RETRY, describe_failure
 from workflows.fanout import SIGNAL_RETRY
-from workflows.saga.failures import UNAVAILABLE, read_failure
 
 POLICY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
 

@@ -54,9 +54,9 @@ from models.fanout import (
 )
 from models.orders import OrderLine
 from models.payments import CARD_DECLINED, CARD_OK
-from models.saga import Outcome
 from services.auth import headers_from_env
 from starter.checkouts import decide_checkout
+from temporal_saga.models import Outcome
 from tests.support.cards import card_token
 from tests.support.cli import run_cli
 from tests.support.fanout_probe import (

@@ -16,14 +16,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from models.checkout import CheckoutResult, checkout_workflow_id
-from models.saga import Outcome
+from temporal_saga import STEP_RETRY
+from temporal_saga.local import LOCAL_ATTEMPTS, remaining_policy
+from temporal_saga.models import Outcome
 from tests.support.fake_shop import HEALED, JOURNAL, scripted_checkout_workers, scripted_request
 from worker.after_answer import after_answer_slots
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
-from workflows.saga import STEP_RETRY
-from workflows.saga.local import LOCAL_ATTEMPTS, remaining_policy
 
 TASK_QUEUE = "checkout-local-steps-tests"
 # The steps up to the decision; committing the stock follows the answer as an activity.

@@ -29,9 +29,10 @@ from models.checkout import (
 from models.events import OrderConfirmed
 from models.orders import Order, OrderLine, OrderStatus
 from models.payments import CARD_DECLINED, CARD_OK
-from models.saga import Outcome
 from stack.launcher import free_port, venv_binary, worker_env
 from starter.checkouts import place_checkout
+from temporal_saga import metrics
+from temporal_saga.models import Outcome
 from tests.support.cards import card_token
 from tests.support.fake_shop import HEALED, PAYMENT_TOKEN, SCRIPT, scripted_checkout_workers
 from tests.support.fanout_probe import PROBE_WORKFLOWS, FanoutProbeBroken
@@ -42,7 +43,6 @@ from worker.settings import Settings
 from worker.telemetry import metrics_runtime
 from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import DEAD_LETTERS
-from workflows.saga import metrics
 
 TASK_QUEUE = "checkout-metrics"
 # The checkout with scripted activities (tests/support/fake_shop.py): a compensation that sticks.

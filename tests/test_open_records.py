@@ -23,12 +23,12 @@ from models.common import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_ORDER_IDS, Ser
 from models.inventory import Reservation, ReservationStatus
 from models.orders import Order, OrderStatus
 from models.payments import CARD_OK, Charge, ChargeStatus
-from models.saga import FindOpenSagas, OpenSaga
 from services.auth import bearer_headers, headers_from_env
 from services.inventory.app import SCHEMA as INVENTORY_SCHEMA
 from services.listing import Match, list_rows
 from services.orders.app import SCHEMA as ORDERS_SCHEMA
 from services.payments.app import SCHEMA as PAYMENTS_SCHEMA
+from temporal_saga.models import FindOpenSagas, OpenSaga
 from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
 from worker.clients import service_clients

@@ -26,7 +26,8 @@ from models.checkout import (
     idempotency_key,
 )
 from models.payments import CARD_DECLINED, CARD_OK
-from models.saga import (
+from temporal_saga.client import ensure_sweep_schedule, skip_compensation, status, sweep_now
+from temporal_saga.models import (
     RunStatus,
     SagaProgress,
     SagaResult,
@@ -42,7 +43,6 @@ from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
-from workflows.saga.client import ensure_sweep_schedule, skip_compensation, status, sweep_now
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
 

@@ -22,7 +22,6 @@ from models.fanout import (
     SHIP_ORDER_WORKFLOW_TYPE,
 )
 from models.payments import CARD_DECLINED, CARD_OK
-from models.saga import Outcome
 from starter.checkouts import place_checkout
 from starter.replay import (
     history_files,
@@ -31,6 +30,8 @@ from starter.replay import (
     replayer,
     workflow_type,
 )
+from temporal_saga.models import Outcome
+from temporal_saga.reconcile import SWEEP_WORKFLOW
 from tests.support.cards import card_token
 from tests.support.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
 from tests.support.cli import run_cli
@@ -40,7 +41,6 @@ from tools.histories import PATHS
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.checkout_repair import CHECKOUT_REPAIR
-from workflows.saga.reconcile import SWEEP_WORKFLOW
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORDED = history_files(HISTORIES)

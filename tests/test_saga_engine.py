@@ -20,14 +20,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from models.saga import CancelSaga, CompensationState, Outcome, SagaProgress, SagaResult
-from workflows.saga import (
+from temporal_saga import (
     CompensationPolicy,
     SagaDefinitionError,
     SagaOptions,
     SagaWorkflow,
     Step,
 )
+from temporal_saga.models import CancelSaga, CompensationState, Outcome, SagaProgress, SagaResult
 
 TASK_QUEUE = "saga-engine-tests"
 JOURNAL: dict[str, list[str]] = defaultdict(list)
@@ -96,7 +96,7 @@ def _step(name: str) -> Step[Call, str, Call]:
 
 
 @workflow.defn
-class ThreeSteps(SagaWorkflow[Plan, SagaResult, Progress]):
+class ThreeSteps(SagaWorkflow[Plan, SagaResult]):
     a = _step("a")
     b = _step("b")
     c = _step("c")
@@ -128,7 +128,7 @@ class ThreeSteps(SagaWorkflow[Plan, SagaResult, Progress]):
 
 
 @workflow.defn
-class WithPivot(SagaWorkflow[Plan, SagaResult, Progress]):
+class WithPivot(SagaWorkflow[Plan, SagaResult]):
     a = _step("a")
     pay = Step(act, pivot=True, heartbeat_timeout=timedelta(seconds=2))
 
@@ -313,7 +313,7 @@ async def test_status_query_has_the_saga_types(env: WorkflowEnvironment) -> None
 def test_two_pivots_are_refused_when_the_class_is_made() -> None:
     with pytest.raises(SagaDefinitionError, match="one pivot step at most; found pay, ship"):
 
-        class TwoPivots(SagaWorkflow[Plan, SagaResult, Progress]):
+        class TwoPivots(SagaWorkflow[Plan, SagaResult]):
             pay = Step(act, pivot=True)
             ship = Step(act, pivot=True)
 
@@ -321,7 +321,7 @@ def test_two_pivots_are_refused_when_the_class_is_made() -> None:
 def test_an_undo_after_the_pivot_is_refused() -> None:
     with pytest.raises(SagaDefinitionError, match="comes after the pivot 'pay' and has an undo"):
 
-        class UndoAfterPivot(SagaWorkflow[Plan, SagaResult, Progress]):
+        class UndoAfterPivot(SagaWorkflow[Plan, SagaResult]):
             pay = Step(act, pivot=True)
             late = _step("late")
 
@@ -329,7 +329,7 @@ def test_an_undo_after_the_pivot_is_refused() -> None:
 def test_a_step_after_the_pivot_must_retry_until_done() -> None:
     with pytest.raises(SagaDefinitionError, match="maximum_attempts=0"):
 
-        class GivesUp(SagaWorkflow[Plan, SagaResult, Progress]):
+        class GivesUp(SagaWorkflow[Plan, SagaResult]):
             pay = Step(act, pivot=True)
             ship = Step(act, retry_policy=RetryPolicy(maximum_attempts=3))
 
@@ -337,7 +337,7 @@ def test_a_step_after_the_pivot_must_retry_until_done() -> None:
 def test_two_steps_with_one_compensation_name_are_refused() -> None:
     with pytest.raises(SagaDefinitionError, match="both have the compensation 'undo'"):
 
-        class SameUndo(SagaWorkflow[Plan, SagaResult, Progress]):
+        class SameUndo(SagaWorkflow[Plan, SagaResult]):
             a = Step(act, undo=undo)
             b = Step(act, undo=undo)
 
@@ -347,7 +347,7 @@ def test_a_step_may_not_hide_the_engine(name: str) -> None:
     with pytest.raises(SagaDefinitionError, match=f"step '{name}' hides the saga's own"):
         types.new_class(
             "Hides",
-            (SagaWorkflow[Plan, SagaResult, Progress],),
+            (SagaWorkflow[Plan, SagaResult],),
             exec_body=lambda namespace: namespace.update({name: Step(act)}),
         )
 
@@ -355,7 +355,7 @@ def test_a_step_may_not_hide_the_engine(name: str) -> None:
 # -- the engine holds what every saga needs; a saga holds only its business ------------------
 
 ROOT = Path(__file__).parent.parent
-ENGINE = [*sorted((ROOT / "workflows" / "saga").glob("*.py")), ROOT / "models" / "saga.py"]
+ENGINE = sorted((ROOT / "engine" / "temporal_saga").glob("*.py"))
 SAGAS = [ROOT / "workflows" / "checkout.py", ROOT / "examples" / "trip" / "workflow.py"]
 
 

@@ -24,15 +24,15 @@ from temporalio.testing import WorkflowEnvironment
 from examples.trip.models import Simulation, TripRequest, trip_workflow_id
 from examples.trip.workflow import TripBookingWorkflow
 from models.checkout import CheckoutOptions, checkout_workflow_id
-from models.saga import CancelSaga, CompensationState, Outcome, SagaProgress, SagaResult
+from temporal_saga import SAGA_STATUS, SAGA_STEP
+from temporal_saga.client import skip_compensation, status
+from temporal_saga.models import CancelSaga, CompensationState, Outcome, SagaProgress, SagaResult
+from temporal_saga.reconcile import NEEDS_ATTENTION_QUERY
 from tests.support.cli import run_cli
 from tests.support.fake_shop import HEALED, scripted_checkout_workers, scripted_request
 from worker.after_answer import after_answer_slots
 from worker.settings import Settings
 from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow
-from workflows.saga import SAGA_STATUS, SAGA_STEP
-from workflows.saga.client import skip_compensation, status
-from workflows.saga.reconcile import NEEDS_ATTENTION_QUERY
 
 TASK_QUEUE = "sagas-tests"
 SETTINGS = Settings(task_queue=TASK_QUEUE)

@@ -15,11 +15,11 @@ from temporalio import workflow
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from examples.trip.workflow import TripBookingWorkflow
+from temporal_saga import workflow as engine
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from worker.tuning import PASSTHROUGH_MODULES, WORKFLOW_LIBRARIES, sandbox_runner, worker_tuning
 from workflows.checkout import CheckoutWorkflow
-from workflows.saga import workflow as engine
 
 MUTABLE = (list, dict, set, bytearray, collections.deque)
 

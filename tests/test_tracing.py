@@ -31,7 +31,6 @@ from opentelemetry.trace import SpanKind, format_trace_id
 from temporalio.testing import WorkflowEnvironment
 
 from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
-from models.saga import Outcome
 from services.analytics.app import create_app as analytics_app
 from services.auth import (
     PUBLISHABLE_KEY_HEADER,
@@ -56,6 +55,7 @@ from telemetry.logs import context_on_message, log_handler
 from telemetry.services import instrument_service_app, service_name
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import span_exporter
+from temporal_saga.models import Outcome
 from tests.support.card_numbers import find_card_numbers
 from tests.support.cards import random_card
 from worker.clients import connect_temporal, service_clients

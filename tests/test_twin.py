@@ -32,13 +32,13 @@ from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
 from models.events import ORDER_CONFIRMED, event_id
 from models.fanout import RECEIPT_CONSUMER, loyalty_workflow_id
 from models.payments import CARD_OK
-from models.saga import Outcome
+from temporal_saga.client import decide
+from temporal_saga.models import Outcome
 from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
-from workflows.saga.client import decide
 
 pytestmark = [pytest.mark.usefixtures("checkout_worker"), pytest.mark.timeout(120)]
 # Polls of a consumer's history until its signal has been handled (well under a second).

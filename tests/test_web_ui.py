@@ -16,9 +16,9 @@ from temporalio.client import Client
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.payments import CARD_DECLINED, CARD_OK
-from models.saga import Outcome
 from stack.launcher import ManagedProcess, free_port, start_codec_server, start_temporal
 from starter.checkouts import place_checkout
+from temporal_saga.models import Outcome
 from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
 from worker.clients import connect_temporal, service_clients

@@ -61,7 +61,6 @@ from models.events import ORDER_CONFIRMED, event_id
 from models.fanout import RECEIPT_CONSUMER, SHIPPING_CONSUMER
 from models.faults import FaultCounts, Faults
 from models.inventory import SetStock
-from models.saga import Outcome, RepairResult
 from stack.launcher import (
     SERVICES,
     ManagedProcess,
@@ -73,15 +72,16 @@ from stack.launcher import (
 from starter.checkouts import decide_checkout
 from starter.dlq import list_letters, redrive_letter
 from starter.payment_methods import CardTokens, tokenize_test_cards
+from temporal_saga import SAGA_STATUS
+from temporal_saga.client import sweep_now
+from temporal_saga.models import Outcome, RepairResult
+from temporal_saga.reconcile import repair_workflow_id
 from tools.invariants import VIOLATIONS, InvariantReport, check_invariants, read_stock
 from worker.clients import connect_temporal
 from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CHECKOUT, CheckoutWorkflow
 from workflows.consumers import job_id
-from workflows.saga import SAGA_STATUS
-from workflows.saga.client import sweep_now
-from workflows.saga.reconcile import repair_workflow_id
 
 # Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one; the orders
 # service prices them all (services.orders.pricing).

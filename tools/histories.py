@@ -31,7 +31,6 @@ from temporalio.client import Client, WorkflowHandle
 from examples.trip.models import Simulation, TripRequest, trip_workflow_id
 from examples.trip.workflow import TripBookingWorkflow
 from models.checkout import (
-    CheckoutProgress,
     CheckoutRequest,
     CheckoutResult,
     CheckoutStep,
@@ -44,7 +43,6 @@ from models.fanout import (
     analytics_workflow_id,
     loyalty_workflow_id,
 )
-from models.saga import CancelSaga, SagaResult, SkipCompensation, SweepAction
 from services.auth import PUBLISHABLE_KEY_ENV, SERVICE_TOKEN_ENV, bearer_headers
 from stack.launcher import LaunchError, running_stack
 from starter.checkouts import demo_scenarios, outcome_label, place_checkout
@@ -59,13 +57,20 @@ from starter.replay import (
     replay_files,
     report_replay,
 )
+from temporal_saga.client import sweep_now
+from temporal_saga.models import (
+    CancelSaga,
+    SagaProgress,
+    SagaResult,
+    SkipCompensation,
+    SweepAction,
+)
+from temporal_saga.reconcile import repair_workflow_id
 from worker.clients import connect_temporal
 from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
-from workflows.saga.client import sweep_now
-from workflows.saga.reconcile import repair_workflow_id
 
 DEFAULT_DIR = Path("tests/histories")
 # Fixed order ids (checkout-history-1, ...): the recorded workflow ids stay the same from one
@@ -177,7 +182,7 @@ async def _start(
 
 async def _wait_for(
     handle: WorkflowHandle[CheckoutWorkflow, CheckoutResult],
-    reached: Callable[[CheckoutProgress], bool],
+    reached: Callable[[SagaProgress[CheckoutResult]], bool],
 ) -> None:
     for _ in range(120):  # bounded: about 30 s
         if reached(await handle.query(CheckoutWorkflow.status)):

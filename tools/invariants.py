@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.saga import Outcome
+from temporal_saga.models import Outcome
 
 # Every violation counter, in the order they are printed.
 VIOLATIONS = (

@@ -15,7 +15,7 @@ from temporalio.runtime import Runtime
 
 from activities.http import ServiceClient
 from telemetry.tracing import configured_tracer_provider
-from worker.codec import data_converter
+from temporal_saga.codec import data_converter
 from worker.settings import Settings
 from worker.telemetry import tracing_interceptor
 
@@ -42,7 +42,7 @@ async def connect_temporal(
     interceptors = [tracing_interceptor(tracer_provider)] if tracer_provider else []
     return await Client.connect(
         **config,
-        # Encrypted when CHECKOUT_CODEC_KEYS is set (worker.codec).
+        # Encrypted when CHECKOUT_CODEC_KEYS is set (temporal_saga.codec).
         data_converter=data_converter(env),
         identity=identity,
         runtime=runtime,

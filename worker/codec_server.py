@@ -4,7 +4,7 @@
     checkout-saga codec-server --port 8081 [--ui-origin ...]           # the same
 
 `POST /decode` and `POST /encode` take and answer `{"payloads": [...]}` (Temporal's protobuf
-JSON, as the UI sends it), using the keys of CHECKOUT_CODEC_KEYS (worker.codec). Point the UI
+JSON, as the UI sends it), using the keys of CHECKOUT_CODEC_KEYS (temporal_saga.codec). Point the UI
 at it with `temporal server start-dev --ui-codec-endpoint http://127.0.0.1:8081` (or the UI's
 Settings, "Codec Server"). The browser calls it directly, so it answers CORS only for the UI
 origins given (a preflight needs no credential: browsers send none with it).
@@ -27,7 +27,7 @@ from google.protobuf import json_format
 from pydantic import BaseModel, ValidationError
 from temporalio.api.common.v1 import Payload, Payloads
 
-from worker.codec import CodecKeyError, EncryptionCodec, keys_from_env
+from temporal_saga.codec import CodecKeyError, EncryptionCodec, keys_from_env
 from worker.codec_auth import (
     AUTH_TOKEN_ENV,
     JWKS_URL_ENV,

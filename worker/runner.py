@@ -1,6 +1,6 @@
-"""Build and run the Workers: the checkout workflow, the fan-out's consumer workflows, the
-example saga (TripBooking) and the activities of every service on the task queue; committing
-the stock on its after-answer queue."""
+"""Build and run the Workers: the checkout workflow, the fan-out's consumer workflows and the
+activities of every service on the task queue; committing the stock on its after-answer
+queue."""
 
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -10,6 +10,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+import temporal_saga as saga
 from activities.analytics import AnalyticsActivities
 from activities.deadletters import DeadLetterActivities
 from activities.email import EmailActivities
@@ -20,12 +21,12 @@ from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.reconcile import CheckoutRecords
 from activities.warehouse import WarehouseActivities
-from examples.trip.activities import TripActivities
-from examples.trip.workflow import TripBookingWorkflow
 from models.checkout import CheckoutStep
-from models.saga import SweepRequest
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import configure_tracing
+from temporal_saga import SagaSweepWorkflow, ensure_sweep_schedule
+from temporal_saga.models import SweepRequest
+from temporal_saga.worker import saga_worker
 from worker.after_answer import AnswersInFlight, after_answer_slots, after_answer_worker
 from worker.bytecode import missing_bytecode, workflow_sources
 from worker.clients import ServiceClients, connect_temporal, service_clients
@@ -33,30 +34,24 @@ from worker.process import stop_on_signals
 from worker.settings import Settings
 from worker.telemetry import metrics_runtime
 from worker.tuning import worker_tuning
-from workflows import saga
 from workflows.analytics import AnalyticsWorkflow
 from workflows.checkout import CHECKOUT, CUSTOMER_ID, CheckoutWorkflow
 from workflows.checkout_repair import CHECKOUT_REPAIR, CheckoutRepairWorkflow
 from workflows.loyalty import CustomerLoyaltyWorkflow
 from workflows.receipt import SendReceiptWorkflow
-from workflows.saga.client import ensure_sweep_schedule
-from workflows.saga.reconcile import SagaSweepWorkflow
-from workflows.saga.runs import SagaRuns
 from workflows.shipping import ShipOrderWorkflow
 
-WORKFLOWS: list[type] = [
-    CheckoutWorkflow,
-    # The fan-out's consumers: jobs (child workflows) and long-lived reactions.
+# The fan-out's consumers: jobs (child workflows) and long-lived reactions; the checkout's
+# repair, which the engine's sweep starts.
+OTHER_WORKFLOWS: list[type] = [
     SendReceiptWorkflow,
     ShipOrderWorkflow,
     CustomerLoyaltyWorkflow,
     AnalyticsWorkflow,
-    # The reconciler: the engine's sweep, and the checkout's repair it starts.
-    SagaSweepWorkflow,
     CheckoutRepairWorkflow,
-    # The example saga on the engine (examples/trip): `checkout-saga trip book` starts one.
-    TripBookingWorkflow,
 ]
+# Every workflow the worker runs (the engine's sweep included).
+WORKFLOWS: list[type] = [CheckoutWorkflow, *OTHER_WORKFLOWS, SagaSweepWorkflow]
 # The checkout's sweep: its finder (activities/reconcile.py) and its repair, on a Schedule.
 CHECKOUT_SWEEP_SCHEDULE = "saga-sweep-checkout"
 FIND_OPEN_CHECKOUTS = "find_open_checkouts"
@@ -94,10 +89,11 @@ async def checkout_workers(
         [inventory.commit_stock],
         after_answer_slots(settings, answers),
     )
-    main = Worker(
+    main = saga_worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[*WORKFLOWS, *extra_workflows],
+        sagas=[CheckoutWorkflow],
+        workflows=[*OTHER_WORKFLOWS, *extra_workflows],
         activities=[
             orders.create_order,
             orders.confirm_order,
@@ -116,9 +112,7 @@ async def checkout_workers(
             loyalty.add_loyalty_points,
             deadletters.record_dead_letter,
             events.deliver_order_event,
-            *SagaRuns(client).all(),
             records.find_open_checkouts,
-            *TripActivities().all(),
         ],
         interceptors=[answers.interceptor([step.value for step in CheckoutStep])],
         **worker_tuning(settings),

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # bursts (docs/performance.md, "The after-answer gate").
     after_answer_target_cpu: float = Field(default=1.0, gt=0, le=1)
     after_answer_max_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
-    # The reconciler's sweep (workflows/saga/reconcile.py): every this many seconds (a Temporal
+    # The reconciler's sweep (temporal_saga.reconcile): every this many seconds (a Temporal
     # Schedule this worker creates, or updates, at start; 0: this worker leaves it as it is),
     # for records opened longer ago than the other setting (more than any checkout deadline).
     reconcile_every_seconds: int = Field(default=300, ge=0, le=86_400)

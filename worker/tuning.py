@@ -9,16 +9,18 @@ from temporalio.worker import (
     PollerBehaviorSimpleMaximum,
     WorkflowRunner,
 )
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from temporal_saga.worker import ENGINE_MODULES
+from temporal_saga.worker import sandbox_runner as engine_sandbox
 from worker.settings import Settings
-from workflows.saga import LIBRARY_MODULES
 
-# Passed through the workflow sandbox: our workflow libraries, modules that define no workflow
-# and hold no state (the engine's; the fan-out and the consumers' helpers). The modules that
-# define workflows stay in the sandbox, which re-imports them for every run and checks their
-# calls (tests/test_sandbox_libraries.py holds the libraries to that).
-WORKFLOW_LIBRARIES = (*LIBRARY_MODULES, "workflows.fanout", "workflows.consumers")
+# Passed through the workflow sandbox beside the engine: our workflow libraries, modules that
+# define no workflow and hold no state (the fan-out and the consumers' helpers). The modules
+# that define workflows stay in the sandbox, which re-imports them for every run and checks
+# their calls (tests/test_sandbox_libraries.py holds the libraries to that).
+APP_LIBRARIES = ("workflows.fanout", "workflows.consumers")
+WORKFLOW_LIBRARIES = (*ENGINE_MODULES, *APP_LIBRARIES)
 # With `worker_sandbox_passthrough` (off by default): every workflow module, definitions too.
 PASSTHROUGH_MODULES = ("workflows",)
 
@@ -56,7 +58,4 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
 def sandbox_runner(every_workflow_module: bool = False) -> SandboxedWorkflowRunner:
     """The sandbox with our workflow libraries passed through (and, with
     `every_workflow_module`, the modules that define workflows too)."""
-    modules = PASSTHROUGH_MODULES if every_workflow_module else WORKFLOW_LIBRARIES
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
-    )
+    return engine_sandbox(*(PASSTHROUGH_MODULES if every_workflow_module else APP_LIBRARIES))

@@ -12,8 +12,7 @@ from typing import Final
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
 
-from workflows.fanout import announce_order_confirmed, announce_order_rejected
-from workflows.saga import (
+from temporal_saga import (
     CANCELLED,
     DEADLINE_EXCEEDED,
     FOREVER_RETRY,
@@ -24,13 +23,13 @@ from workflows.saga import (
     SagaWorkflow,
     Step,
 )
+from workflows.fanout import announce_order_confirmed, announce_order_rejected
 
 with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
     from models.checkout import (
-        CheckoutProgress,
         CheckoutRequest,
         CheckoutResult,
         CheckoutStep,
@@ -57,7 +56,7 @@ REASON_FOR_CODE: Final = {
 
 
 @workflow.defn(name=CHECKOUT)
-class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult, CheckoutProgress]):
+class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult]):
     # Up to the decision, each step is a local activity first (no server round trip), and an
     # activity, visible in the Web UI, if it fails twice (docs/performance.md: the trade-off).
     create_order = Step(
@@ -162,13 +161,5 @@ class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult, CheckoutPro
         return REASON_FOR_CODE.get(code, "{detail}").format(detail=detail)
 
     def result_fields(self) -> dict[str, object]:
-        request = self.input
-        return {
-            "order_id": request.order_id,
-            # Nothing to pay when the order was never priced (refused at its creation).
-            "total_cents": self._order.total_cents if self._order is not None else 0,
-            "currency": request.currency,
-        }
-
-    def status_fields(self) -> dict[str, object]:
-        return {"order_id": self.input.order_id}
+        # Nothing to pay when the order was never priced (refused at its creation).
+        return {"total_cents": self._order.total_cents if self._order is not None else 0}

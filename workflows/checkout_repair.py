@@ -1,6 +1,6 @@
 """CheckoutRepair: settle the records of a checkout whose run ended without settling them.
 
-Started by the engine's sweep (workflows/saga/reconcile.py) for a checkout whose latest run
+Started by the engine's sweep (engine/temporal_saga/reconcile.py) for a checkout whose latest run
 is terminated, timed out, failed or missing (reset away from: its new run is the one that
 counts). It first cancels the order, because confirm and cancel exclude each other and a
 terminated run's last local step may still land after the terminate:
@@ -17,9 +17,9 @@ Each action is settled as a compensation is (retried; stuck: NEEDS_ATTENTION, fo
 
 from temporalio import workflow
 
+from temporal_saga import FOREVER_RETRY
+from temporal_saga.reconcile import LOOKUP_TIMEOUT, SagaRepair
 from workflows.fanout import announce_order_confirmed, announce_order_rejected
-from workflows.saga import FOREVER_RETRY
-from workflows.saga.reconcile import LOOKUP_TIMEOUT, SagaRepair
 
 with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
@@ -34,8 +34,8 @@ with workflow.unsafe.imports_passed_through():
     from models.events import OrderConfirmed, OrderRejected
     from models.orders import Order, OrderCancellation, OrderStatus
     from models.payments import Refund
-    from models.saga import AbandonedSaga, RepairResult
-    from workflows.saga.runs import SagaRuns
+    from temporal_saga.models import AbandonedSaga, RepairResult
+    from temporal_saga.runs import SagaRuns
 
 CHECKOUT_REPAIR = "CheckoutRepair"
 CHECKOUT_PREFIX = checkout_workflow_id("")

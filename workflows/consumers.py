@@ -17,8 +17,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError, is_cancelled_exception
 
-from workflows.saga.failures import read_failure
-from workflows.saga.metrics import count
+from temporal_saga.failures import read_failure
+from temporal_saga.metrics import count
 
 with workflow.unsafe.imports_passed_through():
     from activities.deadletters import DeadLetterActivities

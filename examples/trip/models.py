@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.saga import SagaProgress, SagaResult
+from temporal_saga import SagaResult
 
 TripId = str
 
@@ -45,10 +45,6 @@ class Booking(BaseModel):
 
 
 class TripResult(SagaResult):
-    trip_id: str
-
-
-class TripProgress(SagaProgress[TripResult]):
     trip_id: str
 
 

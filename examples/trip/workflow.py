@@ -9,15 +9,15 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.saga import CompensationPolicy, SagaOptions, SagaWorkflow, Step
+from temporal_saga import CompensationPolicy, SagaOptions, SagaWorkflow, Step
 
 with workflow.unsafe.imports_passed_through():
     from examples.trip.activities import TripActivities
-    from examples.trip.models import TripProgress, TripRequest, TripResult
+    from examples.trip.models import TripRequest, TripResult
 
 
 @workflow.defn(name="TripBooking")
-class TripBookingWorkflow(SagaWorkflow[TripRequest, TripResult, TripProgress]):
+class TripBookingWorkflow(SagaWorkflow[TripRequest, TripResult]):
     book_flight = Step(TripActivities.book_flight, undo=TripActivities.cancel_flight)
     book_hotel = Step(TripActivities.book_hotel, undo=TripActivities.cancel_hotel)
     book_car = Step(TripActivities.book_car, undo=TripActivities.cancel_car)
@@ -43,13 +43,7 @@ class TripBookingWorkflow(SagaWorkflow[TripRequest, TripResult, TripProgress]):
         return await self.run_saga(self.book(trip))
 
     async def book(self, trip: TripRequest) -> None:
-        await self.book_flight(trip, undo_arg=trip)
-        await self.book_hotel(trip, undo_arg=trip)
-        await self.book_car(trip, undo_arg=trip)
+        await self.book_flight(trip)
+        await self.book_hotel(trip)
+        await self.book_car(trip)
         await self.take_payment(trip)
-
-    def result_fields(self) -> dict[str, object]:
-        return {"trip_id": self.input.trip_id}
-
-    def status_fields(self) -> dict[str, object]:
-        return {"trip_id": self.input.trip_id}

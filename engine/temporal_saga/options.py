@@ -1,6 +1,6 @@
 """How a saga runs, beyond its steps: its deadline, how its compensations are retried, its
 own search attributes. Plain data, so the workflow sandbox passes it through instead of
-building these classes for every run (workflows/saga/workflow.py reads them)."""
+building these classes for every run (engine/temporal_saga/workflow.py reads them)."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field

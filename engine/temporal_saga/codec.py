@@ -7,7 +7,10 @@ standard base64): the first one encrypts, every one decrypts, so a key is rotate
 the new one first and keeping the old ones until no history that needs them is kept. Each
 encrypted payload says which key it used (metadata `encryption-key-id`, also bound into the
 cipher as associated data). A payload without the `binary/encrypted` encoding is passed
-through unchanged: histories recorded before encryption (tests/histories) still replay.
+through unchanged: histories recorded before encryption still replay.
+
+AES-GCM comes from `cryptography`, the engine's `encryption` extra
+(`pip install 'temporal-saga[encryption]'`); without it, setting the keys is refused.
 """
 
 import base64
@@ -19,8 +22,6 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadCodec
@@ -95,6 +96,13 @@ class EncryptionCodec(PayloadCodec):
     def __init__(self, keys: Sequence[CodecKey]) -> None:
         if not keys:
             raise CodecKeyError("an encryption codec needs at least one key")
+        try:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        except ImportError as err:
+            raise CodecKeyError(
+                f"{CODEC_KEYS_ENV} is set, and encrypting needs the `cryptography` package: "
+                "pip install 'temporal-saga[encryption]'"
+            ) from err
         super().__init__()
         self._current = keys[0].key_id
         self._ciphers = {k.key_id: AESGCM(k.key) for k in keys}
@@ -119,6 +127,8 @@ class EncryptionCodec(PayloadCodec):
         )
 
     def decrypt(self, payload: Payload) -> Payload:
+        from cryptography.exceptions import InvalidTag
+
         if payload.metadata.get("encoding") != ENCODING:
             return payload  # not ours (recorded before encryption): as it is
         key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode(errors="replace")

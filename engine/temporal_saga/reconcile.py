@@ -17,7 +17,7 @@ are and how to settle one of its own.
   *repair* workflow (id `repair-{workflow_id}`, abandoned: it outlives the sweep), waiting for
   it up to `wait_seconds`; a closed run with no record open is repaired once. Its report says
   what it did for each saga (or would do, dry run).
-  It runs on a Temporal Schedule (workflows/saga/client.py `ensure_sweep_schedule`), or now
+  It runs on a Temporal Schedule (engine/temporal_saga/client.py `ensure_sweep_schedule`), or now
   (the `reconcile` command).
 - `SagaRepair`, the base of a saga's repair workflow: its actions go through `settle`, which
   runs each as a compensation runs (retried with backoff; stuck: NEEDS_ATTENTION until an
@@ -34,18 +34,18 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from workflows.saga.compensations import (
+from temporal_saga.compensations import (
     CompensationPolicy,
     Compensations,
     Phase,
     run_to_completion,
 )
-from workflows.saga.metrics import count
-from workflows.saga.search import SAGA_STATUS, SAGA_STEP
-from workflows.saga.steps import STEP_TIMEOUT
+from temporal_saga.metrics import count
+from temporal_saga.search import SAGA_STATUS, SAGA_STEP
+from temporal_saga.steps import STEP_TIMEOUT
 
 with workflow.unsafe.imports_passed_through():
-    from models.saga import (
+    from temporal_saga.models import (
         AbandonedSaga,
         CompensationState,
         FindClosedRuns,
@@ -63,8 +63,8 @@ with workflow.unsafe.imports_passed_through():
         SweepReport,
         SweepRequest,
     )
-    from models.saga_options import COMPENSATION_RETRY
-    from workflows.saga.runs import SagaRuns
+    from temporal_saga.options import COMPENSATION_RETRY
+    from temporal_saga.runs import SagaRuns
 
 R = TypeVar("R")
 

@@ -32,16 +32,17 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from models.saga import (
+from temporal_saga.models import (
     CancelSaga,
+    RunStatus,
     SagaProgress,
     SagaResult,
     SkipCompensation,
     SweepReport,
     SweepRequest,
 )
-from workflows.saga.reconcile import NEEDS_ATTENTION_QUERY, SWEEP_WORKFLOW
-from workflows.saga.workflow import SagaWorkflow
+from temporal_saga.reconcile import NEEDS_ATTENTION_QUERY, SWEEP_WORKFLOW
+from temporal_saga.workflow import SagaWorkflow
 
 InputT = TypeVar("InputT")
 ResultT = TypeVar("ResultT", bound=SagaResult)
@@ -51,9 +52,21 @@ ProgressT = TypeVar("ProgressT", bound=SagaProgress[Any])
 AnyProgress = SagaProgress[SagaResult]
 
 
+class SagaEnded(Exception):
+    """The saga's run ended without a decision: Temporal terminated it, it timed out, or it
+    failed or was cancelled before its steps decided. `run_status` says which; the
+    reconciler (`checkout-saga reconcile`) settles what such a run left open."""
+
+    def __init__(self, workflow_id: str, run_status: RunStatus, detail: str) -> None:
+        super().__init__(f"saga {workflow_id} ended without a decision ({run_status}): {detail}")
+        self.workflow_id = workflow_id
+        self.run_status = run_status
+        self.detail = detail
+
+
 async def decide(
     client: Client,
-    saga: type[SagaWorkflow[InputT, ResultT, Any]],
+    saga: type[SagaWorkflow[InputT, ResultT]],
     input: InputT,
     *,
     workflow_id: str,
@@ -93,7 +106,7 @@ async def decide(
 
 
 def saga_handle(
-    client: Client, saga: type[SagaWorkflow[Any, ResultT, Any]], workflow_id: str
+    client: Client, saga: type[SagaWorkflow[Any, ResultT]], workflow_id: str
 ) -> WorkflowHandle[Any, ResultT]:
     """The handle of one saga of a known type: its result decodes as the saga's."""
     result_type: type[ResultT] = saga._result_type  # type: ignore[assignment]

@@ -20,7 +20,7 @@ from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import FailureError
 
-from workflows.saga.failures import read_failure
+from temporal_saga.failures import read_failure
 
 R = TypeVar("R")
 

@@ -1,7 +1,7 @@
 """The saga engine: a workflow class declares its steps, and gets everything else from here.
 
     @workflow.defn(name="Transfer")
-    class TransferWorkflow(SagaWorkflow[Request, Result, Progress]):
+    class TransferWorkflow(SagaWorkflow[Request, SagaResult]):
         withdraw = Step(Bank.withdraw, undo=Bank.deposit_back)
         deposit = Step(Bank.deposit, pivot=True)
 
@@ -14,13 +14,14 @@
             return await self.run_saga(self.transfer(request))
 
         async def transfer(self, request: Request) -> None:
-            await self.withdraw(request.debit, undo_arg=request.refund)
+            await self.withdraw(request.debit)
             await self.deposit(request.credit)
 
-(examples/ holds a whole saga written this way.)
+(examples/ holds a whole saga written this way.) The result type is SagaResult, or a
+subclass with the saga's own fields: each is filled from the input's attribute of the same
+name, or from `result_fields()`, and the `status` query carries them too.
 
-What every saga gets (its handlers are made for each saga class with that saga's own result
-and status types, because Temporal reads a handler's types from its annotations):
+What every saga gets:
 
 - `decision` (update): the answer as soon as it is known: CONFIRMED once the pivot
   succeeded, REJECTED once a step failed for good; made for update-with-start.
@@ -33,7 +34,7 @@ and status types, because Temporal reads a handler's types from its annotations)
 - `status` (query): status, current step, steps done, each compensation's state, attempts
   and last error, what is stuck, the decision, plus the saga's own fields.
 - the search attributes `SagaStatus` and `SagaStep` (and the saga's own), one upsert per
-  change; the counters of workflows/saga/metrics.py.
+  change; the counters of engine/temporal_saga/metrics.py.
 
 What runs after the pivot is forward only (retried until done); what runs after the
 compensations (`after_compensations`) announces the rejection, say. A broken declaration
@@ -49,30 +50,32 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_arg
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
-from workflows.saga.compensations import (
+from temporal_saga.compensations import (
     Compensations,
     Phase,
     run_to_completion,
 )
-from workflows.saga.failures import read_failure
-from workflows.saga.local import execute_local_first
-from workflows.saga.metrics import (
+from temporal_saga.failures import read_failure
+from temporal_saga.local import execute_local_first
+from temporal_saga.metrics import (
     count_compensation_run,
     count_confirmed,
     count_rejected,
 )
-from workflows.saga.search import SAGA_STATUS, SAGA_STEP
-from workflows.saga.steps import (
+from temporal_saga.search import SAGA_STATUS, SAGA_STEP
+from temporal_saga.steps import (
     FOREVER_RETRY,
     STEP_RETRY,
+    SagaDefinitionError,
     SagaFailure,
     SagaMisuse,
     Step,
+    StepNamespace,
     declared_steps,
 )
 
 with workflow.unsafe.imports_passed_through():
-    from models.saga import (
+    from temporal_saga.models import (
         CancelSaga,
         CompensationState,
         Outcome,
@@ -81,38 +84,53 @@ with workflow.unsafe.imports_passed_through():
         SagaStatus,
         SkipCompensation,
     )
-    from models.saga_options import COMPENSATION_RETRY as COMPENSATION_RETRY
-    from models.saga_options import SagaOptions as SagaOptions
+    from temporal_saga.options import COMPENSATION_RETRY as COMPENSATION_RETRY
+    from temporal_saga.options import SagaOptions as SagaOptions
 
 InputT = TypeVar("InputT")
 ResultT = TypeVar("ResultT", bound=SagaResult)
-ProgressT = TypeVar("ProgressT", bound=SagaProgress[Any])
 T = TypeVar("T")
 
 # The reason codes of the engine's own stops.
 CANCELLED = "cancelled"
 DEADLINE_EXCEEDED = "deadline_exceeded"
 MISUSE = "saga_misuse"
-HANDLERS = ("decision", "cancel", "retry_compensation", "skip_compensation", "status")
 
 
-class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
-    """The base of a saga workflow. Its subclass declares `Step`s as class attributes, an
-    `@workflow.init` that passes the input and options here, and an `@workflow.run` that
+class _SagaClass(type):
+    """Makes a saga's class body refuse a step name given twice (StepNamespace)."""
+
+    @classmethod
+    def __prepare__(mcs, name: str, bases: tuple[type, ...], /, **kwargs: Any) -> StepNamespace:
+        return StepNamespace()
+
+
+class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
+    """The base of a saga workflow: `SagaWorkflow[Input, Result]`, Result being SagaResult or
+    a subclass with the saga's own fields. Its subclass declares `Step`s as class attributes,
+    an `@workflow.init` that passes the input and options here, and an `@workflow.run` that
     returns `await self.run_saga(self.<its steps>(input))`."""
 
     # Read-only: this module is passed through the sandbox, so the class outlives each run.
     _steps: ClassVar[Mapping[str, Step[Any, Any, Any]]] = MappingProxyType({})
     _result_type: ClassVar[type[SagaResult]] = SagaResult
     _progress_type: ClassVar[type[SagaProgress[Any]]] = SagaProgress[SagaResult]
+    # The result's own fields (beyond SagaResult's) that the input provides, by name.
+    _from_input: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._steps = declared_steps(cls, reserved=_RESERVED)
+        cls._steps = MappingProxyType(declared_steps(cls, reserved=_RESERVED))
         types = _saga_types(cls)
         if types is not None:
-            cls._result_type, cls._progress_type = types
-            _install_handlers(cls, *types)
+            input_type, cls._result_type = types
+            cls._progress_type = SagaProgress[cls._result_type]  # type: ignore[name-defined]
+            cls._from_input = _own_fields_from_input(cls, input_type, cls._result_type)
+
+    @classmethod
+    def saga_steps(cls) -> Mapping[str, Step[Any, Any, Any]]:
+        """The saga's steps, by name, in the order declared."""
+        return cls._steps
 
     def __init__(self, input: InputT, options: SagaOptions | None = None) -> None:
         self.input = input
@@ -138,11 +156,8 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
         return detail
 
     def result_fields(self) -> Mapping[str, object]:
-        """The saga's own fields of its result (ResultT), beside the engine's."""
-        return {}
-
-    def status_fields(self) -> Mapping[str, object]:
-        """The saga's own fields of its `status` query (ProgressT), beside the engine's."""
+        """The saga's own fields of its result (and of its `status`) that its input does not
+        hold under the same name; the input's fill the rest."""
         return {}
 
     async def after_compensations(self, result: ResultT) -> None:
@@ -228,6 +243,8 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
 
     async def _run_step(self, step: Step[Any, T, Any], arg: object, undo_arg: object) -> T:
         self._check_may_run(step, undo_arg)
+        if undo_arg is None:
+            undo_arg = arg
         self._started.add(step.name)
         if step.undo is not None and step.undo_name is not None:
             self._compensations.add(step.undo_name, self._compensation(step, undo_arg))
@@ -253,9 +270,8 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
                 f"step {step.name!r} has an undo and ran after the pivot: nothing is undone "
                 "once the pivot started"
             )
-        if (step.undo is None) != (undo_arg is None):
-            wanted = "needs an undo_arg" if step.undo is not None else "has no undo"
-            raise SagaMisuse(f"step {step.name!r} {wanted}")
+        if step.undo is None and undo_arg is not None:
+            raise SagaMisuse(f"step {step.name!r} has no undo, so it takes no undo_arg")
 
     async def _execute(self, step: Step[Any, T, Any], arg: object) -> T:
         forward_only = step.pivot or self._past_pivot
@@ -338,27 +354,7 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
             self._steps_task.cancel()
         return await self._wait_for_decision()
 
-    def _validate_cancel(self, request: CancelSaga) -> None:
-        if self._pivot_started or self._decision is not None:
-            raise ApplicationError(
-                "too late to cancel: the saga has already reached its decision "
-                f"({self._decision.status if self._decision else 'confirming'})",
-                type="TooLateToCancel",
-            )
-
-    def _retry_compensation(self, name: str | None) -> str:
-        return self._compensations.retry(name)
-
-    def _skip_compensation(self, request: SkipCompensation) -> str:
-        return self._compensations.skip(request.reason, request.name)
-
-    def _validate_skip(self, request: SkipCompensation) -> None:
-        self._compensations.validate_skip(request.reason, request.name)
-
-    def _validate_stuck(self, name: str | None) -> None:
-        self._compensations.validate_retry(name)
-
-    def _progress(self) -> ProgressT:
+    def _progress(self) -> SagaProgress[ResultT]:
         fields = {
             "status": self._status(),
             "current_step": self._current_step,
@@ -366,9 +362,9 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
             "compensations": self._reports(),
             "stuck": self._compensations.stuck,
             "decision": self._decision,
-            **self.status_fields(),
+            **self._own_fields(),
         }
-        return cast(ProgressT, self._progress_type.model_validate(fields))
+        return cast(SagaProgress[ResultT], self._progress_type.model_validate(fields))
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -413,116 +409,111 @@ class SagaWorkflow(Generic[InputT, ResultT, ProgressT]):
             "steps_done": list(self._steps_done),
             "compensations_done": self._compensations.done,
             "compensations": self._reports(),
-            **self.result_fields(),
+            **self._own_fields(),
         }
         return cast(ResultT, self._result_type.model_validate(fields))
 
+    def _own_fields(self) -> dict[str, object]:
+        return {
+            **{name: getattr(self.input, name) for name in self._from_input},
+            **self.result_fields(),
+        }
+
     if TYPE_CHECKING:
-        # Each saga's own, with @workflow.run.
+        # Each saga's own, with @workflow.run (for the client's start of `run`).
         async def run(self, input: InputT) -> ResultT: ...
 
-        # Made for each saga class by _install_handlers, with its own types.
+    # -- the handlers every saga gets (a subclass's @workflow.defn collects them) --------------
 
-        @workflow.update
-        async def decision(self) -> ResultT:
-            """The answer, as soon as it is known (use with update-with-start)."""
-            ...
-
-        @workflow.update
-        async def cancel(self, request: CancelSaga) -> ResultT:
-            """Stop before the pivot and compensate; the answer (REJECTED, cancelled)."""
-            ...
-
-        @workflow.update
-        def retry_compensation(self, name: str | None = None) -> str:
-            """Operator: try a stuck compensation again; returns its name."""
-            ...
-
-        @workflow.update
-        def skip_compensation(self, request: SkipCompensation) -> str:
-            """Operator: give up on a stuck compensation, with the reason; returns its name."""
-            ...
-
-        @workflow.query
-        def status(self) -> ProgressT:
-            """Where the saga is."""
-            ...
-
-
-# Names a step may not take: the saga's own (a step would hide them).
-_RESERVED = frozenset(vars(SagaWorkflow)) | frozenset(HANDLERS) | {"input", "options"}
-
-
-def _saga_types(cls: type) -> tuple[type[SagaResult], type[SagaProgress[Any]]] | None:
-    """The result and status types the class gave SagaWorkflow (None while they are still
-    type variables, in a generic subclass)."""
-    for klass in cls.__mro__:
-        for base in getattr(klass, "__orig_bases__", ()):
-            if get_origin(base) is SagaWorkflow:
-                _, result_type, progress_type = get_args(base)
-                if isinstance(result_type, type) and isinstance(progress_type, type):
-                    return result_type, progress_type
-                return None
-    return None
-
-
-def _install_handlers(
-    cls: type, result_type: type[SagaResult], progress_type: type[SagaProgress[Any]]
-) -> None:
-    """The handlers of `cls`, annotated with its types (Temporal converts by annotation)."""
-
-    async def decision(self: SagaWorkflow[Any, Any, Any]) -> Any:
+    @workflow.update
+    async def decision(self) -> ResultT:
         """The answer, as soon as it is known (use with update-with-start)."""
         return await self._wait_for_decision()
 
-    async def cancel(self: SagaWorkflow[Any, Any, Any], request: CancelSaga) -> Any:
+    @workflow.update
+    async def cancel(self, request: CancelSaga) -> ResultT:
         """Stop before the pivot and compensate; the answer (REJECTED, cancelled)."""
         return await self._cancel(request)
 
-    def validate_cancel(self: SagaWorkflow[Any, Any, Any], request: CancelSaga) -> None:
-        self._validate_cancel(request)
+    @cancel.validator
+    def _validate_cancel(self, request: CancelSaga) -> None:
+        if self._pivot_started or self._decision is not None:
+            raise ApplicationError(
+                "too late to cancel: the saga has already reached its decision "
+                f"({self._decision.status if self._decision else 'confirming'})",
+                type="TooLateToCancel",
+            )
 
-    def retry_compensation(self: SagaWorkflow[Any, Any, Any], name: str | None = None) -> str:
+    @workflow.update
+    def retry_compensation(self, name: str | None = None) -> str:
         """Operator: try a stuck compensation again; returns its name."""
-        return self._retry_compensation(name)
+        return self._compensations.retry(name)
 
-    def validate_retry(self: SagaWorkflow[Any, Any, Any], name: str | None = None) -> None:
-        self._validate_stuck(name)
+    @retry_compensation.validator
+    def _validate_retry(self, name: str | None = None) -> None:
+        self._compensations.validate_retry(name)
 
-    def skip_compensation(self: SagaWorkflow[Any, Any, Any], request: SkipCompensation) -> str:
+    @workflow.update
+    def skip_compensation(self, request: SkipCompensation) -> str:
         """Operator: give up on a stuck compensation, with the reason; returns its name."""
-        return self._skip_compensation(request)
+        return self._compensations.skip(request.reason, request.name)
 
-    def validate_skip(self: SagaWorkflow[Any, Any, Any], request: SkipCompensation) -> None:
-        self._validate_skip(request)
+    @skip_compensation.validator
+    def _validate_skip(self, request: SkipCompensation) -> None:
+        self._compensations.validate_skip(request.reason, request.name)
 
-    def status(self: SagaWorkflow[Any, Any, Any]) -> Any:
-        """Where the saga is: status, steps, compensations, the decision."""
+    @workflow.query
+    def status(self) -> SagaProgress[ResultT]:
+        """Where the saga is: status, steps, compensations, the decision, its own fields."""
         return self._progress()
 
-    annotations: dict[Callable[..., Any], dict[str, Any]] = {
-        decision: {"return": result_type},
-        cancel: {"request": CancelSaga, "return": result_type},
-        validate_cancel: {"request": CancelSaga, "return": None},
-        retry_compensation: {"name": str | None, "return": str},
-        validate_retry: {"name": str | None, "return": None},
-        skip_compensation: {"request": SkipCompensation, "return": str},
-        validate_skip: {"request": SkipCompensation, "return": None},
-        status: {"return": progress_type},
-    }
-    for fn, hints in annotations.items():
-        fn.__annotations__ = hints
-        fn.__module__ = cls.__module__
-        fn.__qualname__ = f"{cls.__qualname__}.{fn.__name__}"
-    handlers: dict[str, Any] = {
-        "decision": workflow.update(decision),
-        "cancel": workflow.update(cancel),
-        "retry_compensation": workflow.update(retry_compensation),
-        "skip_compensation": workflow.update(skip_compensation),
-        "status": workflow.query(status),
-    }
-    handlers["cancel"].validator(validate_cancel)
-    handlers["retry_compensation"].validator(validate_retry)
-    handlers["skip_compensation"].validator(validate_skip)
-    for name, handler in handlers.items():
-        setattr(cls, name, handler)
+
+# Names a step may not take: the saga's own (a step would hide them).
+_RESERVED = frozenset(vars(SagaWorkflow)) | {"input", "options"}
+
+
+def _saga_types(cls: type) -> tuple[Any, type[SagaResult]] | None:
+    """The input and result types the class gave SagaWorkflow (None while the result is
+    still a type variable, in a generic subclass)."""
+    for klass in cls.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if get_origin(base) is SagaWorkflow:
+                input_type, result_type = get_args(base)
+                if isinstance(result_type, type) and issubclass(result_type, SagaResult):
+                    return input_type, result_type
+                if isinstance(result_type, TypeVar):
+                    return None
+                raise SagaDefinitionError(
+                    f"{cls.__qualname__}: its result type {result_type!r} is not SagaResult "
+                    "or a subclass of it"
+                )
+    return None
+
+
+def _own_fields_from_input(
+    cls: type[SagaWorkflow[Any, Any]], input_type: object, result_type: type[SagaResult]
+) -> tuple[str, ...]:
+    """The result's own fields that the input holds under the same name. A required one it
+    does not hold must come from `result_fields()`; a saga that does not override it is
+    refused now, rather than on its first answer."""
+    own = {n: f for n, f in result_type.model_fields.items() if n not in SagaResult.model_fields}
+    held = _field_names(input_type)
+    missing = [n for n, f in own.items() if f.is_required() and n not in held]
+    if missing and cls.result_fields is SagaWorkflow.result_fields:
+        raise SagaDefinitionError(
+            f"{cls.__qualname__}: the field(s) {', '.join(missing)} of its result "
+            f"{result_type.__name__} are provided by nothing: its input "
+            f"{getattr(input_type, '__name__', input_type)} has no attribute of that name, "
+            "and it does not override result_fields()"
+        )
+    return tuple(n for n in own if n in held)
+
+
+def _field_names(input_type: object) -> set[str]:
+    fields = getattr(input_type, "model_fields", None)  # pydantic
+    if isinstance(fields, dict):
+        return set(fields)
+    dataclass_fields = getattr(input_type, "__dataclass_fields__", None)
+    if isinstance(dataclass_fields, dict):
+        return set(dataclass_fields)
+    return set(getattr(input_type, "__annotations__", {}))

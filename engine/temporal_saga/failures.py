@@ -7,7 +7,8 @@ error's details (activities/http.py does) gets its attempts counted exactly; oth
 retryable failure that ended the call is taken to have used the whole retry policy.
 """
 
-from temporalio import workflow
+from dataclasses import dataclass
+
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
@@ -17,11 +18,48 @@ from temporalio.exceptions import (
     is_cancelled_exception,
 )
 
-# Data, passed through: the sandbox does not build its class again for every run.
-with workflow.unsafe.imports_passed_through():
-    from models.failures import MAX_WORDS as MAX_WORDS
-    from models.failures import UNAVAILABLE as UNAVAILABLE
-    from models.failures import Failure as Failure
+# The code of a failure that outlasted its retries: 5xx, timeouts, unreachable services.
+UNAVAILABLE = "service_unavailable"
+MAX_WORDS = 2000
+
+
+@dataclass(frozen=True)
+class Failure:
+    # The business error's type (out_of_stock, card_declined, ...), or the exception's name.
+    code: str
+    # What the service (or the exception) said.
+    message: str
+    # A refusal is not retryable: retrying cannot change the answer.
+    retryable: bool
+    cancelled: bool
+    # Attempts made, when known.
+    attempts: int | None
+
+    @property
+    def words(self) -> str:
+        """`code: message`, bounded: for logs, dead letters and the status query."""
+        return f"{self.code}: {self.message}"[:MAX_WORDS]
+
+    @property
+    def reason(self) -> tuple[str, str]:
+        """The code and words a saga answers with: a refusal's own, else `UNAVAILABLE`."""
+        if self.retryable or self.cancelled:
+            return UNAVAILABLE, self.message
+        return self.code, self.message
+
+
+@dataclass(frozen=True)
+class SagaFailure:
+    """Why a saga is compensating: the step that failed (or was running), code and words."""
+
+    step: str | None
+    code: str
+    detail: str
+
+    @property
+    def summary(self) -> str:
+        """`charge_payment failed: card_declined`: for the records the undo leaves."""
+        return f"{self.step or 'saga'} failed: {self.code}"
 
 
 def read_failure(err: BaseException, policy: RetryPolicy | None = None) -> Failure:

@@ -19,12 +19,12 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
-from workflows.saga.failures import read_failure
-from workflows.saga.metrics import count_compensation_stuck
+from temporal_saga.failures import read_failure
+from temporal_saga.metrics import count_compensation_stuck
 
 with workflow.unsafe.imports_passed_through():
-    from models.saga import CompensationReport, CompensationState
-    from models.saga_options import CompensationPolicy as CompensationPolicy
+    from temporal_saga.models import CompensationReport, CompensationState
+    from temporal_saga.options import CompensationPolicy as CompensationPolicy
 
 T = TypeVar("T")
 Compensation = Callable[[], Awaitable[object]]

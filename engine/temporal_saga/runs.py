@@ -11,7 +11,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from models.saga import FindClosedRuns, RunStatus, SagaRun
+from temporal_saga.models import FindClosedRuns, RunStatus, SagaRun
 
 _STATUS = {
     WorkflowExecutionStatus.RUNNING: RunStatus.RUNNING,

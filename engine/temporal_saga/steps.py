@@ -1,17 +1,18 @@
 """A saga's steps, declared on its class: what each does, what undoes it, which is the pivot.
 
-    class Transfer(SagaWorkflow[Request, Result, Progress]):
+    class Transfer(SagaWorkflow[Request, SagaResult]):
         withdraw = Step(Bank.withdraw, undo=Bank.deposit_back)
         deposit = Step(Bank.deposit, pivot=True)
 
         async def transfer(self, request: Request) -> None:
-            await self.withdraw(request.debit, undo_arg=request.refund)
+            await self.withdraw(request.debit)
             await self.deposit(request.credit)
 
-A step is called with its activity's argument, as `workflow.execute_activity` is; a step that
-has an undo also names the undo's argument, or a function of the saga's failure that builds
-it when the compensation runs. The declarations are checked when the class is made (so when
-the worker imports it); the order in which steps run is checked as they run.
+A step is called with its activity's argument, as `workflow.execute_activity` is; its undo is
+called with the same argument, unless the step names another (`undo_arg=`), or a function of
+the saga's failure that builds it when the compensation runs. The declarations are checked
+when the class is made (so when the worker imports it); the order in which steps run is
+checked as they run.
 """
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -23,7 +24,7 @@ from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from models.failures import SagaFailure as SagaFailure
+    from temporal_saga.failures import SagaFailure as SagaFailure
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -65,7 +66,7 @@ class SagaMisuse(ApplicationError):
 
 
 class StepRunner(Protocol):
-    """What runs a step: the saga (workflows/saga/workflow.py)."""
+    """What runs a step: the saga (engine/temporal_saga/workflow.py)."""
 
     async def _run_step(self, step: "Step[Any, R, Any]", arg: object, undo_arg: object) -> R: ...
 
@@ -75,7 +76,7 @@ class Step(Generic[A, R, U]):
 
     `pivot`: the point of no return; once it started, a cancel or the deadline is refused and
     once it succeeded nothing is undone. `local_first`: a local activity first, an activity
-    after two failed tries (workflows/saga/local.py). Steps after the pivot have no undo and
+    after two failed tries (engine/temporal_saga/local.py). Steps after the pivot have no undo and
     retry until done. The step's name is its attribute's name; its compensation's name is the
     undo activity's name unless `undo_name` says otherwise.
     """
@@ -133,7 +134,7 @@ class Step(Generic[A, R, U]):
         self.task_queue = task_queue
         self.priority = priority
         self.name = ""
-        self.undo_name = undo_name or (_activity_name(undo) if undo is not None else None)
+        self.undo_name = undo_name or (activity_name(undo) if undo is not None else None)
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -166,7 +167,9 @@ class BoundStep(Generic[A, R, U]):
     async def __call__(
         self, arg: A, *, undo_arg: U | Callable[[SagaFailure], U] | None = None
     ) -> R:
-        """Run the step (its undo registered first); returns the activity's result."""
+        """Run the step (its undo registered first); returns the activity's result. The undo
+        gets `undo_arg` (a value, or a function of the saga's failure that builds it when the
+        compensation runs), else the step's own `arg`."""
         result: R = await self._saga._run_step(self._step, arg, undo_arg)
         return result
 
@@ -185,9 +188,27 @@ def declared_steps(cls: type, reserved: Collection[str]) -> dict[str, Step[Any, 
 
 
 def _check(where: str, steps: Mapping[str, Step[Any, Any, Any]], reserved: Collection[str]) -> None:
-    for name in steps:
+    names_of: dict[int, str] = {}
+    for name, step in steps.items():
         if name in reserved or name.startswith("_"):
             raise SagaDefinitionError(f"{where}: step {name!r} hides the saga's own {name!r}")
+        if id(step) in names_of:
+            raise SagaDefinitionError(
+                f"{where}: one Step is declared as both {names_of[id(step)]!r} and {name!r}: "
+                "each step is a Step of its own"
+            )
+        names_of[id(step)] = name
+        if step.pivot and step.undo is not None:
+            raise SagaDefinitionError(
+                f"{where}: step {name!r} is the pivot and has undo={step.undo_name!r}: "
+                "nothing undoes the pivot, so it takes no undo"
+            )
+        for role, fn in (("activity", step.activity), ("undo", step.undo)):
+            if fn is not None and not is_activity(fn):
+                raise SagaDefinitionError(
+                    f"{where}: step {name!r}: its {role} {getattr(fn, '__qualname__', fn)!r} "
+                    "is not an activity definition: decorate it with @activity.defn"
+                )
     pivots = [name for name, step in steps.items() if step.pivot]
     if len(pivots) > 1:
         raise SagaDefinitionError(f"{where}: one pivot step at most; found {', '.join(pivots)}")
@@ -218,7 +239,25 @@ def _check(where: str, steps: Mapping[str, Step[Any, Any, Any]], reserved: Colle
                 )
 
 
-def _activity_name(fn: Callable[..., object]) -> str:
+def is_activity(fn: object) -> bool:
+    """Whether `fn` is an @activity.defn function or method (what a worker can register)."""
+    return getattr(fn, "__temporal_activity_definition", None) is not None
+
+
+def activity_name(fn: Callable[..., object]) -> str:
+    """The name a worker registers the activity `fn` under."""
     defn = getattr(fn, "__temporal_activity_definition", None)
     name = getattr(defn, "name", None)
-    return name if isinstance(name, str) else getattr(fn, "__name__", "undo")
+    return name if isinstance(name, str) else str(getattr(fn, "__name__", fn))
+
+
+class StepNamespace(dict[str, Any]):
+    """A saga class body that refuses a step name given twice (the last would win)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if isinstance(value, Step) and isinstance(self.get(key), Step):
+            qualname = self.get("__qualname__", "saga")
+            raise SagaDefinitionError(
+                f"{qualname}: step {key!r} is declared twice: each step has a name of its own"
+            )
+        super().__setitem__(key, value)
