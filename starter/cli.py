@@ -329,7 +329,7 @@ def codec_server(
         typer.Option(help="A Web UI origin allowed to call it (repeatable; default :8233)."),
     ] = None,
 ) -> None:
-    """Decode (and encode) payloads for the Temporal Web UI with CHECKOUT_CODEC_KEYS.
+    """Decode (and encode) payloads for the Temporal Web UI with SAGA_CODEC_KEYS.
 
     Callers need CHECKOUT_CODEC_AUTH_TOKEN and/or a JWT of CHECKOUT_CODEC_JWKS_URL once one is
     set (worker/codec_auth.py); with neither, anyone who reaches it can decrypt."""

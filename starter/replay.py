@@ -47,7 +47,7 @@ class ReplayOutcome:
 def replayer(workflows: Sequence[type] | None = None) -> Replayer:
     """The worker's workflows and data converter: what a deploy of this code would run.
 
-    Encrypted histories need the keys of CHECKOUT_CODEC_KEYS; histories in clear (recorded
+    Encrypted histories need the keys of SAGA_CODEC_KEYS; histories in clear (recorded
     before encryption) replay with or without them."""
     return Replayer(
         workflows=list(WORKFLOWS if workflows is None else workflows),

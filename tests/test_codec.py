@@ -84,7 +84,7 @@ async def test_rotation_old_payloads_still_open_new_ones_use_the_new_key() -> No
     [new] = await rotated.encode([plain()])
     assert new.metadata[KEY_ID_METADATA] == b"k2"
     # Once k1 is retired, what it sealed no longer opens, and the error says which key.
-    with pytest.raises(CodecKeyError, match=r"key id 'k1'.*not in CHECKOUT_CODEC_KEYS.*k2"):
+    with pytest.raises(CodecKeyError, match=r"key id 'k1'.*not in SAGA_CODEC_KEYS.*k2"):
         await EncryptionCodec([k2]).decode([old])
 
 
@@ -371,7 +371,7 @@ async def test_encrypted_histories_replay_with_the_keys_only(
     await place_checkout(dev_env.client, request, checkout_settings.task_queue)
     handle = dev_env.client.get_workflow_handle(checkout_workflow_id(request.order_id))
     history = await handle.fetch_history()
-    await replayer().replay_workflow(history)  # CHECKOUT_CODEC_KEYS holds the key
+    await replayer().replay_workflow(history)  # SAGA_CODEC_KEYS holds the key
     without_keys = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     result = await without_keys.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is not None

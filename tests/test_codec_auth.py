@@ -311,7 +311,7 @@ def test_the_codec_server_refuses_to_start_with_bad_settings(
     tmp_path: Path, env: dict[str, str], problem: str
 ) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CHECKOUT_CODEC_")}
-    clean["CHECKOUT_CODEC_KEYS"] = os.environ["CHECKOUT_CODEC_KEYS"]
+    clean["SAGA_CODEC_KEYS"] = os.environ["SAGA_CODEC_KEYS"]
     done = subprocess.run(
         [sys.executable, "-m", "worker.codec_server", "--port", "0"],
         cwd=tmp_path,

@@ -42,7 +42,7 @@ async def connect_temporal(
     interceptors = [tracing_interceptor(tracer_provider)] if tracer_provider else []
     return await Client.connect(
         **config,
-        # Encrypted when CHECKOUT_CODEC_KEYS is set (temporal_saga.codec).
+        # Encrypted when SAGA_CODEC_KEYS is set (temporal_saga.codec).
         data_converter=data_converter(env),
         identity=identity,
         runtime=runtime,

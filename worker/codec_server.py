@@ -4,7 +4,7 @@
     checkout-saga codec-server --port 8081 [--ui-origin ...]           # the same
 
 `POST /decode` and `POST /encode` take and answer `{"payloads": [...]}` (Temporal's protobuf
-JSON, as the UI sends it), using the keys of CHECKOUT_CODEC_KEYS (temporal_saga.codec). Point the UI
+JSON, as the UI sends it), using the keys of SAGA_CODEC_KEYS (temporal_saga.codec). Point the UI
 at it with `temporal server start-dev --ui-codec-endpoint http://127.0.0.1:8081` (or the UI's
 Settings, "Codec Server"). The browser calls it directly, so it answers CORS only for the UI
 origins given (a preflight needs no credential: browsers send none with it).
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         keys = keys_from_env()
         if not keys:
-            raise CodecKeyError("CHECKOUT_CODEC_KEYS is not set: nothing to decode with")
+            raise CodecKeyError("SAGA_CODEC_KEYS is not set: nothing to decode with")
         auth = CodecAuth.from_env()
     except CodecKeyError as err:
         parser.exit(2, f"refusing to start: {err}\n")

@@ -55,7 +55,7 @@ AnyProgress = SagaProgress[SagaResult]
 class SagaEnded(Exception):
     """The saga's run ended without a decision: Temporal terminated it, it timed out, or it
     failed or was cancelled before its steps decided. `run_status` says which; the
-    reconciler (`checkout-saga reconcile`) settles what such a run left open."""
+    reconciler's sweep settles what such a run left open."""
 
     def __init__(self, workflow_id: str, run_status: RunStatus, detail: str) -> None:
         super().__init__(f"saga {workflow_id} ended without a decision ({run_status}): {detail}")

@@ -2,7 +2,7 @@
 AES-256-GCM encrypted before it leaves the process, so histories hold no card number or email
 in clear.
 
-Keys come from the environment, `CHECKOUT_CODEC_KEYS="k2:BASE64,k1:BASE64"` (each key 32 bytes,
+Keys come from the environment, `SAGA_CODEC_KEYS="k2:BASE64,k1:BASE64"` (each key 32 bytes,
 standard base64): the first one encrypts, every one decrypts, so a key is rotated by putting
 the new one first and keeping the old ones until no history that needs them is kept. Each
 encrypted payload says which key it used (metadata `encryption-key-id`, also bound into the
@@ -26,7 +26,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadCodec
 
-CODEC_KEYS_ENV = "CHECKOUT_CODEC_KEYS"
+CODEC_KEYS_ENV = "SAGA_CODEC_KEYS"
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 KEY_BYTES = 32
@@ -58,7 +58,7 @@ def new_key(key_id: str) -> CodecKey:
 
 
 def format_keys(keys: Sequence[CodecKey]) -> str:
-    """The CHECKOUT_CODEC_KEYS value for these keys (the first one encrypts)."""
+    """The SAGA_CODEC_KEYS value for these keys (the first one encrypts)."""
     return ",".join(f"{k.key_id}:{base64.b64encode(k.key).decode()}" for k in keys)
 
 
@@ -83,7 +83,7 @@ def parse_keys(value: str) -> list[CodecKey]:
 
 
 def keys_from_env(env: Mapping[str, str] | None = None) -> list[CodecKey]:
-    """The keys of CHECKOUT_CODEC_KEYS in `env` (default: the process environment); none when
+    """The keys of SAGA_CODEC_KEYS in `env` (default: the process environment); none when
     it is unset or empty."""
     value = (os.environ if env is None else env).get(CODEC_KEYS_ENV, "").strip()
     return parse_keys(value) if value else []
@@ -152,7 +152,7 @@ class EncryptionCodec(PayloadCodec):
 
 
 def data_converter(env: Mapping[str, str] | None = None) -> DataConverter:
-    """The pydantic data converter, encrypting when CHECKOUT_CODEC_KEYS is set in `env`
+    """The pydantic data converter, encrypting when SAGA_CODEC_KEYS is set in `env`
     (default: the process environment). Encrypted, failure messages and stack traces are
     encoded too (`encode_common_attributes`): an error can quote its input."""
     keys = keys_from_env(env)

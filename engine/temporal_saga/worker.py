@@ -10,7 +10,7 @@
 `connect` reads Temporal's connection from the environment and the TOML profile
 (`temporalio.envconfig`: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
 TEMPORAL_PROFILE, ...), and sets what every part that reads a saga's payloads must share: the
-pydantic data converter and, when CHECKOUT_CODEC_KEYS is set, the payload codec
+pydantic data converter and, when SAGA_CODEC_KEYS is set, the payload codec
 (temporal_saga.codec). `saga_worker` registers the sagas with the engine's reconciler (its
 sweep workflow and activities), passes the engine through the workflow sandbox, and checks,
 before anything runs, that every step's and undo's activity is served.
@@ -51,7 +51,7 @@ async def connect(
 ) -> Client:
     """A Temporal client for sagas: the connection from the environment and the TOML profile
     (`env` replaces the process environment), the pydantic data converter, payloads
-    encrypted when CHECKOUT_CODEC_KEYS is set, and OpenTelemetry tracing when a tracer
+    encrypted when SAGA_CODEC_KEYS is set, and OpenTelemetry tracing when a tracer
     provider is installed (and `interceptors` gives none of its own)."""
     config = ClientConfig.load_client_connect_config(override_env_vars=env)
     config.setdefault("target_host", "localhost:7233")
@@ -80,7 +80,7 @@ def saga_worker(
     """A Worker on `task_queue` for `sagas`, their `activities` and any other `workflows`.
 
     - With `reconciler` (the default), it also runs the engine's sweep (`SagaSweep`) and its
-      activities, so `checkout-saga reconcile` and the sweep's Schedule can use it.
+      activities, so a sweep (on its Schedule, or run now) can run here.
     - The engine (and `passthrough_modules`) pass through the workflow sandbox.
     - Every step's and undo's activity must be registered here (in `activities`), or named in
       `served_elsewhere`, or run on another task queue (`Step(..., task_queue=...)`); else
