@@ -10,12 +10,11 @@ import aiohttp
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
-from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
 from activities.http import ServiceClient
 from telemetry.tracing import configured_tracer_provider
-from temporal_saga.codec import data_converter
+from temporal_saga.worker import connect
 from worker.settings import Settings
 from worker.telemetry import tracing_interceptor
 
@@ -26,27 +25,17 @@ async def connect_temporal(
     runtime: Runtime | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> Client:
-    """Connect with the settings of the environment and the TOML profile file.
-
-    `env` replaces the process environment (the launcher passes the one of the parts it
-    started); the profile file is the one TEMPORAL_CONFIG_FILE names, else the default
-    location, and TEMPORAL_PROFILE picks the profile. `runtime`: the SDK runtime (its metrics
-    endpoint, worker.telemetry); `tracer_provider`: trace this client and its workers
-    (default: the one `telemetry.tracing.configure_tracing` installed, if any).
-    """
-    config = ClientConfig.load_client_connect_config(override_env_vars=env)
-    config.setdefault("target_host", "localhost:7233")
-    # Not the SDK's default "pid@hostname": histories get recorded into the repo.
-    identity = f"checkout-saga-{os.getpid()}"
+    """Connect as the engine's `connect` does (envconfig and the TOML profile, the pydantic
+    converter, payloads encrypted when SAGA_CODEC_KEYS is set), traced with
+    `tracer_provider` (default: the one `telemetry.tracing.configure_tracing` installed, if
+    any). `env` replaces the process environment (the launcher passes the one of the parts
+    it started); `runtime`: the SDK runtime (its metrics endpoint, worker.telemetry)."""
     tracer_provider = tracer_provider or configured_tracer_provider()
-    interceptors = [tracing_interceptor(tracer_provider)] if tracer_provider else []
-    return await Client.connect(
-        **config,
-        # Encrypted when SAGA_CODEC_KEYS is set (temporal_saga.codec).
-        data_converter=data_converter(env),
-        identity=identity,
+    return await connect(
+        env,
+        identity=f"checkout-saga-{os.getpid()}",
+        interceptors=[tracing_interceptor(tracer_provider)] if tracer_provider else [],
         runtime=runtime,
-        interceptors=interceptors,
     )
 
 
