@@ -23,6 +23,7 @@ def bench_stack(
         workers=0,
         sqlite_pragmas=sqlite_pragmas,
         temporal_args=temporal_args,
+        trip_worker=False,  # the benches measure the checkout's parts alone
     ) as stack:
         env = {**stack.env, **worker_env}
         for index in range(workers):

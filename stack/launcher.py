@@ -1,4 +1,5 @@
-"""Start and stop the real parts as processes: Temporal dev server, services, workers.
+"""Start and stop the real parts as processes: Temporal dev server, services, workers (the
+checkout's, and the example trip's).
 
 Every process listens on 127.0.0.1 on a free port, logs to a file in the data directory, and
 is stopped (SIGTERM, then SIGKILL) by the Stack that started it, newest first. Within
@@ -24,6 +25,8 @@ from types import FrameType
 import httpx
 from pydantic import SecretStr
 
+from examples.trip.worker import DEFAULT_TASK_QUEUE as TRIP_TASK_QUEUE
+from examples.trip.worker import TASK_QUEUE_ENV as TRIP_TASK_QUEUE_ENV
 from services.auth import (
     PUBLISHABLE_KEY_ENV,
     SERVICE_TOKEN_ENV,
@@ -359,6 +362,14 @@ def start_worker(
     return proc
 
 
+def start_trip_worker(data_dir: Path, env: Mapping[str, str]) -> ManagedProcess:
+    """`python -m examples.trip worker`: the example saga's worker, on the engine alone."""
+    args = [sys.executable, "-m", "examples.trip", "worker"]
+    proc = _spawn("trip-worker", args, data_dir, "", {**env, "PYTHONDONTWRITEBYTECODE": ""})
+    _wait_until(proc, lambda: "worker polling" in proc.log_tail(50), "trip worker")
+    return proc
+
+
 @dataclass
 class Stack:
     """Temporal, the services and workers, started together and stopped newest first."""
@@ -385,6 +396,8 @@ class Stack:
         env[SERVICE_TOKEN_ENV] = self.service_token
         env[PUBLISHABLE_KEY_ENV] = self.publishable_key
         env[CODEC_KEYS_ENV] = self.codec_keys
+        # The example trip's worker and starter (examples/trip) meet on this task queue.
+        env[TRIP_TASK_QUEUE_ENV] = TRIP_TASK_QUEUE
         return env
 
     @property
@@ -450,10 +463,12 @@ def running_stack(
     sqlite_pragmas: Sequence[str] = DEV_SERVER_SQLITE_PRAGMAS,
     encrypt: bool = True,
     temporal_args: Sequence[str] = (),
+    trip_worker: bool = True,
 ) -> Iterator[Stack]:
     """`encrypt`: payloads encrypted with a key made for this stack (and, with the UI, a
     codec server for it); False records them in clear (the replay tests' histories).
-    `temporal_args`: more arguments of the dev server (the bench's `--metrics-port`)."""
+    `temporal_args`: more arguments of the dev server (the bench's `--metrics-port`).
+    `trip_worker`: also run the example saga's worker (`python -m examples.trip worker`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(data_dir, service_env=dict(service_env or {}))
     stack.service_env[SERVICE_TOKEN_ENV] = stack.service_token
@@ -487,6 +502,8 @@ def running_stack(
                 stack.service_urls[service.name] = service.address
             for index in range(workers):
                 stack.processes.append(start_worker(data_dir, stack.env, index))
+            if trip_worker:
+                stack.processes.append(start_trip_worker(data_dir, stack.env))
             yield stack
         finally:
             stack.stop()

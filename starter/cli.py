@@ -50,7 +50,6 @@ from starter.payment_methods import (
 from starter.reactions import reactions_table, wait_for_reactions
 from starter.reconcile import reconcile
 from starter.replay import replay_command
-from starter.trips import trip
 from telemetry.tracing import configure_tracing
 from temporal_saga.client import cancel as cancel_saga
 from temporal_saga.client import status as saga_status
@@ -391,7 +390,6 @@ def cancel(
 
 
 app.add_typer(attention, name="attention")
-app.add_typer(trip, name="trip")
 app.add_typer(dlq, name="dlq")
 
 

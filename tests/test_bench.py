@@ -265,7 +265,7 @@ def test_the_sandbox_probe_prints_each_workflow_in_each_sandbox(
     sandbox (the SDK's, the worker's, every module passed through)."""
     sandbox_probe.main(runs=2)
     rows = [line for line in capsys.readouterr().out.splitlines() if "│" in line]
-    for name in ("Checkout", "SendReceipt", "ShipOrder", "TripBooking"):
+    for name in ("Checkout", "SendReceipt", "ShipOrder", "SagaSweep"):
         [row] = [r for r in rows if r.strip("│ ").startswith(f"{name} ")]
         figures = [float(cell) for cell in row.split("│")[2:5]]
         assert len(figures) == 3 and all(f > 0 for f in figures), row

@@ -1,12 +1,20 @@
-"""`checkout-saga demo --once`: the README's main command, as a new user runs it."""
+"""`checkout-saga demo --once`: the README's main command, as a new user runs it; and the
+example trip booked from another shell while the demo's stack runs."""
 
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from stack.launcher import running_stack, write_env_file
 
 # Starts a whole stack of its own.
 pytestmark = pytest.mark.slow
@@ -52,3 +60,62 @@ def test_demo_once_runs_the_mix_and_stops_everything(tmp_path: Path) -> None:
         "payments.sqlite",
     }
     assert os.path.getsize(tmp_path / "payments.sqlite") > 0
+
+
+def _sourced(env_file: Path) -> dict[str, str]:
+    """What `source stack.env` exports."""
+    exported = {}
+    for line in env_file.read_text().splitlines():
+        [assignment] = shlex.split(line.removeprefix("export "))
+        name, _, value = assignment.partition("=")
+        exported[name] = value
+    return exported
+
+
+def test_the_trip_from_another_shell_while_the_stack_runs(tmp_path: Path) -> None:
+    """The README's trip: with the demo's stack up (its trip worker among its parts), a shell
+    that sourced stack.env books a declined trip whose car cancellation gets stuck, finds it
+    with `checkout-saga attention list` and retries it; the bookings are undone."""
+    cli = Path(sys.executable).parent / "checkout-saga"
+    trip_id = f"demo-{uuid.uuid4().hex[:8]}"
+    workflow_id = f"trip-{trip_id}"
+    with running_stack(tmp_path, ui=False) as stack:
+        assert "trip-worker" in {proc.name for proc in stack.processes}
+        shell = {**os.environ, **_sourced(write_env_file(stack))}
+
+        def run(*args: str | Path) -> str:
+            done = subprocess.run(
+                [str(arg) for arg in args],
+                env=shell,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}"
+            return done.stdout
+
+        book = [sys.executable, "-m", "examples.trip", "book", "--trip-id", trip_id]
+        answer = json.loads(run(*book, "--declined", "--cancel-failures", "cancel_car:5"))
+        assert (answer["status"], answer["reason_code"]) == ("REJECTED", "payment_declined")
+        listed = ""
+        for _ in range(60):  # three tries, then visibility: a few seconds
+            listed = run(cli, "attention", "list", "--json")
+            if workflow_id in listed:
+                break
+            time.sleep(0.5)
+        [row] = [json.loads(line) for line in listed.splitlines() if workflow_id in line]
+        assert (row["workflow_type"], row["stuck"]) == ("TripBooking", ["cancel_car"])
+        retried = run(cli, "attention", "retry", "--workflow-id", workflow_id)
+        assert f"{workflow_id}: retrying cancel_car" in retried
+        status: dict[str, Any] = {}
+        for _ in range(60):  # the retried round's tries: a few seconds
+            status = json.loads(run(cli, "status", "--workflow-id", workflow_id))
+            if status["status"] == "REJECTED":
+                break
+            time.sleep(0.5)
+        assert [(c["name"], c["state"]) for c in status["compensations"]] == [
+            ("cancel_car", "DONE"),
+            ("cancel_hotel", "DONE"),
+            ("cancel_flight", "DONE"),
+        ], status

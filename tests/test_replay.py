@@ -11,9 +11,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from examples.trip.workflow import TripBookingWorkflow
 from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
 from models.fanout import (
     ANALYTICS_WORKFLOW_TYPE,
@@ -30,14 +33,16 @@ from starter.replay import (
     replayer,
     workflow_type,
 )
+from temporal_saga.codec import data_converter
 from temporal_saga.models import Outcome
 from temporal_saga.reconcile import SWEEP_WORKFLOW
+from temporal_saga.worker import sandbox_runner
 from tests.support.cards import card_token
 from tests.support.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
 from tests.support.cli import run_cli
 from tests.support.polling import eventually
 from tests.support.stock import new_stocked_sku
-from tools.histories import PATHS
+from tools.histories import HISTORY_WORKFLOWS, PATHS
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.checkout_repair import CHECKOUT_REPAIR
@@ -55,11 +60,23 @@ def test_every_path_has_a_recorded_history() -> None:
     assert not missing, f"not recorded: {sorted(missing)}; run `checkout-saga histories capture`"
 
 
+def trip_replayer() -> Replayer:
+    """The example trip alone, in the sandbox of its own worker (saga_worker's): what the
+    trip's worker (examples/trip/worker.py) would run."""
+    return Replayer(
+        workflows=[TripBookingWorkflow],
+        data_converter=data_converter(),
+        workflow_runner=sandbox_runner(),
+    )
+
+
 @pytest.mark.parametrize("path", RECORDED, ids=[str(p.relative_to(HISTORIES)) for p in RECORDED])
 async def test_recorded_history_replays_against_current_workflows(path: Path) -> None:
     history = load_history(path)
+    # The checkout worker's histories against its workflows; the trip's against the trip.
+    against = trip_replayer() if path in TRIPS else replayer()
 
-    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    result = await against.replay_workflow(history, raise_on_replay_failure=False)
 
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
 
@@ -91,7 +108,11 @@ def test_every_kind_of_workflow_is_recorded() -> None:
         CHECKOUT_REPAIR,
     }
     assert recorded == expected
-    assert len(WORKFLOWS) == len(recorded)  # a new workflow type needs its history too
+    # A new workflow type, of the checkout's worker or the trip's, needs its history too.
+    registered = {workflow._Definition.must_from_class(cls).name for cls in HISTORY_WORKFLOWS}
+    assert registered == recorded
+    assert set(WORKFLOWS) < set(HISTORY_WORKFLOWS)
+    assert "TripBooking" not in {workflow._Definition.must_from_class(c).name for c in WORKFLOWS}
     assert len(TRIPS) >= 4, "the example saga's paths are recorded too"
 
 
@@ -111,7 +132,7 @@ async def test_change_guarded_by_patched_replays_recorded_histories() -> None:
 
 
 async def test_replay_files_reports_each_recorded_history() -> None:
-    outcomes = await replay_files(RECORDED)
+    outcomes = await replay_files(RECORDED, HISTORY_WORKFLOWS)
 
     assert [o.source for o in outcomes] == [str(p) for p in RECORDED]
     assert all(o.ok for o in outcomes), [(o.source, o.error) for o in outcomes]

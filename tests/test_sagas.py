@@ -4,13 +4,18 @@ compensation, the deadline, a stuck compensation resolved with `checkout-saga at
 and `skip` (the real CLI, by --workflow-id), the status query, and the SagaStatus/SagaStep
 search attributes as the history recorded them.
 
-The checkout runs with scripted activities (tests/support/fake_shop.py); the trip with its own
-activities, steered by its request's simulation. Each saga names its third step (the one
-held, refused or undone) and its pivot; the rest is the same for both.
+The checkout runs with scripted activities (tests/support/fake_shop.py) on the checkout
+worker's workflows; the trip on a worker of its own (examples/trip/worker.py, made with the
+engine's saga_worker) with its own activities, steered by its request's simulation. Each saga
+names its third step (the one held, refused or undone) and its pivot; the rest is the same
+for both.
 """
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +26,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+from examples.trip.__main__ import main as trip_command
 from examples.trip.models import Simulation, TripRequest, trip_workflow_id
+from examples.trip.worker import TASK_QUEUE_ENV, trip_worker
 from examples.trip.workflow import TripBookingWorkflow
 from models.checkout import CheckoutOptions, checkout_workflow_id
 from temporal_saga import SAGA_STATUS, SAGA_STEP
@@ -35,6 +42,7 @@ from worker.settings import Settings
 from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow
 
 TASK_QUEUE = "sagas-tests"
+TRIP_TASK_QUEUE = "sagas-tests-trips"
 SETTINGS = Settings(task_queue=TASK_QUEUE)
 Handle = WorkflowHandle[Any, Any]
 
@@ -119,7 +127,10 @@ async def start_trip(client: Client, plan: Plan) -> Handle:
         ),
     )
     return await client.start_workflow(
-        TripBookingWorkflow.run, trip, id=trip_workflow_id(trip.trip_id), task_queue=TASK_QUEUE
+        TripBookingWorkflow.run,
+        trip,
+        id=trip_workflow_id(trip.trip_id),
+        task_queue=TRIP_TASK_QUEUE,
     )
 
 
@@ -153,7 +164,10 @@ CASES = [
 
 @pytest.fixture(scope="module")
 async def client(dev_env: WorkflowEnvironment) -> AsyncIterator[Client]:
-    async with scripted_checkout_workers(dev_env.client, TASK_QUEUE, after_answer_slots(SETTINGS)):
+    async with (
+        scripted_checkout_workers(dev_env.client, TASK_QUEUE, after_answer_slots(SETTINGS)),
+        trip_worker(dev_env.client, TRIP_TASK_QUEUE),
+    ):
         yield dev_env.client
 
 
@@ -344,11 +358,31 @@ async def test_a_stuck_compensation_is_resolved_through_the_cli(
     assert final.status == "REJECTED" and final.stuck == []
 
 
+def book_trip(env: WorkflowEnvironment, *args: str) -> tuple[int, str, str]:
+    """`python -m examples.trip book ...`, against the test's Temporal and trip worker."""
+    book_env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": "default",
+        TASK_QUEUE_ENV: TRIP_TASK_QUEUE,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.trip", "book", *args],
+        env=book_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
 async def test_the_trip_runs_from_its_command_and_an_operator_retries_it(
     dev_env: WorkflowEnvironment, client: Client
 ) -> None:
-    """What docs/saga.md shows: `checkout-saga trip book`, then `attention list`, `attention
-    retry --workflow-id` and `status --workflow-id`, all through the real CLI."""
+    """What docs/saga.md shows: `python -m examples.trip book`, then `checkout-saga attention
+    list`, `attention retry --workflow-id` and `status --workflow-id`, through the real
+    commands."""
     trip_id = f"cli-{uuid.uuid4().hex[:8]}"
     workflow_id = trip_workflow_id(trip_id)
 
@@ -357,9 +391,8 @@ async def test_the_trip_runs_from_its_command_and_an_operator_retries_it(
         return done.returncode, done.stdout, done.stderr
 
     code, out, err = await asyncio.to_thread(
-        cli,
-        "trip",
-        "book",
+        book_trip,
+        dev_env,
         "--trip-id",
         trip_id,
         "--declined",
@@ -395,6 +428,27 @@ async def test_the_trip_runs_from_its_command_and_an_operator_retries_it(
         ("cancel_hotel", CompensationState.DONE),
         ("cancel_flight", CompensationState.DONE),
     ]
-    # Invalid input names the field, before anything starts.
-    code, out, err = await asyncio.to_thread(cli, "trip", "book", "--trip-id", "no spaces")
-    assert code == 2 and "trip_id" in out + err, out + err
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--trip-id", "no spaces"], "--trip-id"),
+        (["--amount-cents", "0"], "--amount-cents"),
+        (["--slow", "book_car:601"], "--slow"),
+        (["--slow", "book_boat:1"], "--slow"),
+        (["--cancel-failures", "cancel_car:x"], "--cancel-failures"),
+        (["--deadline-seconds", "soon"], "--deadline-seconds"),
+    ],
+)
+def test_bad_input_to_the_trip_command_names_the_option(
+    args: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before anything starts: exit 2, the option named (no Temporal needed)."""
+    code: int | str | None
+    try:
+        code = trip_command(["book", *args])
+    except SystemExit as exit_:  # argparse's refusal
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert code == 2 and option in err and out == "", out + err

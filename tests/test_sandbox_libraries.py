@@ -1,12 +1,15 @@
 """What the worker passes through the workflow sandbox (worker/tuning.py) must be a library:
-no workflow defined in it, and no state of its own that one run could leave to the next.
-The modules that define workflows stay in the sandbox, which re-imports them for each run
-and refuses their non-deterministic calls."""
+no state of its own that one run could leave to the next, and, for the application's
+libraries, no workflow defined in it. The application's modules that define workflows stay
+in the sandbox, which re-imports them for each run and refuses their non-deterministic
+calls. The engine (temporal_saga) is passed through whole, on purpose, its own sweep
+workflow with it: every module of it holds no mutable state."""
 
 import asyncio
 import collections
 import enum
 import importlib
+import pkgutil
 from typing import Any
 
 import pytest
@@ -14,14 +17,37 @@ from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+import temporal_saga
+import temporal_saga.workflow as engine
 from examples.trip.workflow import TripBookingWorkflow
-from temporal_saga import workflow as engine
+from temporal_saga import SagaSweepWorkflow
+from temporal_saga.worker import ENGINE_MODULES
+from temporal_saga.worker import sandbox_runner as engine_sandbox
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
-from worker.tuning import PASSTHROUGH_MODULES, WORKFLOW_LIBRARIES, sandbox_runner, worker_tuning
+from worker.tuning import (
+    APP_LIBRARIES,
+    PASSTHROUGH_MODULES,
+    WORKFLOW_LIBRARIES,
+    sandbox_runner,
+    worker_tuning,
+)
 from workflows.checkout import CheckoutWorkflow
 
 MUTABLE = (list, dict, set, bytearray, collections.deque)
+# Every module of the engine, which the workers pass through whole (ENGINE_MODULES).
+ENGINE_MODULE_NAMES = [
+    temporal_saga.__name__,
+    *(m.name for m in pkgutil.walk_packages(temporal_saga.__path__, "temporal_saga.")),
+]
+# Module state of the engine's that no workflow code reaches, so no run can leave it to the
+# next: the activities' lookup table of run statuses, and the client's warn-once flag.
+# (Engine change asked for: make them immutable, and drop them from here.)
+OUTSIDE_WORKFLOWS = {"temporal_saga.runs": ["_STATUS"], "temporal_saga.codec": ["_warned"]}
+# The workflows of the applications: the checkout worker's and the example trip's.
+APP_WORKFLOWS = [
+    cls for cls in [*WORKFLOWS, TripBookingWorkflow] if not cls.__module__.startswith("temporal_")
+]
 
 
 def _mutable(value: object) -> bool:
@@ -35,18 +61,28 @@ def _passed_through(module: str, passthrough: tuple[str, ...]) -> bool:
     return any(module == name or module.startswith(f"{name}.") for name in passthrough)
 
 
-@pytest.mark.parametrize("name", WORKFLOW_LIBRARIES)
-def test_a_library_defines_no_workflow(name: str) -> None:
+def _workflows_defined_in(name: str) -> list[type]:
     module = importlib.import_module(name)
     defined = [
         value
         for value in vars(module).values()
         if isinstance(value, type) and value.__module__ == name
     ]
-    assert [cls for cls in defined if workflow._Definition.from_class(cls)] == []
+    return [cls for cls in defined if workflow._Definition.from_class(cls)]
 
 
-@pytest.mark.parametrize("name", WORKFLOW_LIBRARIES)
+@pytest.mark.parametrize("name", APP_LIBRARIES)
+def test_an_application_library_defines_no_workflow(name: str) -> None:
+    assert _workflows_defined_in(name) == []
+
+
+def test_the_engine_defines_no_workflow_but_its_sweep() -> None:
+    assert ENGINE_MODULES == ("temporal_saga",) and len(ENGINE_MODULE_NAMES) > 10
+    defined = [cls for name in ENGINE_MODULE_NAMES for cls in _workflows_defined_in(name)]
+    assert defined == [SagaSweepWorkflow]
+
+
+@pytest.mark.parametrize("name", [*ENGINE_MODULE_NAMES, *APP_LIBRARIES])
 def test_a_library_holds_no_mutable_state(name: str) -> None:
     """Module globals, and the attributes of the classes it defines (its enums' and pydantic
     models' machinery aside), are functions, classes, modules or immutable values."""
@@ -62,12 +98,21 @@ def test_a_library_holds_no_mutable_state(name: str) -> None:
         for attr, member in vars(value).items():
             if not attr.startswith("__") and _mutable(member):
                 found.append(f"{key}.{attr}")
-    assert found == [], f"{name}: mutable state {found}"
+    unexpected = [key for key in found if key not in OUTSIDE_WORKFLOWS.get(name, [])]
+    assert unexpected == [], f"{name}: mutable state {unexpected}"
 
 
-def test_no_workflow_definition_is_passed_through_by_default() -> None:
-    for cls in [*WORKFLOWS, TripBookingWorkflow]:
+def test_no_application_workflow_is_passed_through_by_default() -> None:
+    assert CheckoutWorkflow in APP_WORKFLOWS and TripBookingWorkflow in APP_WORKFLOWS
+    for cls in APP_WORKFLOWS:
         assert not _passed_through(cls.__module__, WORKFLOW_LIBRARIES), cls
+    # The engine's sweep is passed through with the engine, and it alone.
+    passed = [cls for cls in WORKFLOWS if _passed_through(cls.__module__, WORKFLOW_LIBRARIES)]
+    assert passed == [SagaSweepWorkflow]
+    # The sandbox of a worker made with saga_worker (the trip's): the engine, not the saga.
+    engine_only = tuple(engine_sandbox().restrictions.passthrough_modules)
+    assert _passed_through(SagaSweepWorkflow.__module__, engine_only)
+    assert not _passed_through(TripBookingWorkflow.__module__, engine_only)
 
 
 def test_the_checkout_worker_passes_the_libraries_through() -> None:

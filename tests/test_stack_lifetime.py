@@ -78,6 +78,7 @@ def test_no_part_outlives_the_demo(tmp_path: Path, sig: signal.Signals) -> None:
             "temporal",
             "worker.codec_server",
             "worker",
+            "examples.trip",  # the example saga's worker
             "stack.lifeline",
             *(f"services.{name}" for name in ("orders", "payments", "deadletters")),
         }

@@ -4,8 +4,9 @@
     checkout-saga histories replay [DIR]
     checkout-saga replay --query "WorkflowType='Checkout'" [--limit N]
 
-`capture` starts its own stack (Temporal, the services, a worker), drives one workflow per
-entry of PATHS and writes each one's history to DIR/<name>.json. A new path (a cancellation,
+`capture` starts its own stack (Temporal, the services, a checkout worker, the example trip's
+worker), drives one workflow per entry of PATHS and writes each one's history to
+DIR/<name>.json. A new path (a cancellation,
 a deadline, a fan-out) is one more entry in PATHS: a name and a coroutine that drives it and
 returns the id of the workflow whose history to keep.
 """
@@ -29,6 +30,7 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowHandle
 
 from examples.trip.models import Simulation, TripRequest, trip_workflow_id
+from examples.trip.worker import task_queue as trip_task_queue
 from examples.trip.workflow import TripBookingWorkflow
 from models.checkout import (
     CheckoutRequest,
@@ -67,7 +69,7 @@ from temporal_saga.models import (
 )
 from temporal_saga.reconcile import repair_workflow_id
 from worker.clients import connect_temporal
-from worker.runner import checkout_sweep
+from worker.runner import WORKFLOWS, checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 from workflows.consumers import job_id
@@ -77,6 +79,9 @@ DEFAULT_DIR = Path("tests/histories")
 # capture to the next, so re-recording shows only what the code changed.
 RUN_ID = "history"
 PATH_TIMEOUT_SECONDS = 90.0
+# What the recorded histories replay against: the checkout worker's workflows, and the
+# example trip, which runs on a worker of its own (examples/trip/worker.py).
+HISTORY_WORKFLOWS: list[type] = [*WORKFLOWS, TripBookingWorkflow]
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 app = typer.Typer(
@@ -98,13 +103,14 @@ class Recorded:
 
 @dataclass(frozen=True)
 class CaptureStack:
-    """What a path drives: the client, the worker's task queue, the services' addresses."""
+    """What a path drives: the client, the workers' task queues, the services' addresses."""
 
     client: Client
     task_queue: str
     service_urls: dict[str, str]
     service_headers: dict[str, str]  # the services' bearer token (services.auth)
     cards: CardTokens  # the test cards' tokens from this stack's payments service
+    trip_task_queue: str  # the example trip's worker's
 
 
 # Drives one path against a running stack -> the workflow whose history to record.
@@ -296,7 +302,7 @@ def trip_path(request: TripRequest, expected: str, operator: str | None = None) 
             TripBookingWorkflow.run,
             request,
             id=trip_workflow_id(request.trip_id),
-            task_queue=stack.task_queue,
+            task_queue=stack.trip_task_queue,
         )
         if operator == "retry":
             for _ in range(120):  # bounded: about 30 s
@@ -539,10 +545,11 @@ def capture(
         client = await connect_temporal({**os.environ, **env})
         headers = bearer_headers(env[SERVICE_TOKEN_ENV])
         cards = await tokenize_test_cards(service_urls["payments"], env[PUBLISHABLE_KEY_ENV])
-        stack = CaptureStack(client, Settings().task_queue, service_urls, headers, cards)
+        trips = trip_task_queue(env)
+        stack = CaptureStack(client, Settings().task_queue, service_urls, headers, cards, trips)
         written = await _capture(stack, paths, out)
         # What was just written must replay against this code, or it is no use as a net.
-        return written, await replay_files(w.file for w in written)
+        return written, await replay_files((w.file for w in written), HISTORY_WORKFLOWS)
 
     try:
         with running_stack(
@@ -588,7 +595,7 @@ def replay_dir(
     """Replay every DIR/*.json history against this code's workflows (exit 1 if any fails)."""
     files = history_files(directory) if directory.is_dir() else []
     try:
-        outcomes = asyncio.run(replay_files(files))
+        outcomes = asyncio.run(replay_files(files, HISTORY_WORKFLOWS))
     except HistoryFileError as err:
         console.print(f"[red]Not a workflow history: {err}[/red]")
         raise typer.Exit(EXIT_NOTHING) from err

@@ -13,7 +13,6 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Interceptor, Worker
 
-from examples.trip.activities import TripActivities
 from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
 from models.deadletters import Delivery, NewDeadLetter
 from models.email import SendEmail, SentEmail
@@ -222,16 +221,16 @@ async def scripted_checkout_workers(
     interceptors: Sequence[Interceptor] = (),
     extra_workflows: Sequence[type] = (),
 ) -> AsyncIterator[None]:
-    """Every workflow of the worker (the checkout, its jobs, the example saga) with these
-    activities and the trip's on `task_queue`, and the commit on its after-answer queue
-    behind `slots`. The jobs find no services here: they leave dead letters nowhere."""
+    """Every workflow of the worker (the checkout, its jobs, the engine's sweep) with these
+    activities on `task_queue`, and the commit on its after-answer queue behind `slots`.
+    The jobs find no services here: they leave dead letters nowhere."""
     shop = FakeShop()
     async with (
         Worker(
             client,
             task_queue=task_queue,
             workflows=[*WORKFLOWS, *extra_workflows],
-            activities=[*shop.all(), *TripActivities().all(), *extra_activities],
+            activities=[*shop.all(), *extra_activities],
             interceptors=interceptors,
         ),
         after_answer_worker(client, task_queue, [shop.commit_stock], slots),
