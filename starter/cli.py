@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -18,15 +19,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from bench.benchmark import mount as mount_bench
 from models.checkout import CheckoutDetails, CheckoutRequest, CheckoutResult
 from models.payments import CARD_OK, NewPaymentMethod
 from stack.launcher import LaunchError, Stack, running_stack, write_env_file
 from starter.attention import (
+    QUERY_SECONDS,
     OrderIdArgument,
+    QueryTimeoutOption,
     WorkflowIdOption,
     attention,
     saga_workflow_id,
@@ -351,17 +354,31 @@ app.command("chaos")(chaos_command)
 def status(
     order_id: OrderIdArgument = None,
     workflow_id: WorkflowIdOption = None,
+    query_timeout: QueryTimeoutOption = QUERY_SECONDS,
 ) -> None:
-    """Where a saga is: status, current step, steps done, compensations (as JSON)."""
+    """Where a saga is: status, current step, steps done, compensations, and how its latest
+    run stands (run_status; for one that ended without finishing, its repair), as JSON."""
     target = saga_workflow_id(order_id, workflow_id)
 
     async def query() -> SagaProgress[SagaResult]:
-        return await saga_status(await connect_temporal(), target, SagaProgress[SagaResult])
+        return await saga_status(
+            await connect_temporal(),
+            target,
+            SagaProgress[SagaResult],
+            query_timeout=timedelta(seconds=query_timeout),
+        )
 
     try:
         print(asyncio.run(query()).model_dump_json(indent=2))
     except RPCError as err:
-        console.print(f"[red]no saga {target}: {err.message}[/red]")
+        if err.status is RPCStatusCode.NOT_FOUND:
+            console.print(f"[red]no saga {target}: {err.message}[/red]")
+        else:
+            unanswered = escape(f"{target}: no answer to its status query: {err.message}")
+            console.print(f"[red]{unanswered}[/red]")
+        raise typer.Exit(1) from err
+    except WorkflowQueryFailedError as err:
+        console.print(f"[red]{escape(f'{target}: its status query failed: {err.message}')}[/red]")
         raise typer.Exit(1) from err
 
 

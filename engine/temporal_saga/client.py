@@ -5,6 +5,7 @@ A saga's own types come from its class (`SagaWorkflow[Input, Result, Progress]`)
 that knows no saga type reads the engine's models, which keep the saga's own fields as extras.
 """
 
+import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass
@@ -25,23 +26,34 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
     WithStartWorkflowOperation,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.exceptions import CancelledError as RunCancelledError
+from temporalio.exceptions import TerminatedError, WorkflowAlreadyStartedError
+from temporalio.exceptions import TimeoutError as RunTimeoutError
+from temporalio.service import RPCError, RPCStatusCode
 
 from temporal_saga.models import (
     CancelSaga,
+    RepairResult,
     RunStatus,
     SagaProgress,
+    SagaRepairState,
     SagaResult,
+    SagaStatus,
     SkipCompensation,
     SweepReport,
     SweepRequest,
 )
-from temporal_saga.reconcile import NEEDS_ATTENTION_QUERY, SWEEP_WORKFLOW
+from temporal_saga.reconcile import NEEDS_ATTENTION_QUERY, SWEEP_WORKFLOW, repair_workflow_id
+from temporal_saga.search import SAGA_STATUS, SAGA_STEP
 from temporal_saga.workflow import SagaWorkflow
 
 InputT = TypeVar("InputT")
@@ -50,6 +62,16 @@ ProgressT = TypeVar("ProgressT", bound=SagaProgress[Any])
 
 
 AnyProgress = SagaProgress[SagaResult]
+
+# How long a query waits for its answer: a saga whose worker is gone answers nothing, and a
+# query to it would wait as long as its caller does.
+QUERY_TIMEOUT = timedelta(seconds=10)
+# How many sagas `needing_attention` queries at once.
+QUERY_CONCURRENCY = 8
+# Runs that closed without their code finishing: the reconciler's sweep repairs such a saga.
+ENDED_UNFINISHED = frozenset(
+    {RunStatus.FAILED, RunStatus.CANCELED, RunStatus.TERMINATED, RunStatus.TIMED_OUT}
+)
 
 
 class SagaEnded(Exception):
@@ -77,6 +99,11 @@ async def decide(
 
     The workflow id is the business key: a repeat joins the running saga, or gets the answer
     of the finished one; it never runs a second time.
+
+    A saga whose run ended without deciding (terminated, timed out, failed or cancelled
+    before its steps decided), whether before this call or while it waited, raises
+    `SagaEnded`, whose `run_status` says how it ended. A run that ended after deciding
+    answers with that decision.
     """
     result_type: type[ResultT] = saga._result_type  # type: ignore[assignment]
     start: WithStartWorkflowOperation[Any, ResultT] = WithStartWorkflowOperation(
@@ -95,14 +122,96 @@ async def decide(
     except WorkflowAlreadyStartedError:  # finished earlier: its answer is final
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await start.workflow_handle()  # the same error; retrieved so it isn't logged
-        handle = saga_handle(client, saga, workflow_id)
-        return await handle.result(), handle
-    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return await _answer_of_closed(client, saga, workflow_id)
+    except WorkflowUpdateFailedError:
+        # The run closed while the update waited (AcceptedUpdateCompletedWorkflow).
+        if await _closed_run(client, workflow_id) is None:
+            raise
+        return await _answer_of_closed(client, saga, workflow_id)
+    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
         # The server was unreachable or the call timed out: the caller may call again (same
         # id). The start operation holds the same error; retrieved so it isn't logged.
         with contextlib.suppress(RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
             await start.workflow_handle()
+        # Or the run closed before the update was accepted ("workflow execution already
+        # completed").
+        if (
+            isinstance(err, RPCError)
+            and err.status is RPCStatusCode.NOT_FOUND
+            and await _closed_run(client, workflow_id) is not None
+        ):
+            return await _answer_of_closed(client, saga, workflow_id)
         raise
+
+
+async def _answer_of_closed(
+    client: Client, saga: type[SagaWorkflow[Any, ResultT]], workflow_id: str
+) -> tuple[ResultT, WorkflowHandle[Any, ResultT]]:
+    """A closed saga's answer: its result; for a run that ended without completing, the
+    decision its `status` holds, or SagaEnded when there is none."""
+    handle = saga_handle(client, saga, workflow_id)
+    try:
+        return await handle.result(), handle
+    except WorkflowFailureError as err:
+        detail = str(err.cause or err)
+        try:
+            progress = await handle.query(
+                "status", result_type=saga._progress_type, rpc_timeout=QUERY_TIMEOUT
+            )
+        except Exception as unread:  # no worker, say: whether it decided is not known
+            why = _unanswered(unread, QUERY_TIMEOUT)
+            detail += f" (its status could not be read: {why})"
+        else:
+            decision: ResultT | None = progress.decision
+            if decision is not None:
+                return decision, handle
+        raise SagaEnded(workflow_id, _ended_as(err.cause), detail) from err
+
+
+def _ended_as(cause: BaseException | None) -> RunStatus:
+    """How a run ended, from the failure its result raised."""
+    if isinstance(cause, TerminatedError):
+        return RunStatus.TERMINATED
+    if isinstance(cause, RunTimeoutError):
+        return RunStatus.TIMED_OUT
+    if isinstance(cause, RunCancelledError):
+        return RunStatus.CANCELED
+    return RunStatus.FAILED
+
+
+async def _closed_run(client: Client, workflow_id: str) -> RunStatus | None:
+    """How the latest run of `workflow_id` ended; None while it runs or when Temporal
+    cannot say."""
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return None
+    run_status = _run_status(described.status)
+    return None if run_status is RunStatus.RUNNING else run_status
+
+
+def _run_status(status: WorkflowExecutionStatus | None) -> RunStatus:
+    """Temporal's execution status in the engine's words (one it does not know: RUNNING, as
+    the sweep reads it)."""
+    if status is None:
+        return RunStatus.RUNNING
+    return RunStatus.__members__.get(status.name, RunStatus.RUNNING)
+
+
+def _unanswered(err: Exception, waited: timedelta) -> str:
+    """Why a query went unanswered (given up after `waited`), for an operator."""
+    if isinstance(err, WorkflowQueryFailedError):
+        # With a payload codec that encodes failures, the message is "Encoded failure": the
+        # handler's own words are in its worker's log.
+        return f"its status query failed: {err.message}"
+    if isinstance(err, RPCError):
+        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            return (
+                f"no answer within {waited.total_seconds():g} s (is a worker of its type "
+                f"running?): {err.message}"
+            )
+        return f"{err.status.name}: {err.message}"
+    return f"{type(err).__name__}: {err}"
 
 
 def saga_handle(
@@ -113,12 +222,77 @@ def saga_handle(
     return client.get_workflow_handle(workflow_id, result_type=result_type)
 
 
-async def status(client: Client, workflow_id: str, progress_type: type[ProgressT]) -> ProgressT:
-    """The `status` query of any saga (its own fields kept as extras of the engine's)."""
-    progress: ProgressT = await client.get_workflow_handle(workflow_id).query(
-        "status", result_type=progress_type
-    )
+async def status(
+    client: Client,
+    workflow_id: str,
+    progress_type: type[ProgressT],
+    *,
+    query_timeout: timedelta = QUERY_TIMEOUT,
+) -> ProgressT:
+    """The `status` query of any saga (its own fields kept as extras of the engine's), with
+    how its latest run stands (`run_status`: Temporal's description of it), and for a run
+    that ended without finishing, the reconciler's repair of it (`repair`), if one started.
+
+    A closed run whose query goes unanswered within `query_timeout` (its worker is gone, say)
+    still answers: its last SagaStatus and SagaStep search attributes, and `query_error`. A
+    running one raises what the query raised; a workflow id Temporal does not know raises
+    RPCError (NOT_FOUND).
+    """
+    handle = client.get_workflow_handle(workflow_id)
+    described = await handle.describe()
+    run_status = _run_status(described.status)
+    try:
+        progress: ProgressT = await client.get_workflow_handle(
+            workflow_id, run_id=described.run_id
+        ).query("status", result_type=progress_type, rpc_timeout=query_timeout)
+    except Exception as err:
+        if run_status is RunStatus.RUNNING:
+            raise
+        why = _unanswered(err, query_timeout)
+        progress = _last_published(described, progress_type, why)
+    progress.run_status = run_status
+    if run_status in ENDED_UNFINISHED:
+        progress.repair = await _repair_state(client, repair_workflow_id(workflow_id))
     return progress
+
+
+def _last_published(
+    described: WorkflowExecutionDescription, progress_type: type[ProgressT], error: str
+) -> ProgressT:
+    """What a run last published of itself, in its search attributes."""
+    attributes = described.typed_search_attributes
+    return progress_type.model_validate(
+        {
+            "status": attributes.get(SAGA_STATUS) or SagaStatus.RUNNING,
+            "current_step": attributes.get(SAGA_STEP) or None,
+            "query_error": error,
+        }
+    )
+
+
+async def _repair_state(client: Client, repair_id: str) -> SagaRepairState | None:
+    """The repair's latest run (None when there is none): its result once it completed,
+    else where it is."""
+    handle = client.get_workflow_handle(repair_id, result_type=RepairResult)
+    try:
+        described = await handle.describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    attributes = described.typed_search_attributes
+    state = SagaRepairState(
+        workflow_id=repair_id,
+        run_status=_run_status(described.status),
+        status=attributes.get(SAGA_STATUS),
+        current_step=attributes.get(SAGA_STEP) or None,
+    )
+    if state.run_status is RunStatus.COMPLETED:
+        try:
+            state.result = await handle.result(rpc_timeout=QUERY_TIMEOUT)
+        except Exception as err:  # its history, or a result of another form
+            state.error = _unanswered(err, QUERY_TIMEOUT)
+    return state
 
 
 async def cancel(
@@ -152,21 +326,49 @@ async def skip_compensation(
 
 @dataclass(frozen=True)
 class Stuck:
+    """A saga in NEEDS_ATTENTION: its `status` query's answer, or why there is none."""
+
     workflow_id: str
     workflow_type: str
-    progress: AnyProgress
+    progress: AnyProgress | None
+    # Set when the query went unanswered (no worker of its type, its query raised, ...).
+    error: str | None = None
 
 
-async def needing_attention(client: Client, limit: int, query: str = "") -> list[Stuck]:
+async def needing_attention(
+    client: Client,
+    limit: int,
+    query: str = "",
+    *,
+    concurrency: int = QUERY_CONCURRENCY,
+    query_timeout: timedelta = QUERY_TIMEOUT,
+) -> list[Stuck]:
     """Every saga in NEEDS_ATTENTION (of any type, by the SagaStatus search attribute), with
-    its status; `query`: more of a visibility query to narrow it (`AND ...`)."""
-    found = []
-    async for execution in client.list_workflows(
-        f"{NEEDS_ATTENTION_QUERY} {query}".strip(), limit=limit
-    ):
-        progress = await status(client, execution.id, AnyProgress)
-        found.append(Stuck(execution.id, execution.workflow_type, progress))
-    return found
+    its status; `query`: more of a visibility query to narrow it (`AND ...`).
+
+    One saga's query failing does not hide the others: that one comes with `error` instead
+    of `progress`. The queries run `concurrency` at a time, each given up after
+    `query_timeout` (a saga whose worker is gone answers nothing)."""
+    executions = [
+        execution
+        async for execution in client.list_workflows(
+            f"{NEEDS_ATTENTION_QUERY} {query}".strip(), limit=limit
+        )
+    ]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def read(workflow_id: str, run_id: str, workflow_type: str) -> Stuck:
+        async with gate:
+            try:
+                progress = await client.get_workflow_handle(workflow_id, run_id=run_id).query(
+                    "status", result_type=AnyProgress, rpc_timeout=query_timeout
+                )
+            except Exception as err:  # whatever it is, it is this saga's alone
+                why = _unanswered(err, query_timeout)
+                return Stuck(workflow_id, workflow_type, None, why)
+        return Stuck(workflow_id, workflow_type, progress)
+
+    return list(await asyncio.gather(*(read(e.id, e.run_id, e.workflow_type) for e in executions)))
 
 
 async def ensure_sweep_schedule(

@@ -83,6 +83,15 @@ class SagaProgress(BaseModel, Generic[ResultT]):
     compensations: list[CompensationReport] = []
     stuck: list[str] = []
     decision: ResultT | None = None
+    # What the client's `status` adds from Temporal; the query itself leaves them None.
+    # How the latest run stands: the query of a closed run replays a history that has no
+    # ending, so a terminated run still says RUNNING above.
+    run_status: "RunStatus | None" = None
+    # Why a closed run's query went unanswered: the status and step above are then the
+    # run's last SagaStatus and SagaStep search attributes.
+    query_error: str | None = None
+    # A run that ended without finishing: the reconciler's repair of it, if one started.
+    repair: "SagaRepairState | None" = None
 
 
 class CancelSaga(BaseModel):
@@ -217,3 +226,23 @@ class SweepReport(BaseModel):
 
     def count(self, action: SweepAction) -> int:
         return sum(1 for entry in self.entries if entry.action is action)
+
+
+# -- the client's `status` of a saga whose run ended without finishing ----------------------
+
+
+class SagaRepairState(BaseModel):
+    """The reconciler's repair of a saga (its workflow `repair-{workflow_id}`): its latest
+    run, and its result once it completed, or where it is while it runs."""
+
+    workflow_id: str
+    run_status: RunStatus
+    result: RepairResult | None = None
+    # While it runs: its SagaStatus (NEEDS_ATTENTION when an action is stuck) and SagaStep.
+    status: SagaStatus | None = None
+    current_step: str | None = None
+    # Why its result could not be read.
+    error: str | None = None
+
+
+SagaProgress.model_rebuild()
