@@ -7,6 +7,7 @@ Prints the install's footprint (packages, seconds). pip finds packages as this m
 is set up to; the test server is the one beside this Python, so nothing is downloaded at
 run time."""
 
+import ast
 import json
 import os
 import re
@@ -21,10 +22,11 @@ import pytest
 
 from stack.launcher import venv_binary
 
-# Builds a wheel and a virtual environment, and installs into it.
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).parent.parent
+EXAMPLE = ROOT / "examples" / "trip"
+# What the example may import: the engine, what the engine depends on, the standard library
+# and itself.
+EXAMPLE_MAY_IMPORT = {"temporal_saga", "temporalio", "pydantic", *sys.stdlib_module_names}
 INSTALLED_TRIP = Path(__file__).parent / "support" / "installed_trip.py"
 TOOLS = ("pytest", "pytest-asyncio", "mypy")
 # The checkout's own dependencies and the engine's extra: none may come with the engine.
@@ -107,6 +109,31 @@ def closure(roots: set[str], requires: dict[str, set[str]]) -> set[str]:
     return seen
 
 
+def imports(path: Path) -> set[str]:
+    """The modules a file imports (a relative import as `.name`)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.add("." * node.level + (node.module or ""))
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLE.glob("*.py")), ids=lambda p: p.name)
+def test_the_example_imports_only_the_engine_and_its_dependencies(path: Path) -> None:
+    """As another team's project would: nothing of the checkout's (models, worker, ...)."""
+    found = imports(path)
+    outside = {
+        name
+        for name in found
+        if name.split(".")[0] not in EXAMPLE_MAY_IMPORT
+        and not (name == "examples.trip" or name.startswith("examples.trip."))
+    }
+    assert outside == set(), f"{path.name} imports {sorted(outside)}"
+
+
+@pytest.mark.slow  # builds a wheel and a virtual environment, and installs into it
 def test_the_engine_installs_alone_and_runs_the_example(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
