@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from temporalio import activity, workflow
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -300,6 +300,30 @@ async def test_decide_of_a_saga_terminated_before_its_decision_raises_saga_ended
         await decide(dev_client, HeldSaga, Plan(), workflow_id=workflow_id, task_queue=TASK_QUEUE)
     assert already_closed.value.run_status is RunStatus.TERMINATED
     assert "stopped by an operator" in already_closed.value.detail
+
+
+@pytest.mark.slow
+async def test_decide_of_a_saga_that_timed_out_before_its_decision_raises_saga_ended(
+    dev_client: Client,
+) -> None:
+    handle = await dev_client.start_workflow(
+        HeldSaga.run,
+        Plan(hold="a"),
+        id=new_id("client-timed-out"),
+        task_queue=TASK_QUEUE,
+        execution_timeout=timedelta(seconds=2),
+    )
+
+    async def timed_out() -> bool:
+        described = await handle.describe()
+        return described.status is WorkflowExecutionStatus.TIMED_OUT
+
+    await eventually(timed_out, f"{handle.id} timed out")
+    with pytest.raises(SagaEnded) as ended:
+        await decide(dev_client, HeldSaga, Plan(), workflow_id=handle.id, task_queue=TASK_QUEUE)
+    assert ended.value.run_status is RunStatus.TIMED_OUT
+    progress = await status(dev_client, handle.id, Progress)
+    assert (progress.run_status, progress.decision) == (RunStatus.TIMED_OUT, None)
 
 
 @pytest.mark.slow
