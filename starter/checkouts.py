@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.payments import CARD_OK
 from starter.payment_methods import CardTokens
+from temporal_saga import SagaEnded
 from temporal_saga.client import decide
 from temporal_saga.models import Outcome
 from worker.clients import connect_temporal
@@ -160,6 +161,9 @@ async def place_many(
             except WorkflowFailureError as err:
                 outcomes["FAILED"] += 1
                 errors.append(f"{request.order_id}: {err.cause}")
+            except SagaEnded as err:
+                outcomes[err.run_status.value] += 1
+                errors.append(str(err))
             finally:
                 on_done()
 

@@ -72,7 +72,7 @@ from stack.launcher import (
 from starter.checkouts import decide_checkout
 from starter.dlq import list_letters, redrive_letter
 from starter.payment_methods import CardTokens, tokenize_test_cards
-from temporal_saga import SAGA_STATUS
+from temporal_saga import SAGA_STATUS, SagaEnded
 from temporal_saga.client import sweep_now
 from temporal_saga.models import Outcome, RepairResult
 from temporal_saga.reconcile import repair_workflow_id
@@ -397,6 +397,10 @@ async def _answer(
         except (WorkflowFailureError, WorkflowUpdateFailedError) as err:
             if request.order_id not in (terminated or set()):
                 report.errors.append(f"{request.order_id}: {err}: {err.cause}")
+            return None
+        except SagaEnded as err:
+            if request.order_id not in (terminated or set()):
+                report.errors.append(f"{request.order_id}: {err}")
             return None
         label = "CONFIRMED"
         if decision.status is not Outcome.CONFIRMED:

@@ -16,6 +16,7 @@ AES-GCM comes from `cryptography`, the engine's `encryption` extra
 import base64
 import binascii
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -34,7 +35,6 @@ NONCE_BYTES = 12
 _KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 log = logging.getLogger(__name__)
-_warned: list[bool] = []  # warn once per process about running without keys
 
 
 class CodecKeyError(ValueError):
@@ -157,15 +157,19 @@ def data_converter(env: Mapping[str, str] | None = None) -> DataConverter:
     encoded too (`encode_common_attributes`): an error can quote its input."""
     keys = keys_from_env(env)
     if not keys:
-        if not _warned:
-            log.warning("%s is not set: payloads are stored in clear", CODEC_KEYS_ENV)
-            _warned.append(True)
+        _warn_in_clear()
         return pydantic_data_converter
     return dataclasses.replace(
         pydantic_data_converter,
         payload_codec=EncryptionCodec(keys),
         failure_converter_class=_EncodedFailureConverter,
     )
+
+
+@functools.cache
+def _warn_in_clear() -> None:
+    """Once per process."""
+    log.warning("%s is not set: payloads are stored in clear", CODEC_KEYS_ENV)
 
 
 class _EncodedFailureConverter(DefaultFailureConverter):
