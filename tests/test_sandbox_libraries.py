@@ -41,9 +41,9 @@ ENGINE_MODULE_NAMES = [
     *(m.name for m in pkgutil.walk_packages(temporal_saga.__path__, "temporal_saga.")),
 ]
 # Module state of the engine's that no workflow code reaches, so no run can leave it to the
-# next: the activities' lookup table of run statuses, and the client's warn-once flag.
+# next: the activities' lookup table of run statuses.
 # (Engine change asked for: make them immutable, and drop them from here.)
-OUTSIDE_WORKFLOWS = {"temporal_saga.runs": ["_STATUS"], "temporal_saga.codec": ["_warned"]}
+OUTSIDE_WORKFLOWS = {"temporal_saga.runs": ["_STATUS"]}
 # The workflows of the applications: the checkout worker's and the example trip's.
 APP_WORKFLOWS = [
     cls for cls in [*WORKFLOWS, TripBookingWorkflow] if not cls.__module__.startswith("temporal_")
