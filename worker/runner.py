@@ -25,7 +25,7 @@ from models.checkout import CheckoutStep
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import configure_tracing
 from temporal_saga import SagaSweepWorkflow, ensure_sweep_schedule
-from temporal_saga.models import SweepRequest
+from temporal_saga.models import OwnRepair, SweepRequest
 from temporal_saga.worker import saga_worker
 from worker.after_answer import AnswersInFlight, after_answer_slots, after_answer_worker
 from worker.bytecode import missing_bytecode, workflow_sources
@@ -52,9 +52,13 @@ OTHER_WORKFLOWS: list[type] = [
 ]
 # Every workflow the worker runs (the engine's sweep included).
 WORKFLOWS: list[type] = [CheckoutWorkflow, *OTHER_WORKFLOWS, SagaSweepWorkflow]
-# The checkout's sweep: its finder (activities/reconcile.py) and its repair, on a Schedule.
+# The sweep on the checkout's Schedule: the checkout by its finder (activities/reconcile.py)
+# and its repair, every other saga type by a reset of its ended runs.
 CHECKOUT_SWEEP_SCHEDULE = "saga-sweep-checkout"
 FIND_OPEN_CHECKOUTS = "find_open_checkouts"
+CHECKOUT_OWN_REPAIR = OwnRepair(
+    saga_type=CHECKOUT, finder=FIND_OPEN_CHECKOUTS, repair=CHECKOUT_REPAIR
+)
 # Every search attribute these workflows set: register them (Keyword) on the cluster.
 SEARCH_ATTRIBUTES = (*saga.SEARCH_ATTRIBUTES, CUSTOMER_ID)
 
@@ -168,13 +172,16 @@ def checkout_sweep(
     dry_run: bool = False,
     older_than_seconds: int | None = None,
     wait_seconds: int | None = None,
+    saga_type: str | None = None,
 ) -> SweepRequest:
-    """One sweep of the checkout: its finder and its repair, records older than the setting
-    (or `older_than_seconds`), waiting `wait_seconds` for its repairs (else the default)."""
+    """One sweep of every saga type on the engine (or of `saga_type`): the checkout with its
+    finder and its repair (its local-first steps may leave effects no event records), every
+    other type by a reset of its ended runs; records older than the setting (or
+    `older_than_seconds`), waiting `wait_seconds` for its repairs and resets (else the
+    default)."""
     return SweepRequest(
-        saga_type=CHECKOUT,
-        finder=FIND_OPEN_CHECKOUTS,
-        repair=CHECKOUT_REPAIR,
+        saga_type=saga_type,
+        own_repairs=[CHECKOUT_OWN_REPAIR],
         older_than_seconds=(
             settings.reconcile_older_than_seconds
             if older_than_seconds is None
@@ -186,7 +193,8 @@ def checkout_sweep(
 
 
 async def schedule_checkout_sweep(client: Client, settings: Settings) -> None:
-    """The checkout's sweep on its Schedule (any number of workers may do this at start)."""
+    """The sweep on the checkout's Schedule: every saga type, the checkout with its own finder
+    and repair (any number of workers may do this at start)."""
     outcome = await ensure_sweep_schedule(
         client,
         schedule_id=CHECKOUT_SWEEP_SCHEDULE,

@@ -8,11 +8,13 @@ that knows no saga type reads the engine's models, which keep the saga's own fie
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     Schedule,
@@ -53,6 +55,7 @@ from temporal_saga.models import (
     SweepRequest,
 )
 from temporal_saga.reconcile import NEEDS_ATTENTION_QUERY, SWEEP_WORKFLOW, repair_workflow_id
+from temporal_saga.runs import polled
 from temporal_saga.search import SAGA_STATUS, SAGA_STEP
 from temporal_saga.workflow import SagaWorkflow
 
@@ -427,15 +430,76 @@ async def _sweep_of(client: Client, action: object) -> SweepRequest | None:
     return args[0] if isinstance(args[0], SweepRequest) else None
 
 
+# How long `sweep_now` waits for a worker on the sweep's task queue, and then for one to run
+# the sweep's first workflow task.
+SWEEP_START_TIMEOUT = timedelta(seconds=5)
+_SWEEP_START_POLL_SECONDS = 0.2
+
+
+class NoSweepWorker(RuntimeError):
+    """No worker ran the sweep: none polls its task queue, or none ran its first workflow
+    task in time (one that stopped is still listed as a poller for a while, and one that
+    does not run the engine's sweep fails its task)."""
+
+
 async def sweep_now(
-    client: Client, request: SweepRequest, task_queue: str, workflow_id: str | None = None
+    client: Client,
+    request: SweepRequest,
+    task_queue: str,
+    workflow_id: str | None = None,
+    *,
+    start_timeout: timedelta = SWEEP_START_TIMEOUT,
 ) -> SweepReport:
-    """One sweep, now, outside the schedule (a new workflow id unless given); its report."""
-    report: SweepReport = await client.execute_workflow(
+    """One sweep, now, outside the schedule (a new workflow id unless given); its report.
+
+    Raises NoSweepWorker, within `start_timeout` for each, when no worker polls `task_queue`
+    (before the sweep starts) or none runs the sweep's first workflow task. Leaves no sweep
+    running when it raises or is cancelled (Ctrl-C): it terminates the sweep it started
+    (the repairs and the reset runs that sweep started go on)."""
+    if not await _until(lambda: polled(client, task_queue), start_timeout):
+        raise NoSweepWorker(
+            f"no worker polls task queue {task_queue!r}: start one that runs the engine's "
+            "sweep (saga_worker registers it), then try again"
+        )
+    handle: WorkflowHandle[Any, SweepReport] = await client.start_workflow(
         SWEEP_WORKFLOW,
         request,
         id=workflow_id or f"{SWEEP_WORKFLOW.lower()}-{uuid.uuid4().hex[:12]}",
         task_queue=task_queue,
         result_type=SweepReport,
     )
-    return report
+    finished = False
+    try:
+        if not await _until(lambda: _first_task_done(handle), start_timeout):
+            raise NoSweepWorker(
+                f"no worker ran the sweep {handle.id} within "
+                f"{start_timeout.total_seconds():g} s: the workers of task queue "
+                f"{task_queue!r} have stopped (Temporal lists them as pollers for a while "
+                "after) or do not run the engine's sweep; it was terminated"
+            )
+        report = await handle.result()
+        finished = True
+        return report
+    finally:
+        if not finished:
+            with contextlib.suppress(RPCError):  # it closed meanwhile: nothing to stop
+                await handle.terminate(reason="its caller stopped waiting for it")
+
+
+async def _until(check: Callable[[], Awaitable[bool]], within: timedelta) -> bool:
+    """Poll `check` until it holds (True) or `within` has passed (False)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within.total_seconds()
+    while not await check():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(_SWEEP_START_POLL_SECONDS)
+    return True
+
+
+async def _first_task_done(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether a worker completed a workflow task of the run (or it closed)."""
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            return True
+    return (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING

@@ -8,9 +8,9 @@ saga type still shows them.
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Outcome(StrEnum):
@@ -142,12 +142,27 @@ class RunStatus(StrEnum):
     MISSING = "MISSING"
 
 
-class FindClosedRuns(BaseModel):
-    """Runs of `workflow_type` that closed without finishing, after `closed_after`."""
+# A workflow type as the sweep puts it in a visibility query: no quote, no backslash.
+WORKFLOW_TYPE_PATTERN = r"^[^'\"\\]+$"
+WorkflowType = Annotated[str, Field(min_length=1, max_length=200, pattern=WORKFLOW_TYPE_PATTERN)]
 
-    workflow_type: str
+
+class FindClosedRuns(BaseModel):
+    """Runs that closed without finishing (terminated, timed out, failed) after
+    `closed_after`: of `workflow_type`, or with `sagas_only` of every saga type (every
+    workflow that set SagaStatus) but `exclude_types` and the repairs (`repair-...` ids)."""
+
+    workflow_type: WorkflowType | None = None
     closed_after: datetime
     limit: int = Field(default=500, ge=1, le=10_000)
+    sagas_only: bool = False
+    exclude_types: list[WorkflowType] = Field(default=[], max_length=200)
+
+    @model_validator(mode="after")
+    def _some_type(self) -> Self:
+        if self.workflow_type is None and not self.sagas_only:
+            raise ValueError("workflow_type: required unless sagas_only (every saga type)")
+        return self
 
 
 class SagaRun(BaseModel):
@@ -157,25 +172,80 @@ class SagaRun(BaseModel):
     workflow_type: str | None = None
 
 
-class SweepRequest(BaseModel):
-    """One sweep of one saga type: which finder and which repair, and how old is old."""
+class OwnRepair(BaseModel):
+    """A saga type settled by a finder and a repair of its own (a saga with local-first
+    steps needs them), instead of by a reset of its ended runs."""
 
     model_config = ConfigDict(extra="forbid")
 
     # The saga's workflow type; its finder activity (FindOpenSagas -> list[OpenSaga]) and its
     # repair workflow type.
-    saga_type: str = Field(min_length=1, max_length=200)
+    saga_type: WorkflowType
     finder: str = Field(min_length=1, max_length=200)
-    repair: str = Field(min_length=1, max_length=200)
+    repair: WorkflowType
+
+
+class SweepRequest(BaseModel):
+    """One sweep: which saga types, which of them have a finder and repair of their own (the
+    others are settled by a reset of their ended runs), and how old is old.
+
+    The form before `own_repairs` (`saga_type` with its `finder` and `repair`) is still read:
+    it is that one saga type with its own finder and repair."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # One saga type (its workflow type), or None: every saga type.
+    saga_type: WorkflowType | None = None
+    own_repairs: list[OwnRepair] = Field(default=[], max_length=100)
     # Records opened longer ago than this are looked at (more than any deadline of the saga).
     older_than_seconds: int = Field(default=600, ge=0, le=30 * 86_400)
     # Runs that closed without finishing (terminated, timed out, failed) this recently are
-    # repaired once each, even with no record open (a confirmed one may not have announced).
+    # looked at: repaired once each even with no record open (a confirmed one may not have
+    # announced), or reset.
     closed_within_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
     dry_run: bool = False
-    # How long the sweep waits for the repairs it started before it reports them as running.
+    # How long the sweep waits for the repairs it started, and for the runs it reset, before
+    # it reports them as still running.
     wait_seconds: int = Field(default=60, ge=0, le=3600)
     limit: int = Field(default=500, ge=1, le=10_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finder_and_repair(cls, data: Any) -> Any:
+        """The earlier form: `saga_type` with its `finder` and `repair`, as one own repair."""
+        if not isinstance(data, dict) or not {"finder", "repair"} & data.keys():
+            return data
+        data = dict(data)
+        finder, repair = data.pop("finder", None), data.pop("repair", None)
+        if finder is None or repair is None or data.get("saga_type") is None:
+            raise ValueError(
+                "finder and repair: give both, with the saga_type they are of (or list them "
+                "in own_repairs)"
+            )
+        own = {"saga_type": data["saga_type"], "finder": finder, "repair": repair}
+        data["own_repairs"] = [*data.get("own_repairs", []), own]
+        return data
+
+    @model_validator(mode="after")
+    def _one_repair_per_type(self) -> Self:
+        types = [own.saga_type for own in self.own_repairs]
+        if twice := sorted({t for t in types if types.count(t) > 1}):
+            raise ValueError(f"own_repairs: saga type {', '.join(twice)} given more than once")
+        repairs = {own.repair for own in self.own_repairs}
+        if self.saga_type is not None and self.saga_type in repairs:
+            raise ValueError(f"saga_type: {self.saga_type} is a repair, not a saga")
+        return self
+
+    @property
+    def swept_own_repairs(self) -> list[OwnRepair]:
+        """The own repairs this sweep runs: all, or that of `saga_type`."""
+        return [o for o in self.own_repairs if self.saga_type in (None, o.saga_type)]
+
+    @property
+    def resets(self) -> bool:
+        """Whether this sweep resets ended runs: unless narrowed to a type with its own
+        repair."""
+        return self.saga_type not in {o.saga_type for o in self.own_repairs}
 
 
 class SweepAction(StrEnum):
@@ -190,6 +260,68 @@ class SweepAction(StrEnum):
     # Started (or already running) and not done within the sweep's wait: it goes on; if it is
     # stuck it waits in NEEDS_ATTENTION like any saga.
     REPAIRING = "repairing"
+    # Dry run: the ended run would have been reset, and its new run cancelled.
+    WOULD_RESET = "would_reset"
+    # Reset to its last completed workflow task, the new run cancelled: `reset` says how it
+    # went.
+    RESET = "reset"
+
+
+class ResetOutcome(StrEnum):
+    """What became of a saga the sweep reset (its new run, cancelled)."""
+
+    # It completed REJECTED: the pivot was not reached, its compensations ran.
+    COMPENSATED = "compensated"
+    # It completed CONFIRMED: the pivot had started, its own code went on after it.
+    WENT_FORWARD = "went_forward"
+    # Not done within the sweep's wait: it goes on (a stuck compensation waits for an
+    # operator, as in any saga).
+    STILL_RUNNING = "still_running"
+    # The new run closed without completing (its code failed again, it timed out, it was
+    # terminated): reported once; the sweep never resets a run it made.
+    FAILED_AGAIN = "failed_again"
+    # Temporal refused the reset (no history left, no completed workflow task), or the
+    # saga's run changed meanwhile (a newer run, or one reset by someone else).
+    NOT_RESET = "not_reset"
+
+
+class ResetRun(BaseModel):
+    """Reset `run_id` of `workflow_id` (its latest run, closed without finishing) and cancel
+    the new run; `reason` is the reset's."""
+
+    workflow_id: str = Field(min_length=1)
+    run_id: str = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class AwaitRun(BaseModel):
+    """Wait up to `wait_seconds` for `run_id` of `workflow_id` to close."""
+
+    workflow_id: str = Field(min_length=1)
+    run_id: str = Field(min_length=1)
+    wait_seconds: int = Field(ge=0, le=3600)
+
+
+class SagaReset(BaseModel):
+    """A saga the sweep reset: the new run, and what became of it."""
+
+    outcome: ResetOutcome
+    # The new run (None when not reset).
+    run_id: str | None = None
+    # Why (for not_reset and failed_again), or the decision's reason.
+    detail: str | None = None
+    # From the new run's result, when it completed.
+    steps_done: list[str] = []
+    compensations_done: list[str] = []
+
+
+class ClosedSaga(BaseModel):
+    """A saga found by a run that closed without finishing: its latest run."""
+
+    workflow_id: str
+    run: SagaRun
+    # A run the sweep made by a reset, running, whose cancellation it has not requested yet.
+    cancel_pending: bool = False
 
 
 class AbandonedSaga(BaseModel):
@@ -211,15 +343,22 @@ class RepairResult(BaseModel):
 
 class SweepEntry(BaseModel):
     workflow_id: str
+    # The saga's workflow type (None in reports from before it was given).
+    saga_type: str | None = None
     run_status: RunStatus
     records: list[str]
     action: SweepAction
     repair_workflow_id: str | None = None
     repair: RepairResult | None = None
+    reset: SagaReset | None = None
 
 
 class SweepReport(BaseModel):
-    finder: str
+    # The finder asked, when the sweep asked one (the first of `finders`).
+    finder: str | None = None
+    finders: list[str] = []
+    # The saga type the sweep was narrowed to (None: every saga type).
+    saga_type: str | None = None
     before: datetime
     dry_run: bool
     entries: list[SweepEntry] = []
