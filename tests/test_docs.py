@@ -160,3 +160,17 @@ def test_the_readme_links_every_docs_page() -> None:
     assert DOC_PAGES, "docs/ holds no page"
     unlinked = [_name(page) for page in DOC_PAGES if page.resolve() not in linked]
     assert unlinked == [], f"README.md does not link {unlinked}"
+
+
+# "[`path.py`](...), whole ...:" then the file in a python block.
+WHOLE = re.compile(
+    r"\[`([^`]+\.py)`\]\([^)]+\), whole(?:[^\n]*\n)?[^\n]*:\n\n```python\n(.*?)```", re.S
+)
+
+
+def test_a_file_shown_whole_in_the_docs_is_the_file() -> None:
+    """docs/saga.md shows the trip's saga and its worker whole, for a team to copy."""
+    shown = WHOLE.findall((ROOT / "docs" / "saga.md").read_text())
+    assert {path for path, _ in shown} >= {"examples/trip/workflow.py", "examples/trip/worker.py"}
+    for path, text in shown:
+        assert text == (ROOT / path).read_text(), f"docs/saga.md shows an old {path}"
