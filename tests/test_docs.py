@@ -164,7 +164,9 @@ def test_the_readme_links_every_docs_page() -> None:
 
 # "[`path.py`](...), whole ...:" then the file in a python block.
 WHOLE = re.compile(
-    r"\[`([^`]+\.py)`\]\([^)]+\), whole(?:[^\n]*\n)?[^\n]*:\n\n```python\n(.*?)```", re.S
+    r"\[`([^`]+\.py)`\]\([^)]+\), whole(?:[^\n]*\n)?[^\n]*:\n\n```python\n(.*?)```",
+    re.S,
+)
 )
 
 
