@@ -167,7 +167,6 @@ WHOLE = re.compile(
     r"\[`([^`]+\.py)`\]\([^)]+\), whole(?:[^\n]*\n)?[^\n]*:\n\n```python\n(.*?)```",
     re.S,
 )
-)
 
 
 def test_a_file_shown_whole_in_the_docs_is_the_file() -> None:
