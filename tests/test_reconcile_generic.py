@@ -311,6 +311,7 @@ async def test_reconcile_with_no_worker_fails_within_seconds_and_leaves_no_sweep
     done = await asyncio.to_thread(run_cli, server, nobody, "reconcile")
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"no worker polls task queue '{nobody.task_queue}'" in done.stderr, done.stderr
+    print(f"no worker: failed in {time.monotonic() - started:.1f} s")
     assert time.monotonic() - started < 20
     assert await running_sweeps(client) == 0
 
@@ -321,16 +322,21 @@ async def test_reconcile_with_no_worker_fails_within_seconds_and_leaves_no_sweep
     done = await asyncio.to_thread(run_cli, server, polled, "reconcile")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "no worker ran the sweep" in done.stderr, done.stderr
+    print(f"no worker running the sweep: failed in {time.monotonic() - started:.1f} s")
     assert time.monotonic() - started < 30
     assert await running_sweeps(client) == 0
     query = f"WorkflowType = '{SWEEP_WORKFLOW}' AND ExecutionStatus = 'Terminated'"
     assert (await client.count_workflows(query)).count >= 1
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.usefixtures("sweep_worker", "sagas_worker")
-async def test_a_reconcile_stopped_leaves_no_sweep_running(server: WorkflowEnvironment) -> None:
-    """SIGTERM while the sweep waits for a saga it reset: the command ends, the sweep it
-    started is terminated; the saga's new run goes on by itself (forward: past its pivot)."""
+async def test_a_reconcile_stopped_leaves_no_sweep_running(
+    server: WorkflowEnvironment, stop: signal.Signals
+) -> None:
+    """SIGTERM (or Ctrl-C) while the sweep waits for a saga it reset: the command ends, the
+    sweep it started is terminated; the saga's new run goes on by itself (forward: past its
+    pivot)."""
     client = server.client
     handle = await start_parcel(client, parcel(ship_seconds=6))
     await running(handle, "ship_parcel")
@@ -352,7 +358,7 @@ async def test_a_reconcile_stopped_leaves_no_sweep_running(server: WorkflowEnvir
             return reset and await running_sweeps(client) == 1
 
         await eventually(waiting, "the sweep reset the saga and waits for it")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
     finally:
         if proc.returncode is None:
