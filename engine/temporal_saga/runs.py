@@ -66,9 +66,10 @@ REPAIR_PREFIX = "repair-"
 # The reason of every reset the sweep makes begins with this: how a run it made is told.
 RESET_REASON_PREFIX = "saga sweep"
 # How often a wait for a run heartbeats (the sweep gives it a heartbeat timeout above this),
-# and looks, until it has cancelled the run, whether the run has caught up.
+# and how soon it first looks again, until it has cancelled the run, whether the run has
+# caught up.
 AWAIT_HEARTBEAT_SECONDS = 5.0
-CAUGHT_UP_POLL_SECONDS = 0.2
+CAUGHT_UP_POLL_SECONDS = 0.1
 NOT_CAUGHT_UP = (
     "no worker has run it since the reset: a later sweep requests its cancellation once one has"
 )
@@ -215,12 +216,13 @@ class SagaRuns:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.wait_seconds
         cancelled = False
+        step = CAUGHT_UP_POLL_SECONDS  # until cancelled: doubling, up to the heartbeat's
         while True:
             activity.heartbeat()
             if not cancelled:
                 cancelled = await self._cancel_once_caught_up(request)
+            step = AWAIT_HEARTBEAT_SECONDS if cancelled else min(step * 2, AWAIT_HEARTBEAT_SECONDS)
             remaining = deadline - loop.time()
-            step = AWAIT_HEARTBEAT_SECONDS if cancelled else CAUGHT_UP_POLL_SECONDS
             try:
                 result: SagaResult = await asyncio.wait_for(
                     handle.result(follow_runs=False), timeout=max(0.1, min(remaining, step))
