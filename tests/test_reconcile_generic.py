@@ -409,6 +409,8 @@ async def test_the_new_run_is_cancelled_only_once_it_has_caught_up(
     for handle in handles:
         await closed(client, handle, "Terminated")
     old_runs = [(await handle.describe()).run_id for handle in handles]
+    # The sweep resets only while Temporal lists a poller of the sagas' task queue: it lists
+    # a stopped worker's for a while, which is the window this test resets them in.
 
     proc = await asyncio.create_subprocess_exec(
         CLI,
