@@ -16,6 +16,7 @@ be compensated instead of finished.
 import asyncio
 import uuid
 from datetime import UTC
+from types import MappingProxyType
 from typing import Any
 
 from temporalio import activity
@@ -50,15 +51,17 @@ from temporal_saga.models import (
 )
 from temporal_saga.search import SAGA_STATUS
 
-_STATUS = {
-    WorkflowExecutionStatus.RUNNING: RunStatus.RUNNING,
-    WorkflowExecutionStatus.COMPLETED: RunStatus.COMPLETED,
-    WorkflowExecutionStatus.FAILED: RunStatus.FAILED,
-    WorkflowExecutionStatus.CANCELED: RunStatus.CANCELED,
-    WorkflowExecutionStatus.TERMINATED: RunStatus.TERMINATED,
-    WorkflowExecutionStatus.CONTINUED_AS_NEW: RunStatus.CONTINUED_AS_NEW,
-    WorkflowExecutionStatus.TIMED_OUT: RunStatus.TIMED_OUT,
-}
+_STATUS = MappingProxyType(
+    {
+        WorkflowExecutionStatus.RUNNING: RunStatus.RUNNING,
+        WorkflowExecutionStatus.COMPLETED: RunStatus.COMPLETED,
+        WorkflowExecutionStatus.FAILED: RunStatus.FAILED,
+        WorkflowExecutionStatus.CANCELED: RunStatus.CANCELED,
+        WorkflowExecutionStatus.TERMINATED: RunStatus.TERMINATED,
+        WorkflowExecutionStatus.CONTINUED_AS_NEW: RunStatus.CONTINUED_AS_NEW,
+        WorkflowExecutionStatus.TIMED_OUT: RunStatus.TIMED_OUT,
+    }
+)
 # The runs the sweep resets: Temporal closed them without their code finishing, or it failed.
 ENDED = frozenset({RunStatus.TERMINATED, RunStatus.TIMED_OUT, RunStatus.FAILED})
 # The workflow ids of the repairs the sweep starts begin with this.
