@@ -189,16 +189,8 @@ async def _closed_run(client: Client, workflow_id: str) -> RunStatus | None:
         described = await client.get_workflow_handle(workflow_id).describe()
     except RPCError:
         return None
-    run_status = _run_status(described.status)
+    run_status = RunStatus.of(described.status)
     return None if run_status is RunStatus.RUNNING else run_status
-
-
-def _run_status(status: WorkflowExecutionStatus | None) -> RunStatus:
-    """Temporal's execution status in the engine's words (one it does not know: RUNNING, as
-    the sweep reads it)."""
-    if status is None:
-        return RunStatus.RUNNING
-    return RunStatus.__members__.get(status.name, RunStatus.RUNNING)
 
 
 def _unanswered(err: Exception, waited: timedelta) -> str:
@@ -243,7 +235,7 @@ async def status(
     """
     handle = client.get_workflow_handle(workflow_id)
     described = await handle.describe()
-    run_status = _run_status(described.status)
+    run_status = RunStatus.of(described.status)
     try:
         progress: ProgressT = await client.get_workflow_handle(
             workflow_id, run_id=described.run_id
@@ -286,7 +278,7 @@ async def _repair_state(client: Client, repair_id: str) -> SagaRepairState | Non
     attributes = described.typed_search_attributes
     state = SagaRepairState(
         workflow_id=repair_id,
-        run_status=_run_status(described.status),
+        run_status=RunStatus.of(described.status),
         status=attributes.get(SAGA_STATUS),
         current_step=attributes.get(SAGA_STEP) or None,
     )

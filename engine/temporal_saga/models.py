@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from temporalio.client import WorkflowExecutionStatus
 
 
 class Outcome(StrEnum):
@@ -140,6 +141,12 @@ class RunStatus(StrEnum):
     TIMED_OUT = "TIMED_OUT"
     # No workflow with that id (never started, or its history is past retention).
     MISSING = "MISSING"
+
+    @classmethod
+    def of(cls, status: WorkflowExecutionStatus | None) -> "RunStatus":
+        """Temporal's execution status in the engine's words; one it does not know is
+        RUNNING: treated as alive, never touched."""
+        return cls.__members__.get(status.name, cls.RUNNING) if status else cls.RUNNING
 
 
 # A workflow type as the sweep puts it in a visibility query: no quote, no backslash.

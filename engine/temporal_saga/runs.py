@@ -16,7 +16,6 @@ be compensated instead of finished.
 import asyncio
 import uuid
 from datetime import UTC
-from types import MappingProxyType
 from typing import Any
 
 from temporalio import activity
@@ -32,7 +31,6 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
-    WorkflowExecutionStatus,
     WorkflowFailureError,
 )
 from temporalio.service import RPCError, RPCStatusCode
@@ -51,17 +49,6 @@ from temporal_saga.models import (
 )
 from temporal_saga.search import SAGA_STATUS
 
-_STATUS = MappingProxyType(
-    {
-        WorkflowExecutionStatus.RUNNING: RunStatus.RUNNING,
-        WorkflowExecutionStatus.COMPLETED: RunStatus.COMPLETED,
-        WorkflowExecutionStatus.FAILED: RunStatus.FAILED,
-        WorkflowExecutionStatus.CANCELED: RunStatus.CANCELED,
-        WorkflowExecutionStatus.TERMINATED: RunStatus.TERMINATED,
-        WorkflowExecutionStatus.CONTINUED_AS_NEW: RunStatus.CONTINUED_AS_NEW,
-        WorkflowExecutionStatus.TIMED_OUT: RunStatus.TIMED_OUT,
-    }
-)
 # The runs the sweep resets: Temporal closed them without their code finishing, or it failed.
 ENDED = frozenset({RunStatus.TERMINATED, RunStatus.TIMED_OUT, RunStatus.FAILED})
 # The workflow ids of the repairs the sweep starts begin with this.
@@ -191,7 +178,7 @@ class SagaRuns:
             if not await self._made_by_sweep(*await self._describe(workflow_id, reset_run_id)):
                 return _not_reset(f"reset already (not by the sweep), to run {reset_run_id}")
             return SagaReset(outcome=ResetOutcome.STILL_RUNNING, run_id=reset_run_id)
-        status = _run_status(base)
+        status = RunStatus.of(base.status)
         if status not in ENDED:
             return _not_reset(f"its run is {status.value}")
         latest, _ = await self._describe(workflow_id)
@@ -283,7 +270,7 @@ class SagaRuns:
             raise
         run = SagaRun(
             workflow_id=workflow_id,
-            status=_run_status(described),
+            status=RunStatus.of(described.status),
             run_id=described.run_id,
             workflow_type=described.workflow_type,
         )
@@ -400,11 +387,6 @@ async def polled(client: Client, task_queue: str) -> bool:
         )
     )
     return len(described.pollers) > 0
-
-
-def _run_status(described: WorkflowExecutionDescription) -> RunStatus:
-    status = _STATUS.get(described.status) if described.status else None
-    return status or RunStatus.RUNNING  # unknown: treated as alive, never touched
 
 
 def _is_reset(event: HistoryEvent) -> bool:
