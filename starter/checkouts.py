@@ -17,7 +17,6 @@ from starter.payment_methods import CardTokens
 from temporal_saga import SagaEnded
 from temporal_saga.client import decide
 from temporal_saga.models import Outcome
-from worker.clients import connect_temporal
 from workflows.checkout import CheckoutWorkflow
 
 
@@ -43,12 +42,6 @@ async def place_checkout(
     """Run the checkout for this order to its end (compensations included); its result."""
     _decision, handle = await decide_checkout(client, request, task_queue)
     return await handle.result()
-
-
-async def checkout_handle(order_id: str) -> WorkflowHandle[CheckoutWorkflow, CheckoutResult]:
-    """The checkout of an order, on the cluster the environment/profile names."""
-    client = await connect_temporal()
-    return client.get_workflow_handle_for(CheckoutWorkflow.run, checkout_workflow_id(order_id))
 
 
 @dataclass(frozen=True)

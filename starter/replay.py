@@ -64,16 +64,6 @@ class HistoryFileError(ValueError):
     """A file that is not a workflow history."""
 
 
-def patch_ids(history: WorkflowHistory) -> set[str]:
-    """The ids of the patch markers (`workflow.patched`) a history recorded."""
-    return {
-        json.loads(payload.data)["id"]
-        for event in history.events
-        if event.marker_recorded_event_attributes.marker_name == "core_patch"
-        for payload in event.marker_recorded_event_attributes.details["patch-data"].payloads
-    }
-
-
 def load_history(path: Path) -> WorkflowHistory:
     """A history file (`fetch_history().to_json()` or `temporal workflow show -o json`).
 
