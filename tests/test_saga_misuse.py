@@ -217,3 +217,85 @@ async def test_the_undo_gets_the_step_argument_and_the_result_its_own_field(
     else:
         assert final.status is Outcome.CONFIRMED
         assert LEDGER[transfer.transfer_id] == ["hold:500", "settle"]
+
+
+@workflow.defn(name="MisuseNoInit")
+class NoInitSaga(SagaWorkflow[Transfer, TransferResult]):
+    """No @workflow.init: the engine gives it one that passes the input."""
+
+    hold = Step(hold, undo=release)
+    settle = Step(settle, pivot=True)
+
+    @workflow.run
+    async def run(self, transfer: Transfer) -> TransferResult:
+        return await self.run_saga(self.transfer(transfer))
+
+    async def transfer(self, transfer: Transfer) -> None:
+        await self.hold(transfer)
+        await self.settle(transfer)
+
+
+async def test_a_saga_without_its_own_init_gets_one(time_skipping_env: WorkflowEnvironment) -> None:
+    transfer = Transfer(transfer_id=f"t-{uuid.uuid4().hex[:8]}", amount_cents=700)
+    async with saga_worker(
+        time_skipping_env.client,
+        task_queue="no-init",
+        sagas=[NoInitSaga],
+        activities=[hold, release, settle],
+    ):
+        result, _ = await decide(
+            time_skipping_env.client,
+            NoInitSaga,
+            transfer,
+            workflow_id=f"transfer-{transfer.transfer_id}",
+            task_queue="no-init",
+        )
+    assert result.status is Outcome.CONFIRMED
+    assert LEDGER[transfer.transfer_id] == ["hold:700", "settle"]
+
+
+@dataclass
+class Hold:
+    hold_id: str
+
+
+@activity.defn
+async def release_by_id(hold: Hold) -> None:
+    LEDGER[hold.hold_id].append("release_by_id")
+
+
+@workflow.defn(name="MisuseUndoType")
+class UndoTypeSaga(SagaWorkflow[Transfer, SagaResult]):
+    """Its undo takes a Hold, and its step forgets to pass one."""
+
+    hold = Step(hold, undo=release_by_id)
+
+    @workflow.run
+    async def run(self, transfer: Transfer) -> SagaResult:
+        return await self.run_saga(self.hold(transfer))
+
+
+async def test_an_undo_that_takes_another_type_needs_its_undo_arg(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    transfer = Transfer(transfer_id=f"t-{uuid.uuid4().hex[:8]}", amount_cents=100)
+    async with saga_worker(
+        time_skipping_env.client,
+        task_queue="undo-type",
+        sagas=[UndoTypeSaga],
+        activities=[hold, release_by_id],
+    ):
+        result, _ = await decide(
+            time_skipping_env.client,
+            UndoTypeSaga,
+            transfer,
+            workflow_id=f"transfer-{transfer.transfer_id}",
+            task_queue="undo-type",
+        )
+    assert result.status is Outcome.REJECTED
+    assert result.reason_code == "saga_misuse"
+    assert result.reason == (
+        "step 'hold': its undo 'release_by_id' takes Hold, and the step's argument (which it "
+        "gets by default) is Transfer: pass its argument with undo_arg="
+    )
+    assert LEDGER[transfer.transfer_id] == []  # refused before the step ran

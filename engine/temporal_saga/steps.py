@@ -15,6 +15,8 @@ when the class is made (so when the worker imports it); the order in which steps
 checked as they run.
 """
 
+import inspect
+import typing
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import timedelta
 from typing import Any, Generic, Protocol, Self, TypeVar, overload
@@ -135,6 +137,9 @@ class Step(Generic[A, R, U]):
         self.priority = priority
         self.name = ""
         self.undo_name = undo_name or (activity_name(undo) if undo is not None else None)
+        # What the undo takes, when a plain class says it: a step whose argument is not one
+        # must pass its undo's argument (`undo_arg=`).
+        self.undo_arg_type = _argument_type(undo) if undo is not None else None
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -237,6 +242,17 @@ def _check(where: str, steps: Mapping[str, Step[Any, Any, Any]], reserved: Colle
                     f"{where}: step {name!r} is the pivot or follows it, so it retries until "
                     "done: its retry policy must have maximum_attempts=0"
                 )
+
+
+def _argument_type(fn: Callable[..., object]) -> type | None:
+    """The class of the activity's argument (its last parameter), if its annotation is one."""
+    try:
+        hints = typing.get_type_hints(fn)
+        parameters = [p for p in inspect.signature(fn).parameters if p != "self"]
+    except (NameError, TypeError, ValueError):  # a forward reference, a builtin: unknown
+        return None
+    hint = hints.get(parameters[-1]) if parameters else None
+    return hint if isinstance(hint, type) and hint is not object else None
 
 
 def is_activity(fn: object) -> bool:

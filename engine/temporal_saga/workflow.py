@@ -43,6 +43,7 @@ SagaMisuse error, after compensating when the pivot was not reached.
 """
 
 import asyncio
+import inspect
 from collections.abc import Callable, Coroutine, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
@@ -126,6 +127,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             input_type, cls._result_type = types
             cls._progress_type = SagaProgress[cls._result_type]  # type: ignore[name-defined]
             cls._from_input = _own_fields_from_input(cls, input_type, cls._result_type)
+        _default_init(cls)
 
     @classmethod
     def saga_steps(cls) -> Mapping[str, Step[Any, Any, Any]]:
@@ -242,7 +244,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             self._steps_task.cancel()
 
     async def _run_step(self, step: Step[Any, T, Any], arg: object, undo_arg: object) -> T:
-        self._check_may_run(step, undo_arg)
+        self._check_may_run(step, arg, undo_arg)
         if undo_arg is None:
             undo_arg = arg
         self._started.add(step.name)
@@ -260,7 +262,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             self._publish()
         return result
 
-    def _check_may_run(self, step: Step[Any, Any, Any], undo_arg: object) -> None:
+    def _check_may_run(self, step: Step[Any, Any, Any], arg: object, undo_arg: object) -> None:
         if self._steps.get(step.name) is not step:
             raise SagaMisuse(f"step {step.name!r} is not a step of {type(self).__name__}")
         if step.name in self._started:
@@ -272,6 +274,13 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             )
         if step.undo is None and undo_arg is not None:
             raise SagaMisuse(f"step {step.name!r} has no undo, so it takes no undo_arg")
+        wanted = step.undo_arg_type
+        if undo_arg is None and wanted is not None and not isinstance(arg, wanted):
+            raise SagaMisuse(
+                f"step {step.name!r}: its undo {step.undo_name!r} takes {wanted.__name__}, "
+                f"and the step's argument (which it gets by default) is "
+                f"{type(arg).__name__}: pass its argument with undo_arg="
+            )
 
     async def _execute(self, step: Step[Any, T, Any], arg: object) -> T:
         forward_only = step.pivot or self._past_pivot
@@ -466,6 +475,26 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
     def status(self) -> SagaProgress[ResultT]:
         """Where the saga is: status, steps, compensations, the decision, its own fields."""
         return self._progress()
+
+
+def _default_init(cls: type[SagaWorkflow[Any, Any]]) -> None:
+    """A saga whose class runs (`@workflow.run`) and has no `@workflow.init` of its own gets
+    one that passes its input with the default SagaOptions: without it Temporal would make
+    the workflow with no arguments, and every workflow task of the run would fail."""
+    run = next((fn for fn in vars(cls).values() if hasattr(fn, "__temporal_workflow_run")), None)
+    if run is None or any(
+        hasattr(vars(klass).get("__init__"), "__temporal_workflow_init")
+        for klass in cls.__mro__
+        if klass is not SagaWorkflow
+    ):
+        return
+
+    def __init__(self: SagaWorkflow[Any, Any], *input: Any) -> None:
+        SagaWorkflow.__init__(self, *input)
+
+    __init__.__signature__ = inspect.signature(run)  # type: ignore[attr-defined]
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = workflow.init(__init__)  # type: ignore[method-assign, assignment]
 
 
 # Names a step may not take: the saga's own (a step would hide them).
