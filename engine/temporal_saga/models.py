@@ -190,6 +190,9 @@ class OwnRepair(BaseModel):
     saga_type: WorkflowType
     finder: str = Field(min_length=1, max_length=200)
     repair: WorkflowType
+    # Where the finder and the repair run (a worker of the saga's own); None: the sweep's
+    # task queue. A sweep run by another team's worker finds them there.
+    task_queue: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class SweepRequest(BaseModel):

@@ -189,6 +189,7 @@ class SagaSweepWorkflow:
             own.finder,
             FindOpenSagas(before=before, limit=request.limit),
             result_type=list[OpenSaga],
+            task_queue=own.task_queue,
             start_to_close_timeout=LOOKUP_TIMEOUT,
             retry_policy=LOOKUP_RETRY,
         )
@@ -259,6 +260,7 @@ class SagaSweepWorkflow:
                 own.repair,
                 AbandonedSaga(workflow_id=saga.workflow_id, run=run, records=saga.records),
                 id=repair_id,
+                task_queue=own.task_queue,
                 result_type=RepairResult,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
