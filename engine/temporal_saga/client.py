@@ -69,6 +69,9 @@ AnyProgress = SagaProgress[SagaResult]
 # How long a query waits for its answer: a saga whose worker is gone answers nothing, and a
 # query to it would wait as long as its caller does.
 QUERY_TIMEOUT = timedelta(seconds=10)
+# The sweep's Schedule, unless named otherwise, and how often it runs.
+SWEEP_SCHEDULE = "saga-sweep"
+SWEEP_EVERY = timedelta(minutes=5)
 # How many sagas `needing_attention` queries at once.
 QUERY_CONCURRENCY = 8
 # Runs that closed without their code finishing: the reconciler's sweep repairs such a saga.
@@ -369,15 +372,19 @@ async def needing_attention(
 async def ensure_sweep_schedule(
     client: Client,
     *,
-    schedule_id: str,
-    request: SweepRequest,
-    every: timedelta,
     task_queue: str,
+    every: timedelta = SWEEP_EVERY,
+    request: SweepRequest | None = None,
+    schedule_id: str = SWEEP_SCHEDULE,
 ) -> str:
-    """The Temporal Schedule that runs `request`'s sweep every `every`, created by whichever
-    worker comes first (any number may call this: a second finds it and updates its
-    interval and request to this call's). Overlap SKIP: a sweep still running when the next
-    is due makes that one skip. Returns "created", "updated" or "unchanged"."""
+    """The Temporal Schedule that runs `request`'s sweep (default: every saga type, each
+    settled by a reset of its ended runs) every `every` on `task_queue` (a worker made by
+    `saga_worker` runs it), created by whichever worker comes first (any number may call
+    this: a second finds it and updates its interval and request to this call's). One per
+    namespace: its request names every saga type with a finder and repair of its own.
+    Overlap SKIP: a sweep still running when the next is due makes that one skip. Returns
+    "created", "updated" or "unchanged"."""
+    request = request or SweepRequest()
     action = ScheduleActionStartWorkflow(
         SWEEP_WORKFLOW,
         request,
