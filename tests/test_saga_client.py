@@ -27,6 +27,7 @@ from temporalio.worker import Worker
 
 from temporal_saga import CompensationPolicy, SagaOptions, SagaWorkflow, Step
 from temporal_saga.client import SagaEnded, decide, needing_attention, status
+from temporal_saga.codec import CODEC_KEYS_ENV, data_converter, format_keys, new_key
 from temporal_saga.models import (
     AbandonedSaga,
     Outcome,
@@ -44,6 +45,7 @@ from worker.settings import Settings
 
 TASK_QUEUE = "saga-client-tests"
 # Sagas whose worker is stopped once they are where the test wants them.
+ENCRYPTED_QUEUE = "saga-client-encrypted"
 GONE_QUEUE = "saga-client-tests-gone"
 Progress = SagaProgress[SagaResult]
 
@@ -445,3 +447,16 @@ async def terminate_quietly(handle: WorkflowHandle[Any, Any]) -> None:
     described = await handle.describe()
     if described.status is not None and described.status.name == "RUNNING":
         await handle.terminate(reason="test over")
+
+
+async def test_status_read_without_the_payload_keys_names_them(ts_client: Client) -> None:
+    keys = {CODEC_KEYS_ENV: format_keys([new_key("k1")])}
+    config = ts_client.config()
+    config["data_converter"] = data_converter(keys)
+    encrypted = Client(**config)
+    async with worker(encrypted, ENCRYPTED_QUEUE):
+        workflow_id = await held_then_terminated(encrypted, ENCRYPTED_QUEUE)
+        progress = await status(ts_client, workflow_id, Progress)  # a client without keys
+    assert progress.run_status is RunStatus.TERMINATED
+    assert progress.query_error is not None
+    assert f"set {CODEC_KEYS_ENV} to their keys" in progress.query_error

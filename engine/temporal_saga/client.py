@@ -42,6 +42,7 @@ from temporalio.exceptions import TerminatedError, WorkflowAlreadyStartedError
 from temporalio.exceptions import TimeoutError as RunTimeoutError
 from temporalio.service import RPCError, RPCStatusCode
 
+from temporal_saga.codec import CODEC_KEYS_ENV, ENCODING
 from temporal_saga.models import (
     CancelSaga,
     RepairResult,
@@ -209,7 +210,10 @@ def _unanswered(err: Exception, waited: timedelta) -> str:
                 f"running?): {err.message}"
             )
         return f"{err.status.name}: {err.message}"
-    return f"{type(err).__name__}: {err}"
+    words = f"{type(err).__name__}: {err}"
+    if ENCODING.decode() in words:  # the answer came encrypted, and this client has no keys
+        return f"{words} (its payloads are encrypted: set {CODEC_KEYS_ENV} to their keys)"
+    return words
 
 
 def saga_handle(
