@@ -3,8 +3,8 @@
 Four no-op activities before the answer (create order, reserve, charge, confirm), answered
 through a `decision` update started with the workflow (update-with-start, as the checkout),
 then one more after it (commit stock), as the checkout does it: an activity, at the lower
-priority for what follows an answer (AFTER_ANSWER), on the after-answer queue whose worker
-waits while the CPU is busy. What is left is the engine's own cost on this machine.
+priority for what follows an answer (AFTER_ANSWER). What is left is the engine's own cost on
+this machine.
 """
 
 from datetime import timedelta
@@ -12,7 +12,7 @@ from datetime import timedelta
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.events import AFTER_ANSWER, after_answer_queue
+    from models.events import AFTER_ANSWER
 
 BARE_TASK_QUEUE = "bench-bare"
 STEPS_BEFORE_ANSWER = ("create_order", "reserve_stock", "charge_payment", "confirm_order")
@@ -43,7 +43,6 @@ class BareWorkflow:
                 step,
                 start_to_close_timeout=STEP_TIMEOUT,
                 priority=AFTER_ANSWER,
-                task_queue=after_answer_queue(workflow.info().task_queue),
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._answer

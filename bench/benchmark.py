@@ -588,18 +588,6 @@ def bench_command(
     max_concurrent_workflow_tasks: Annotated[
         int | None, typer.Option(min=2, help="Worker tuning: workflow task slots per worker.")
     ] = None,
-    after_answer_target_cpu: Annotated[
-        float | None,
-        typer.Option(
-            min=0.05,
-            max=1,
-            help="Worker tuning: the after-answer gate's CPU target (default 1: off; 0.8 on).",
-        ),
-    ] = None,
-    sandbox_passthrough: Annotated[
-        bool,
-        typer.Option(help="Worker tuning: our workflow modules passed through the sandbox."),
-    ] = False,
     data_dir: Annotated[
         Path | None, typer.Option(help="SQLite files and logs (default: a new temp dir).")
     ] = None,
@@ -645,7 +633,6 @@ def bench_command(
     With --sustained: the sustained rates (bench/sustained.py) instead of the bursts.
     """
     worker_env = {
-        "CHECKOUT_WORKER_SANDBOX_PASSTHROUGH": str(sandbox_passthrough).lower(),
         # No reconciler sweeps during the measurement.
         "CHECKOUT_RECONCILE_EVERY_SECONDS": "0",
     }
@@ -655,8 +642,6 @@ def bench_command(
         worker_env["CHECKOUT_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS"] = str(
             max_concurrent_workflow_tasks
         )
-    if after_answer_target_cpu is not None:
-        worker_env["CHECKOUT_AFTER_ANSWER_TARGET_CPU"] = str(after_answer_target_cpu)
     pragmas = [] if default_sqlite else list(sqlite_pragma or DEV_SERVER_SQLITE_PRAGMAS)
     if sustained:
         # bench/sustained.py builds on this module: imported only when asked for.

@@ -2,10 +2,10 @@
 
 For every workflow type the checkout worker registers, the median time to make a run's
 instance (the sandbox imports the workflow's module and those it imports that are not passed
-through, then builds the workflow object), in three sandboxes: the SDK's default (nothing of
-ours passed through), the worker's (our workflow libraries passed through: worker/tuning.py)
-and the worker's with CHECKOUT_WORKER_SANDBOX_PASSTHROUGH (every workflow module). No server:
-the SDK's own validation path (`prepare_workflow`) makes the instances.
+through, then builds the workflow object), in two sandboxes: the SDK's default (nothing of
+ours passed through) and the worker's (our workflow libraries passed through:
+worker/tuning.py). No server: the SDK's own validation path (`prepare_workflow`) makes the
+instances.
 """
 
 import asyncio
@@ -25,7 +25,6 @@ from worker.tuning import sandbox_runner
 RUNNERS = {
     "sdk default": SandboxedWorkflowRunner(),
     "worker (libraries passed through)": sandbox_runner(),
-    "every workflow module passed through": sandbox_runner(every_workflow_module=True),
 }
 
 

@@ -16,10 +16,11 @@ until every answer is in and all the work after the answers is done (the mode's 
 workflows closed, its long-lived consumers idle).
 
 A step reports the offered and the achieved rate; the answer's p50/p95/p99; how late the
-generator started a call (its worst); the age of the after-answer backlog (its worst over the
-step, and at the end of the arrivals); the checkouts closed per second over the second half of
-the hold; the drain (from the end of the arrivals to all done); the CPU of each role, in cores
-and in CPU-s per checkout; for Temporal, the server's action counter per checkout.
+generator started a call (its worst); the age of the backlog of work after the answers (its
+worst over the step, and at the end of the arrivals); the checkouts closed per second over
+the second half of the hold; the drain (from the end of the arrivals to all done); the CPU of
+each role, in cores and in CPU-s per checkout; for Temporal, the server's action counter per
+checkout.
 
 **Capacity**: the highest rate held for the hold (a minute by default) with the answer's p99 at
 most 1 s, no errors, and all work done within 30 s after the arrivals stopped. A mode's ladder
@@ -40,7 +41,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,7 +53,10 @@ import psutil
 import typer
 from rich.console import Console
 from rich.table import Table
+from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
@@ -86,7 +90,7 @@ from bench.twin import (
     twin_workflow_id,
 )
 from models.checkout import checkout_workflow_id
-from models.events import ORDER_CONFIRMED, after_answer_queue, event_id
+from models.events import ORDER_CONFIRMED, event_id
 from models.fanout import (
     ANALYTICS_WORKFLOW_TYPE,
     CUSTOMER_LOYALTY_WORKFLOW_TYPE,
@@ -106,7 +110,6 @@ from stack.launcher import (
     start_http_process,
 )
 from starter.payment_methods import tokenize_card
-from worker.after_answer import BacklogAge, server_backlog_age
 from worker.clients import connect_temporal
 from worker.settings import Settings
 from workflows.checkout import CHECKOUT
@@ -188,8 +191,9 @@ class StepFigures:
     generator_late_max_ms: float
     # The slowest answers: [seconds from the step's start to the arrival, latency ms].
     slowest: list[list[float]]
-    # The after-answer backlog's age: Temporal's after-answer queue (the server's task queue
-    # statistics), DBOS's oldest unfinished consumer workflow.
+    # The age of the work after the answers waiting: the oldest activity task of the mode's
+    # task queue (the server's task queue statistics), DBOS's oldest unfinished consumer
+    # workflow.
     backlog_age_max_s: float | None
     backlog_age_end_s: float | None
     closed_per_second: float | None
@@ -330,6 +334,35 @@ def p50_ratio(a: Sequence[StepFigures], b: Sequence[StepFigures]) -> float | Non
 
 # -- the modes ---------------------------------------------------------------------------------
 
+# Seconds the oldest task in a backlog has waited; None when the server does not say.
+BacklogAge = Callable[[], Awaitable[float | None]]
+
+
+def server_backlog_age(client: Client, task_queue: str) -> BacklogAge:
+    """The age of the oldest activity task waiting on `task_queue`, from the server's task
+    queue statistics; None where the server refuses them (after the first refusal, not asked
+    again)."""
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        report_stats=True,
+    )
+    refused = False
+
+    async def backlog_age() -> float | None:
+        nonlocal refused
+        if refused:
+            return None
+        try:
+            response = await client.workflow_service.describe_task_queue(request)
+        except RPCError as err:
+            refused = err.status in (RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.PERMISSION_DENIED)
+            return None
+        return response.stats.approximate_backlog_age.ToTimedelta().total_seconds()
+
+    return backlog_age
+
 
 class Driver(Protocol):
     name: str
@@ -450,7 +483,7 @@ def checkout_driver(client: Client, payment_token: str, workers: frozenset[str])
         consumer_types=(CUSTOMER_LOYALTY_WORKFLOW_TYPE, ANALYTICS_WORKFLOW_TYPE),
         consumer_ids=[loyalty_workflow_id(c) for c in bench_customer_ids()]
         + analytics_workflow_ids(),
-        backlog=server_backlog_age(client, after_answer_queue(task_queue)),
+        backlog=server_backlog_age(client, task_queue),
         history_ids=history_ids,
         worker_parts=workers,
     )
@@ -483,7 +516,7 @@ def twin_driver(client: Client, workers: frozenset[str]) -> TemporalDriver:
         short_lived=TWIN_SHORT_LIVED,
         consumer_types=(TWIN_LOYALTY, TWIN_ANALYTICS),
         consumer_ids=[twin_loyalty_id(c) for c in bench_customer_ids()] + twin_analytics_ids(),
-        backlog=server_backlog_age(client, after_answer_queue(TWIN_TASK_QUEUE)),
+        backlog=server_backlog_age(client, TWIN_TASK_QUEUE),
         history_ids=lambda order_id: [twin_workflow_id(order_id), *twin_job_ids(order_id)],
         worker_parts=workers,
     )

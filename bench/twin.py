@@ -9,7 +9,7 @@ Temporal, written directly against the SDK, with no HTTP and no saga engine:
   search attribute upsert (SagaStatus, SagaStep; CustomerId with the first), and one more
   upsert for the decision: six in all, as the engine publishes them;
 - the soft deadline as a timer, cancelled once the work is done;
-- the commit as an activity on the after-answer queue at the after-answer priority;
+- the commit as an activity at the after-answer priority;
 - the fan-out: two abandoned child jobs (REJECT_DUPLICATE, after-answer priority), each one
   local activity; and two signal-with-starts through a local activity that holds the client
   (after-answer priority), to long-lived consumers of their own (one per customer, one per
@@ -37,7 +37,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 # engine's (that cost is the checkout's own, docs/performance.md).
 with workflow.unsafe.imports_passed_through():
     from models.consumers import DEFAULT_CONTINUE_AFTER, DEFAULT_REMEMBER
-    from models.events import AFTER_ANSWER, ORDER_CONFIRMED_SIGNAL, after_answer_queue
+    from models.events import AFTER_ANSWER, ORDER_CONFIRMED_SIGNAL
     from models.fanout import ANALYTICS_SHARDS, analytics_shard
     from temporal_saga.search import SAGA_STATUS, SAGA_STEP
     from workflows.checkout import CUSTOMER_ID
@@ -52,8 +52,7 @@ TWIN_ANALYTICS = "BenchTwinAnalytics"
 # The workflow types that end once the work after an answer is done (the consumers don't).
 TWIN_SHORT_LIVED = (TWIN_WORKFLOW, TWIN_RECEIPT, TWIN_SHIPPING)
 TWIN_CONSUMERS = (TWIN_LOYALTY, TWIN_ANALYTICS)
-# The steps the answer waits for: the after-answer gate counts this activity as a customer
-# waiting (worker/after_answer.py), as the checkout worker counts its steps.
+# The steps the answer waits for.
 STEP_ACTIVITY = "bench_twin_step"
 STEPS = ("create_order", "reserve_stock", "charge_payment", "confirm_order")
 STEP_TIMEOUT = timedelta(seconds=10)
@@ -211,7 +210,6 @@ class TwinWorkflow:
             start_to_close_timeout=STEP_TIMEOUT,
             retry_policy=COMMIT_RETRY,
             priority=AFTER_ANSWER,
-            task_queue=after_answer_queue(workflow.info().task_queue),
         )
         event = TwinEvent(twin_event_id(workflow_id), order.order_id, order.customer_id)
         receipt, shipping = JOB_CONSUMERS

@@ -1,7 +1,6 @@
 """`python -m bench.worker`: the bench's own workers, until SIGINT/SIGTERM: the bare workflow
 (bench/bare.py) on its task queue, and the checkout's no-op twin (bench/twin.py) on its own.
-Tuned like the checkout worker (worker.settings), each with an after-answer worker like the
-checkout's, so the comparison is fair."""
+Tuned like the checkout worker (worker.settings), so the comparison is fair."""
 
 import logging
 from contextlib import AsyncExitStack
@@ -11,7 +10,6 @@ from temporalio.worker import Worker
 
 from bench.bare import BARE_TASK_QUEUE, BareWorkflow, noop
 from bench.twin import (
-    STEP_ACTIVITY,
     TWIN_TASK_QUEUE,
     TWIN_WORKFLOWS,
     TwinDeliveries,
@@ -19,46 +17,31 @@ from bench.twin import (
     twin_consume,
     twin_step,
 )
-from worker.after_answer import AnswersInFlight, after_answer_slots, after_answer_worker
 from worker.clients import connect_temporal
 from worker.process import run_and_exit, stop_on_signals
 from worker.settings import Settings
 from worker.tuning import worker_tuning
 
 
-def bare_workers(client: Client, settings: Settings) -> list[Worker]:
-    # As the checkout's: every activity of the main worker is a step before the answer.
-    answers = AnswersInFlight()
-    return [
-        Worker(
-            client,
-            task_queue=BARE_TASK_QUEUE,
-            workflows=[BareWorkflow],
-            activities=[noop],
-            interceptors=[answers.interceptor()],
-            **worker_tuning(settings),
-        ),
-        after_answer_worker(client, BARE_TASK_QUEUE, [noop], after_answer_slots(settings, answers)),
-    ]
+def bare_worker(client: Client, settings: Settings) -> Worker:
+    return Worker(
+        client,
+        task_queue=BARE_TASK_QUEUE,
+        workflows=[BareWorkflow],
+        activities=[noop],
+        **worker_tuning(settings),
+    )
 
 
-def twin_workers(client: Client, settings: Settings) -> list[Worker]:
-    """The twin and its consumers on one task queue, as the checkout's are (worker/runner.py);
-    only the steps count as customers waiting, as the checkout worker counts its steps."""
-    answers = AnswersInFlight()
-    return [
-        Worker(
-            client,
-            task_queue=TWIN_TASK_QUEUE,
-            workflows=TWIN_WORKFLOWS,
-            activities=[twin_step, twin_commit, twin_consume, TwinDeliveries(client).deliver],
-            interceptors=[answers.interceptor([STEP_ACTIVITY])],
-            **worker_tuning(settings),
-        ),
-        after_answer_worker(
-            client, TWIN_TASK_QUEUE, [twin_commit], after_answer_slots(settings, answers)
-        ),
-    ]
+def twin_worker(client: Client, settings: Settings) -> Worker:
+    """The twin and its consumers on one task queue, as the checkout's are (worker/runner.py)."""
+    return Worker(
+        client,
+        task_queue=TWIN_TASK_QUEUE,
+        workflows=TWIN_WORKFLOWS,
+        activities=[twin_step, twin_commit, twin_consume, TwinDeliveries(client).deliver],
+        **worker_tuning(settings),
+    )
 
 
 async def run_bench_worker() -> None:
@@ -66,7 +49,7 @@ async def run_bench_worker() -> None:
     client = await connect_temporal()
     stop = stop_on_signals()
     async with AsyncExitStack() as workers:
-        for worker in [*bare_workers(client, settings), *twin_workers(client, settings)]:
+        for worker in (bare_worker(client, settings), twin_worker(client, settings)):
             await workers.enter_async_context(worker)
         logging.getLogger(__name__).info(
             "worker polling task queues %s and %s", BARE_TASK_QUEUE, TWIN_TASK_QUEUE

@@ -21,16 +21,10 @@ ORDER_REJECTED: Final = "OrderRejected"
 ORDER_CONFIRMED_SIGNAL: Final = "order_confirmed"
 ORDER_REJECTED_SIGNAL: Final = "order_rejected"
 MAX_REASON_CHARS = 2000
-# What follows an answer (committing the stock, every consumer of these events) waits behind
-# what customers are waiting for: under a burst the answers go first (docs/performance.md).
-# Priority keys run 1 (first) to 5; the default is 3.
+# What follows an answer (committing the stock, every consumer of these events) waits in the
+# task queue's backlog behind what customers are waiting for. Priority keys run 1 (first) to
+# 5; the default is 3.
 AFTER_ANSWER = Priority(priority_key=5)
-
-
-def after_answer_queue(task_queue: str) -> str:
-    """The task queue of what follows an answer on `task_queue` (committing the stock): its
-    worker hands out slots while the CPU has room (worker/after_answer.py)."""
-    return f"{task_queue}-after-answer"
 
 
 def event_id(workflow_id: str, event_type: str) -> str:

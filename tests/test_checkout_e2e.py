@@ -17,7 +17,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench.checkout_activities import CheckoutActivitiesWorkflow
 from models.checkout import CheckoutRequest, CheckoutResult, checkout_workflow_id
-from models.events import after_answer_queue
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from starter.checkouts import place_checkout
 from temporal_saga.client import decide
@@ -326,16 +325,16 @@ async def test_cli_checkout_steps_run_local_and_answer_before_the_work_after_it(
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     }
     # The four steps as local activities (plus the fan-out's two signals); the commit is an
-    # activity at the after-answer priority, as the jobs are, done after the answer left.
+    # activity at the after-answer priority, as the jobs are, done after the answer left...
     assert len(local) == 4 + 2
     assert list(scheduled) == ["commit_stock"]
     assert (
         scheduled["commit_stock"].activity_task_scheduled_event_attributes.priority.priority_key
         == 5
     )
-    # ...on the after-answer queue, which the worker's gated second worker serves.
+    # ...on the checkout's own task queue.
     commit = scheduled["commit_stock"].activity_task_scheduled_event_attributes
-    assert commit.task_queue.name == after_answer_queue(checkout_settings.task_queue)
+    assert commit.task_queue.name == checkout_settings.task_queue
     answered = next(
         e.event_id
         for e in events

@@ -25,8 +25,6 @@ from tests.support.fake_shop import (
     scripted_checkout_workers,
     scripted_request,
 )
-from worker.after_answer import after_answer_slots
-from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 
 TASK_QUEUE = "checkout-workflow-tests"
@@ -35,8 +33,7 @@ Handle = WorkflowHandle[CheckoutWorkflow, CheckoutResult]
 
 @pytest.fixture(scope="module")  # one worker for the module: starting one takes most of a second
 async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[WorkflowEnvironment]:
-    slots = after_answer_slots(Settings())
-    async with scripted_checkout_workers(time_skipping_env.client, TASK_QUEUE, slots):
+    async with scripted_checkout_workers(time_skipping_env.client, TASK_QUEUE):
         yield time_skipping_env
 
 

@@ -20,9 +20,7 @@ from temporal_saga import STEP_RETRY
 from temporal_saga.local import LOCAL_ATTEMPTS, remaining_policy
 from temporal_saga.models import Outcome
 from tests.support.fake_shop import HEALED, JOURNAL, scripted_checkout_workers, scripted_request
-from worker.after_answer import after_answer_slots
 from worker.runner import WORKFLOWS
-from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 
 TASK_QUEUE = "checkout-local-steps-tests"
@@ -33,8 +31,7 @@ Handle = WorkflowHandle[CheckoutWorkflow, CheckoutResult]
 
 @pytest.fixture(scope="module")  # one worker for the module: starting one takes most of a second
 async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[WorkflowEnvironment]:
-    slots = after_answer_slots(Settings())
-    async with scripted_checkout_workers(time_skipping_env.client, TASK_QUEUE, slots):
+    async with scripted_checkout_workers(time_skipping_env.client, TASK_QUEUE):
         yield time_skipping_env
 
 

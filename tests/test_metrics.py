@@ -36,7 +36,6 @@ from temporal_saga.models import Outcome
 from tests.support.cards import card_token
 from tests.support.fake_shop import HEALED, PAYMENT_TOKEN, SCRIPT, scripted_checkout_workers
 from tests.support.fanout_probe import PROBE_WORKFLOWS, FanoutProbeBroken
-from worker.after_answer import after_answer_slots
 from worker.clients import connect_temporal, service_clients
 from worker.runner import SEARCH_ATTRIBUTES, WORKFLOWS, checkout_workers
 from worker.settings import Settings
@@ -93,7 +92,7 @@ async def _metrics_worker(
     async with (
         service_clients(settings) as clients,
         checkout_workers(client, settings, clients, extra_workflows=PROBE_WORKFLOWS),
-        scripted_checkout_workers(client, FAKE_TASK_QUEUE, after_answer_slots(settings)),
+        scripted_checkout_workers(client, FAKE_TASK_QUEUE),
     ):
         yield MetricsWorker(client, f"http://{address}/metrics", replayer)
 

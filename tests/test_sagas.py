@@ -37,7 +37,6 @@ from temporal_saga.models import CancelSaga, CompensationState, Outcome, SagaPro
 from temporal_saga.reconcile import NEEDS_ATTENTION_QUERY
 from tests.support.cli import run_cli
 from tests.support.fake_shop import HEALED, scripted_checkout_workers, scripted_request
-from worker.after_answer import after_answer_slots
 from worker.settings import Settings
 from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow
 
@@ -165,7 +164,7 @@ CASES = [
 @pytest.fixture(scope="module")
 async def client(dev_env: WorkflowEnvironment) -> AsyncIterator[Client]:
     async with (
-        scripted_checkout_workers(dev_env.client, TASK_QUEUE, after_answer_slots(SETTINGS)),
+        scripted_checkout_workers(dev_env.client, TASK_QUEUE),
         trip_worker(dev_env.client, TRIP_TASK_QUEUE),
     ):
         yield dev_env.client

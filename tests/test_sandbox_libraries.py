@@ -27,7 +27,6 @@ from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from worker.tuning import (
     APP_LIBRARIES,
-    PASSTHROUGH_MODULES,
     WORKFLOW_LIBRARIES,
     sandbox_runner,
     worker_tuning,
@@ -116,10 +115,6 @@ def test_the_checkout_worker_passes_the_libraries_through() -> None:
     passthrough = tuple(runner.restrictions.passthrough_modules)
     assert set(WORKFLOW_LIBRARIES) <= set(passthrough)
     assert not _passed_through(CheckoutWorkflow.__module__, passthrough)
-    # The knob (off by default) passes the definitions too.
-    every = sandbox_runner(every_workflow_module=True).restrictions.passthrough_modules
-    assert set(PASSTHROUGH_MODULES) <= set(every)
-    assert _passed_through(CheckoutWorkflow.__module__, tuple(every))
 
 
 def test_a_library_is_shared_while_the_workflow_class_is_made_again(

@@ -10,7 +10,6 @@ actions.
 import asyncio
 import uuid
 from collections import Counter
-from contextlib import AsyncExitStack
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -27,7 +26,7 @@ from bench.twin import (
     twin_loyalty_id,
     twin_workflow_id,
 )
-from bench.worker import twin_workers
+from bench.worker import twin_worker
 from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
 from models.events import ORDER_CONFIRMED, event_id
 from models.fanout import RECEIPT_CONSUMER, loyalty_workflow_id
@@ -88,9 +87,7 @@ async def test_the_twin_has_the_checkouts_event_types(
 
     twin_order = TwinOrder(f"twin-test-{uuid.uuid4().hex[:10]}", customer)
     twin_id = twin_workflow_id(twin_order.order_id)
-    async with AsyncExitStack() as workers:
-        for worker in twin_workers(client, Settings()):
-            await workers.enter_async_context(worker)
+    async with twin_worker(client, Settings()):
         answer = await client.execute_update_with_start_workflow(
             TwinWorkflow.decision,
             start_workflow_operation=WithStartWorkflowOperation(

@@ -1,6 +1,5 @@
-"""Build and run the Workers: the checkout workflow, the fan-out's consumer workflows and the
-activities of every service on the task queue; committing the stock on its after-answer
-queue."""
+"""Build and run the Worker: the checkout workflow, the fan-out's consumer workflows and the
+activities of every service on the task queue."""
 
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -21,13 +20,11 @@ from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.reconcile import CheckoutRecords
 from activities.warehouse import WarehouseActivities
-from models.checkout import CheckoutStep
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import configure_tracing
 from temporal_saga import SagaSweepWorkflow, ensure_sweep_schedule
 from temporal_saga.models import OwnRepair, SweepRequest
 from temporal_saga.worker import saga_worker
-from worker.after_answer import AnswersInFlight, after_answer_slots, after_answer_worker
 from worker.bytecode import missing_bytecode, workflow_sources
 from worker.clients import ServiceClients, connect_temporal, service_clients
 from worker.process import stop_on_signals
@@ -70,7 +67,7 @@ async def checkout_workers(
     services: ServiceClients,
     extra_workflows: Sequence[type] = (),
 ) -> AsyncIterator[Worker]:
-    """Run the worker of the task queue (yielded) and the worker of its after-answer queue.
+    """Run the worker of the task queue (yielded).
     `extra_workflows`: more workflow classes on the task queue (tests use it)."""
     orders = OrderActivities(services.orders)
     inventory = InventoryActivities(services.inventory)
@@ -84,15 +81,6 @@ async def checkout_workers(
     records = CheckoutRecords(services.orders, services.inventory, services.payments)
     # Signal-with-start from a workflow goes through this activity, which holds the client.
     events = EventActivities(client)
-    # The after-answer worker holds its slots while customers wait: the steps their answer
-    # waits for run on the main worker (their activities are named after them).
-    answers = AnswersInFlight()
-    after_answer = after_answer_worker(
-        client,
-        settings.task_queue,
-        [inventory.commit_stock],
-        after_answer_slots(settings, answers),
-    )
     main = saga_worker(
         client,
         task_queue=settings.task_queue,
@@ -105,8 +93,6 @@ async def checkout_workers(
             orders.cancel_unless_confirmed,
             inventory.reserve_stock,
             inventory.release_stock,
-            # Also here for checkouts that scheduled their commit on this queue before it
-            # moved to the after-answer queue.
             inventory.commit_stock,
             payments.charge_payment,
             payments.refund_payment,
@@ -118,10 +104,9 @@ async def checkout_workers(
             events.deliver_order_event,
             records.find_open_checkouts,
         ],
-        interceptors=[answers.interceptor([step.value for step in CheckoutStep])],
         **worker_tuning(settings),
     )
-    async with main, after_answer:
+    async with main:
         yield main
 
 

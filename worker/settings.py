@@ -36,22 +36,8 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)
     worker_workflow_task_pollers: int | None = Field(default=None, ge=2)
     worker_activity_task_pollers: int | None = Field(default=None, ge=1)
-    # The worker of the work after an answer (worker/after_answer.py) holds its slots while
-    # customers wait and a reading of its container's CPU in the last second reached this
-    # share; whatever the load, it takes a task once the oldest waiting one has waited
-    # max_wait. 1 (the default): never holds. Under a steady rate holding made the work after
-    # the answers lag and the answers' p99 worse; it helps only a shop whose load comes in
-    # bursts (docs/performance.md, "The after-answer gate").
-    after_answer_target_cpu: float = Field(default=1.0, gt=0, le=1)
-    after_answer_max_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
     # The reconciler's sweep (temporal_saga.reconcile): every this many seconds (a Temporal
     # Schedule this worker creates, or updates, at start; 0: this worker leaves it as it is),
     # for records opened longer ago than the other setting (more than any checkout deadline).
     reconcile_every_seconds: int = Field(default=300, ge=0, le=86_400)
     reconcile_older_than_seconds: int = Field(default=600, ge=0, le=30 * 86_400)
-    # Our workflow libraries are always passed through the sandbox (worker/tuning.py). True
-    # passes the modules that define workflows too: not re-imported for each workflow run
-    # (cheaper workflow tasks), but no longer checked by it for non-deterministic calls, and
-    # their module state kept from one run to the next. Temporal advises passing through only
-    # models, activities and other deterministic modules (docs/performance.md, the sandbox).
-    worker_sandbox_passthrough: bool = False

@@ -21,8 +21,6 @@ from worker.settings import Settings
 # their calls (tests/test_sandbox_libraries.py holds the libraries to that).
 APP_LIBRARIES = ("workflows.fanout", "workflows.consumers")
 WORKFLOW_LIBRARIES = (*ENGINE_MODULES, *APP_LIBRARIES)
-# With `worker_sandbox_passthrough` (off by default): every workflow module, definitions too.
-PASSTHROUGH_MODULES = ("workflows",)
 
 
 class WorkerTuning(TypedDict, total=False):
@@ -51,11 +49,10 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
         tuning["activity_task_poller_behavior"] = PollerBehaviorSimpleMaximum(
             settings.worker_activity_task_pollers
         )
-    tuning["workflow_runner"] = sandbox_runner(settings.worker_sandbox_passthrough)
+    tuning["workflow_runner"] = sandbox_runner()
     return tuning
 
 
-def sandbox_runner(every_workflow_module: bool = False) -> SandboxedWorkflowRunner:
-    """The sandbox with our workflow libraries passed through (and, with
-    `every_workflow_module`, the modules that define workflows too)."""
-    return engine_sandbox(*(PASSTHROUGH_MODULES if every_workflow_module else APP_LIBRARIES))
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    """The sandbox with our workflow libraries passed through."""
+    return engine_sandbox(*APP_LIBRARIES)

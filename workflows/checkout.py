@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         CheckoutStep,
         idempotency_key,
     )
-    from models.events import AFTER_ANSWER, OrderConfirmed, OrderRejected, after_answer_queue
+    from models.events import AFTER_ANSWER, OrderConfirmed, OrderRejected
     from models.inventory import ReserveStock, StockLine
     from models.orders import CreateOrder, Order, OrderCancellation, OrderItem
     from models.payments import ChargeRequest, Refund
@@ -126,15 +126,14 @@ class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult]):
             undo_arg=lambda failure: Refund(charge_id=charge_id, reason=failure.summary),
         )
         await self.confirm_order(request.order_id)  # the customer's answer goes out now
-        # The stock is sold. Its worker waits while customers wait for their answers
-        # (worker/after_answer.py), and the fan-out follows the commit.
+        # The stock is sold: committed behind the steps customers wait for, on the same task
+        # queue; the fan-out follows the commit.
         await workflow.execute_activity_method(
             InventoryActivities.commit_stock,
             reservation_id,
             start_to_close_timeout=STEP_TIMEOUT,
             retry_policy=FOREVER_RETRY,
             priority=AFTER_ANSWER,
-            task_queue=after_answer_queue(workflow.info().task_queue),
         )
         # Fire and forget: waits only until the jobs started and the signals went out.
         await announce_order_confirmed(

@@ -20,7 +20,6 @@ from models.inventory import Reservation, ReservationStatus, ReserveStock
 from models.orders import CreateOrder, Order, OrderCancellation, OrderLine, OrderStatus
 from models.payments import Charge, ChargeRequest, ChargeStatus, Refund
 from models.warehouse import CreateShipment, Shipment, ShipmentStatus
-from worker.after_answer import AfterAnswerSlots, after_answer_worker
 from worker.runner import WORKFLOWS
 
 # order id -> {activity name: behaviour}. Behaviours: "transient" (always 503),
@@ -216,24 +215,20 @@ def scripted_request(
 async def scripted_checkout_workers(
     client: Client,
     task_queue: str,
-    slots: AfterAnswerSlots,
     extra_activities: Sequence[Callable[..., Any]] = (),
     interceptors: Sequence[Interceptor] = (),
     extra_workflows: Sequence[type] = (),
 ) -> AsyncIterator[None]:
     """Every workflow of the worker (the checkout, its jobs, the engine's sweep) with these
-    activities on `task_queue`, and the commit on its after-answer queue behind `slots`.
-    The jobs find no services here: they leave dead letters nowhere."""
+    activities on `task_queue`. The jobs find no services here: they leave dead letters
+    nowhere."""
     shop = FakeShop()
-    async with (
-        Worker(
-            client,
-            task_queue=task_queue,
-            workflows=[*WORKFLOWS, *extra_workflows],
-            activities=[*shop.all(), *extra_activities],
-            interceptors=interceptors,
-        ),
-        after_answer_worker(client, task_queue, [shop.commit_stock], slots),
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[*WORKFLOWS, *extra_workflows],
+        activities=[*shop.all(), *extra_activities],
+        interceptors=interceptors,
     ):
         yield
 
