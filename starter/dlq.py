@@ -39,7 +39,7 @@ from models.deadletters import (
 )
 from worker.clients import connect_temporal, service_headers
 from worker.settings import Settings
-from workflows.consumers import REDRIVE_MEMO
+from workflows.fanout import REDRIVE_MEMO
 
 dlq = typer.Typer(
     help="Dead letters of the fan-out: list them, redrive them.",

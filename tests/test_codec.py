@@ -55,7 +55,7 @@ from worker.codec_server import create_codec_app
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
-from workflows.consumers import job_id
+from workflows.fanout import job_id
 
 SECRET = b'{"card_number": "4242424242424242", "email": "ann@example.com"}'
 

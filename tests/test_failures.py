@@ -16,8 +16,7 @@ from temporalio.exceptions import (
 )
 
 from temporal_saga.failures import UNAVAILABLE, read_failure
-from workflows.consumers import CONSUMER_RETRY, describe_failure
-from workflows.fanout import SIGNAL_RETRY
+from workflows.fanout import CONSUMER_RETRY, SIGNAL_RETRY, describe_failure
 
 POLICY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
 

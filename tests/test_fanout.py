@@ -71,10 +71,9 @@ from worker.settings import Settings
 from workflows import fanout
 from workflows.analytics import AnalyticsWorkflow
 from workflows.checkout import CheckoutWorkflow
-from workflows.consumers import job_id
+from workflows.fanout import job_id
+from workflows.jobs import SendReceiptWorkflow, ShipOrderWorkflow
 from workflows.loyalty import CustomerLoyaltyWorkflow
-from workflows.receipt import SendReceiptWorkflow
-from workflows.shipping import ShipOrderWorkflow
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
 

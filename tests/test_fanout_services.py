@@ -11,7 +11,7 @@ import pytest
 from models.payments import CARD_OK
 from services.auth import headers_from_env
 from tests.support.cards import card_token
-from workflows.consumers import RecentIds
+from workflows.fanout import RecentIds
 
 
 class Api:

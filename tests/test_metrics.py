@@ -41,7 +41,7 @@ from worker.runner import SEARCH_ATTRIBUTES, WORKFLOWS, checkout_workers
 from worker.settings import Settings
 from worker.telemetry import metrics_runtime
 from workflows.checkout import CheckoutWorkflow
-from workflows.consumers import DEAD_LETTERS
+from workflows.fanout import DEAD_LETTERS
 
 TASK_QUEUE = "checkout-metrics"
 # The checkout with scripted activities (tests/support/fake_shop.py): a compensation that sticks.

@@ -42,7 +42,7 @@ from tests.support.shop import Shop
 from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
-from workflows.consumers import job_id
+from workflows.fanout import job_id
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
 

@@ -37,7 +37,7 @@ from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
-from workflows.consumers import job_id
+from workflows.fanout import job_id
 
 pytestmark = [pytest.mark.usefixtures("checkout_worker"), pytest.mark.timeout(120)]
 # Polls of a consumer's history until its signal has been handled (well under a second).

@@ -34,9 +34,8 @@ from worker.tuning import worker_tuning
 from workflows.analytics import AnalyticsWorkflow
 from workflows.checkout import CHECKOUT, CUSTOMER_ID, CheckoutWorkflow
 from workflows.checkout_repair import CHECKOUT_REPAIR, CheckoutRepairWorkflow
+from workflows.jobs import SendReceiptWorkflow, ShipOrderWorkflow
 from workflows.loyalty import CustomerLoyaltyWorkflow
-from workflows.receipt import SendReceiptWorkflow
-from workflows.shipping import ShipOrderWorkflow
 
 # The fan-out's consumers: jobs (child workflows) and long-lived reactions; the checkout's
 # repair, which the engine's sweep starts.

@@ -15,11 +15,11 @@ from temporal_saga.worker import ENGINE_MODULES
 from temporal_saga.worker import sandbox_runner as engine_sandbox
 from worker.settings import Settings
 
-# Passed through the workflow sandbox beside the engine: our workflow libraries, modules that
-# define no workflow and hold no state (the fan-out and the consumers' helpers). The modules
-# that define workflows stay in the sandbox, which re-imports them for every run and checks
-# their calls (tests/test_sandbox_libraries.py holds the libraries to that).
-APP_LIBRARIES = ("workflows.fanout", "workflows.consumers")
+# Passed through the workflow sandbox beside the engine: our workflow library, a module that
+# defines no workflow and holds no state (the fan-out, its consumers' helpers with it). The
+# modules that define workflows stay in the sandbox, which re-imports them for every run and
+# checks their calls (tests/test_sandbox_libraries.py holds the library to that).
+APP_LIBRARIES = ("workflows.fanout",)
 WORKFLOW_LIBRARIES = (*ENGINE_MODULES, *APP_LIBRARIES)
 
 

@@ -14,7 +14,7 @@ dedupes by event id across shards.
 
 from temporalio import workflow
 
-from workflows.consumers import LongLivedConsumer, consumer_call
+from workflows.fanout import LongLivedConsumer, consumer_call
 
 with workflow.unsafe.imports_passed_through():
     from activities.analytics import AnalyticsActivities

@@ -7,7 +7,7 @@ when Temporal suggests it), carrying the ids of the last handled events.
 
 from temporalio import workflow
 
-from workflows.consumers import LongLivedConsumer, consumer_call
+from workflows.fanout import LongLivedConsumer, consumer_call
 
 with workflow.unsafe.imports_passed_through():
     from activities.loyalty import LoyaltyActivities
