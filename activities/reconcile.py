@@ -39,6 +39,8 @@ from models.orders import Order, OrderStatus
 from models.payments import Charge, ChargeStatus
 from temporal_saga.models import FindOpenSagas, OpenSaga
 
+# The finder's activity name, which the checkout's sweep names (workflows/checkout_sweep.py).
+FIND_OPEN_CHECKOUTS = "find_open_checkouts"
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
 
@@ -105,7 +107,7 @@ class CheckoutRecords:
         self._inventory = inventory
         self._payments = payments
 
-    @activity.defn(name="find_open_checkouts")
+    @activity.defn(name=FIND_OPEN_CHECKOUTS)
     async def find_open_checkouts(self, request: FindOpenSagas) -> list[OpenSaga]:
         """The checkouts with records open since before `request.before`: one OpenSaga per
         workflow id, at most `request.limit`, the longest open first."""

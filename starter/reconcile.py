@@ -13,8 +13,8 @@ from rich.table import Table
 from temporal_saga.client import NoSweepWorker, sweep_now
 from temporal_saga.models import ResetOutcome, SweepAction, SweepEntry, SweepReport
 from worker.clients import connect_temporal
-from worker.runner import checkout_sweep
 from worker.settings import Settings
+from workflows.checkout_sweep import checkout_sweep
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)

@@ -39,9 +39,9 @@ from temporal_saga.models import (
 from tests.support.cli import run_cli
 from tests.support.polling import eventually
 from tests.support.shop import Shop
-from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
+from workflows.checkout_sweep import checkout_sweep
 from workflows.fanout import job_id
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")

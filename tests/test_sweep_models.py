@@ -17,9 +17,9 @@ from temporal_saga.models import (
     SweepReport,
     SweepRequest,
 )
-from worker.runner import CHECKOUT_OWN_REPAIR, checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CHECKOUT
+from workflows.checkout_sweep import CHECKOUT_OWN_REPAIR, checkout_sweep
 
 # A checkout sweep's request as a Schedule made before own_repairs stored it.
 EARLIER_REQUEST = {

@@ -4,7 +4,6 @@ activities of every service on the task queue."""
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -22,8 +21,7 @@ from activities.reconcile import CheckoutRecords
 from activities.warehouse import WarehouseActivities
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import configure_tracing
-from temporal_saga import SagaSweepWorkflow, ensure_sweep_schedule
-from temporal_saga.models import OwnRepair, SweepRequest
+from temporal_saga import SagaSweepWorkflow
 from temporal_saga.worker import saga_worker
 from worker.bytecode import missing_bytecode, workflow_sources
 from worker.clients import ServiceClients, connect_temporal, service_clients
@@ -32,8 +30,12 @@ from worker.settings import Settings
 from worker.telemetry import metrics_runtime
 from worker.tuning import worker_tuning
 from workflows.analytics import AnalyticsWorkflow
-from workflows.checkout import CHECKOUT, CUSTOMER_ID, CheckoutWorkflow
-from workflows.checkout_repair import CHECKOUT_REPAIR, CheckoutRepairWorkflow
+from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow
+from workflows.checkout_repair import CheckoutRepairWorkflow
+
+# checkout_sweep is re-exported: the harness (tools/) imports it from here still.
+from workflows.checkout_sweep import checkout_sweep as checkout_sweep
+from workflows.checkout_sweep import schedule_checkout_sweep
 from workflows.jobs import SendReceiptWorkflow, ShipOrderWorkflow
 from workflows.loyalty import CustomerLoyaltyWorkflow
 
@@ -48,13 +50,6 @@ OTHER_WORKFLOWS: list[type] = [
 ]
 # Every workflow the worker runs (the engine's sweep included).
 WORKFLOWS: list[type] = [CheckoutWorkflow, *OTHER_WORKFLOWS, SagaSweepWorkflow]
-# The sweep on the checkout's Schedule: the checkout by its finder (activities/reconcile.py)
-# and its repair, every other saga type by a reset of its ended runs.
-CHECKOUT_SWEEP_SCHEDULE = "saga-sweep-checkout"
-FIND_OPEN_CHECKOUTS = "find_open_checkouts"
-CHECKOUT_OWN_REPAIR = OwnRepair(
-    saga_type=CHECKOUT, finder=FIND_OPEN_CHECKOUTS, repair=CHECKOUT_REPAIR
-)
 # Every search attribute these workflows set: register them (Keyword) on the cluster.
 SEARCH_ATTRIBUTES = (*saga.SEARCH_ATTRIBUTES, CUSTOMER_ID)
 
@@ -149,46 +144,3 @@ def warn_if_no_bytecode(workflows: Sequence[type]) -> None:
             len(missing),
             missing[0],
         )
-
-
-def checkout_sweep(
-    settings: Settings,
-    dry_run: bool = False,
-    older_than_seconds: int | None = None,
-    wait_seconds: int | None = None,
-    saga_type: str | None = None,
-) -> SweepRequest:
-    """One sweep of every saga type on the engine (or of `saga_type`): the checkout with its
-    finder and its repair (its local-first steps may leave effects no event records), every
-    other type by a reset of its ended runs; records older than the setting (or
-    `older_than_seconds`), waiting `wait_seconds` for its repairs and resets (else the
-    default)."""
-    return SweepRequest(
-        saga_type=saga_type,
-        own_repairs=[CHECKOUT_OWN_REPAIR],
-        older_than_seconds=(
-            settings.reconcile_older_than_seconds
-            if older_than_seconds is None
-            else older_than_seconds
-        ),
-        dry_run=dry_run,
-        **({} if wait_seconds is None else {"wait_seconds": wait_seconds}),
-    )
-
-
-async def schedule_checkout_sweep(client: Client, settings: Settings) -> None:
-    """The sweep on the checkout's Schedule: every saga type, the checkout with its own finder
-    and repair (any number of workers may do this at start)."""
-    outcome = await ensure_sweep_schedule(
-        client,
-        schedule_id=CHECKOUT_SWEEP_SCHEDULE,
-        request=checkout_sweep(settings),
-        every=timedelta(seconds=settings.reconcile_every_seconds),
-        task_queue=settings.task_queue,
-    )
-    logging.getLogger(__name__).info(
-        "schedule %s (every %d s): %s",
-        CHECKOUT_SWEEP_SCHEDULE,
-        settings.reconcile_every_seconds,
-        outcome,
-    )
