@@ -4,6 +4,7 @@ from enum import StrEnum
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from temporalio.common import SearchAttributeKey
 
 from models.common import (
     Cents,
@@ -17,6 +18,12 @@ from models.common import (
 )
 from models.common import luhn_ok as luhn_ok  # re-exported: callers check cards with it
 from temporal_saga.models import SagaProgress, SagaResult
+from temporal_saga.search import SEARCH_ATTRIBUTES as SAGA_SEARCH_ATTRIBUTES
+
+# The checkout's own search attribute, beside the engine's SagaStatus and SagaStep; with them,
+# every search attribute a checkout sets: register them (Keyword) on the cluster.
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+SEARCH_ATTRIBUTES = (*SAGA_SEARCH_ATTRIBUTES, CUSTOMER_ID)
 
 # The most an order may cost: the orders service refuses a bigger total (order_too_large).
 MAX_ORDER_TOTAL_CENTS = 100_000_000

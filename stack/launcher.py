@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 from examples.trip.worker import DEFAULT_TASK_QUEUE as TRIP_TASK_QUEUE
 from examples.trip.worker import TASK_QUEUE_ENV as TRIP_TASK_QUEUE_ENV
+from models.checkout import SEARCH_ATTRIBUTES as CHECKOUT_SEARCH_ATTRIBUTES
 from services.auth import (
     PUBLISHABLE_KEY_ENV,
     SERVICE_TOKEN_ENV,
@@ -38,7 +39,6 @@ from stack.lifeline import GRACE_SECONDS, lifeline
 from temporal_saga.codec import CODEC_KEYS_ENV, format_keys, new_key
 from worker.codec_auth import AUTH_TOKEN_ENV, JWKS_URL_ENV, CodecAuth, CodecAuthSettings
 from worker.codec_server import describe as describe_codec_server
-from worker.runner import SEARCH_ATTRIBUTES as WORKER_SEARCH_ATTRIBUTES
 
 SERVICES = (
     "orders",
@@ -52,8 +52,9 @@ SERVICES = (
     "deadletters",
 )
 READY_TIMEOUT_SECONDS = 30.0
-# Keyword search attributes the workflows keep current (worker.runner.SEARCH_ATTRIBUTES).
-SEARCH_ATTRIBUTES = tuple(key.name for key in WORKER_SEARCH_ATTRIBUTES)
+# Keyword search attributes the workflows keep current: the engine's and the checkout's (the
+# example trip sets only the engine's).
+SEARCH_ATTRIBUTES = tuple(key.name for key in CHECKOUT_SEARCH_ATTRIBUTES)
 # The dev server's SQLite pragmas: without fsync per commit the server is ~1.7x faster
 # (docs/performance.md); a power loss may lose its last writes, a process crash does not.
 DEV_SERVER_SQLITE_PRAGMAS = ("synchronous=OFF",)

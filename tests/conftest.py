@@ -12,12 +12,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.checkout_activities import CheckoutActivitiesWorkflow
+from models.checkout import SEARCH_ATTRIBUTES
 from services.auth import PUBLISHABLE_KEY_ENV, SERVICE_TOKEN_ENV, new_publishable_key, new_token
 from stack.launcher import DEV_SERVER_DYNAMIC_CONFIG, SERVICES, start_services, venv_binary
 from temporal_saga.codec import CODEC_KEYS_ENV, data_converter, format_keys, new_key
 from tests.support.fanout_probe import PROBE_WORKFLOWS
 from worker.clients import service_clients
-from worker.runner import SEARCH_ATTRIBUTES, checkout_workers
+from worker.runner import checkout_workers
 from worker.settings import Settings
 
 # Made fresh for the session, in the environment of this process and so of every process the

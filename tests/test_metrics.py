@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from models.checkout import (
+    SEARCH_ATTRIBUTES,
     CartItem,
     CheckoutOptions,
     CheckoutRequest,
@@ -37,7 +38,7 @@ from tests.support.cards import card_token
 from tests.support.fake_shop import HEALED, PAYMENT_TOKEN, SCRIPT, scripted_checkout_workers
 from tests.support.fanout_probe import PROBE_WORKFLOWS, FanoutProbeBroken
 from worker.clients import connect_temporal, service_clients
-from worker.runner import SEARCH_ATTRIBUTES, WORKFLOWS, checkout_workers
+from worker.runner import WORKFLOWS, checkout_workers
 from worker.settings import Settings
 from worker.telemetry import metrics_runtime
 from workflows.checkout import CheckoutWorkflow

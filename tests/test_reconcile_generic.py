@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 from examples.trip.activities import CANCELLED, TripActivities
 from examples.trip.models import Simulation, TripRequest, trip_workflow_id
 from examples.trip.workflow import TripBookingWorkflow
+from models.checkout import SEARCH_ATTRIBUTES
 from stack.launcher import DEV_SERVER_DYNAMIC_CONFIG, venv_binary
 from temporal_saga.codec import data_converter
 from temporal_saga.models import (
@@ -43,7 +44,7 @@ from tests.support.cli import run_cli
 from tests.support.parcel_saga import LEDGER, PARCEL_ACTIVITIES, Parcel, ParcelWorkflow
 from tests.support.polling import eventually
 from worker.clients import service_clients
-from worker.runner import SEARCH_ATTRIBUTES, checkout_workers
+from worker.runner import checkout_workers
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow

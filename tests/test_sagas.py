@@ -30,7 +30,7 @@ from examples.trip.__main__ import main as trip_command
 from examples.trip.models import Simulation, TripRequest, trip_workflow_id
 from examples.trip.worker import TASK_QUEUE_ENV, trip_worker
 from examples.trip.workflow import TripBookingWorkflow
-from models.checkout import CheckoutOptions, checkout_workflow_id
+from models.checkout import CUSTOMER_ID, CheckoutOptions, checkout_workflow_id
 from temporal_saga import SAGA_STATUS, SAGA_STEP
 from temporal_saga.client import skip_compensation, status
 from temporal_saga.models import CancelSaga, CompensationState, Outcome, SagaProgress, SagaResult
@@ -38,7 +38,7 @@ from temporal_saga.reconcile import NEEDS_ATTENTION_QUERY
 from tests.support.cli import run_cli
 from tests.support.fake_shop import HEALED, scripted_checkout_workers, scripted_request
 from worker.settings import Settings
-from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow
+from workflows.checkout import CheckoutWorkflow
 
 TASK_QUEUE = "sagas-tests"
 TRIP_TASK_QUEUE = "sagas-tests-trips"

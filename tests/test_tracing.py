@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, format_trace_id
 from temporalio.testing import WorkflowEnvironment
 
-from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
+from models.checkout import SEARCH_ATTRIBUTES, CartItem, CheckoutRequest, checkout_workflow_id
 from services.analytics.app import create_app as analytics_app
 from services.auth import (
     PUBLISHABLE_KEY_HEADER,
@@ -59,7 +59,7 @@ from temporal_saga.models import Outcome
 from tests.support.card_numbers import find_card_numbers
 from tests.support.cards import random_card
 from worker.clients import connect_temporal, service_clients
-from worker.runner import SEARCH_ATTRIBUTES, checkout_workers
+from worker.runner import checkout_workers
 from worker.settings import Settings
 
 TASK_QUEUE = "checkout-tracing"

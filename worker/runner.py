@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-import temporal_saga as saga
 from activities.analytics import AnalyticsActivities
 from activities.deadletters import DeadLetterActivities
 from activities.email import EmailActivities
@@ -30,7 +29,7 @@ from worker.settings import Settings
 from worker.telemetry import metrics_runtime
 from worker.tuning import worker_tuning
 from workflows.analytics import AnalyticsWorkflow
-from workflows.checkout import CUSTOMER_ID, CheckoutWorkflow
+from workflows.checkout import CheckoutWorkflow
 from workflows.checkout_repair import CheckoutRepairWorkflow
 
 # checkout_sweep is re-exported: the harness (tools/) imports it from here still.
@@ -50,8 +49,6 @@ OTHER_WORKFLOWS: list[type] = [
 ]
 # Every workflow the worker runs (the engine's sweep included).
 WORKFLOWS: list[type] = [CheckoutWorkflow, *OTHER_WORKFLOWS, SagaSweepWorkflow]
-# Every search attribute these workflows set: register them (Keyword) on the cluster.
-SEARCH_ATTRIBUTES = (*saga.SEARCH_ATTRIBUTES, CUSTOMER_ID)
 
 
 @asynccontextmanager

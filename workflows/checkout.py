@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Final
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 
 from temporal_saga import (
     CANCELLED,
@@ -29,6 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
+
+    # CUSTOMER_ID re-exported: the bench's twin imports it from here still.
+    from models.checkout import CUSTOMER_ID as CUSTOMER_ID
     from models.checkout import (
         CheckoutRequest,
         CheckoutResult,
@@ -41,8 +43,6 @@ with workflow.unsafe.imports_passed_through():
     from models.payments import ChargeRequest, Refund
 
 CHECKOUT = "Checkout"
-# The checkout's own search attribute, beside the engine's SagaStatus and SagaStep.
-CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 
 # The customer's words for the refusals they can act on; others pass on the service's words.
 REASON_FOR_CODE: Final = {
