@@ -31,7 +31,7 @@ JSON = {"Content-Type": "application/json"}
 @dataclass(frozen=True)
 class ServiceClient:
     """A service's base URL (no trailing slash) and the pooled aiohttp session that calls it.
-    aiohttp, not httpx: a call costs the worker much less CPU (docs/performance.md)."""
+    aiohttp, not httpx: the lighter on the worker's CPU for each call."""
 
     url: str
     session: aiohttp.ClientSession

@@ -55,8 +55,8 @@ READY_TIMEOUT_SECONDS = 30.0
 # Keyword search attributes the workflows keep current: the engine's and the checkout's (the
 # example trip sets only the engine's).
 SEARCH_ATTRIBUTES = tuple(key.name for key in CHECKOUT_SEARCH_ATTRIBUTES)
-# The dev server's SQLite pragmas: without fsync per commit the server is ~1.7x faster
-# (docs/performance.md); a power loss may lose its last writes, a process crash does not.
+# The dev server's SQLite pragmas: no fsync per commit, for a faster local server; a power
+# loss may lose its last writes, a process crash does not.
 DEV_SERVER_SQLITE_PRAGMAS = ("synchronous=OFF",)
 # Task queue priority: the work after an answer runs after the work customers wait for
 # (models.events.AFTER_ANSWER). Servers of this version ignore priorities without it.

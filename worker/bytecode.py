@@ -4,8 +4,7 @@ The sandbox runs each workflow run in fresh copies of the modules its workflow c
 from (all but those passed through): it imports them again, from their bytecode caches. Where
 there are none (`PYTHONDONTWRITEBYTECODE=1`, common in container images, with the sources
 not byte-compiled at install; or sources on a read-only filesystem) every one of those
-imports compiles the source: about a quarter of the checkout worker's CPU at a steady rate,
-and its answer half again as slow (docs/performance.md, "What was tried"). `pip install`
+imports compiles the source again, a cost the worker would pay at every run. `pip install`
 byte-compiles a package; a worker run from a source tree writes the caches as it first
 imports its modules, unless told not to.
 

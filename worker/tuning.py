@@ -37,9 +37,9 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
         tuning["max_concurrent_activities"] = settings.worker_max_concurrent_activities
     if settings.worker_max_concurrent_workflow_tasks is not None:
         tuning["max_concurrent_workflow_tasks"] = settings.worker_max_concurrent_workflow_tasks
-    # Unless set, as many workflow task polls as the server's backlog asks for: under a burst a
-    # fixed 5 left one poll for new workflows (the rest wait on the sticky queue of running
-    # ones), and new checkouts waited seconds in the queue for it (docs/performance.md).
+    # Unless set, as many workflow task polls as the server's backlog asks for: a fixed few,
+    # most of them waiting on the sticky queues of running workflows, would leave new
+    # checkouts waiting in the queue for a poll.
     tuning["workflow_task_poller_behavior"] = (
         PollerBehaviorAutoscaling()
         if settings.worker_workflow_task_pollers is None
