@@ -22,7 +22,6 @@ from rich.table import Table
 from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from bench.benchmark import mount as mount_bench
 from models.checkout import CheckoutDetails, CheckoutRequest, CheckoutResult
 from models.payments import CARD_OK, NewPaymentMethod
 from stack.launcher import LaunchError, Stack, running_stack, write_env_file
@@ -57,8 +56,6 @@ from telemetry.tracing import configure_tracing
 from temporal_saga.client import cancel as cancel_saga
 from temporal_saga.client import status as saga_status
 from temporal_saga.models import Outcome, SagaProgress, SagaResult
-from tools.chaos import chaos as chaos_command
-from tools.histories import mount as mount_histories
 from worker.clients import connect_temporal
 from worker.settings import Settings
 
@@ -343,11 +340,8 @@ def codec_server(
     serve_codec(args)
 
 
-mount_histories(app)
 app.command("replay")(replay_command)
 app.command("reconcile")(reconcile)
-mount_bench(app)
-app.command("chaos")(chaos_command)
 
 
 @app.command()

@@ -2,8 +2,8 @@
 
 A history that no longer replays means the code changed in a way the running (or recorded)
 checkouts cannot follow: deploying it would break them with a non-determinism error. Used by
-`checkout-saga replay --query ...` (histories from a live server), by
-`checkout-saga histories replay DIR` (recorded files) and by tests/test_replay.py.
+`checkout-saga replay --query ...` (histories from a live server), by the replay of recorded
+history files, and by tests/test_replay.py.
 """
 
 import asyncio

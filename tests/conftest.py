@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from bench.checkout_activities import CheckoutActivitiesWorkflow
+from harness.bench.checkout_activities import CheckoutActivitiesWorkflow
 from models.checkout import SEARCH_ATTRIBUTES
 from services.auth import PUBLISHABLE_KEY_ENV, SERVICE_TOKEN_ENV, new_publishable_key, new_token
 from stack.launcher import DEV_SERVER_DYNAMIC_CONFIG, SERVICES, start_services, venv_binary

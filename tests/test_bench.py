@@ -1,4 +1,4 @@
-"""`checkout-saga bench --json` with a tiny burst: every figure is there and makes sense.
+"""`python -m harness.bench --json` with a tiny burst: every figure is there and makes sense.
 
 Not the targets (those depend on the machine; docs/performance.md): the shape of the JSON
 line, and what holds on any machine: the direct chain waits for the slowed services, the saga
@@ -8,7 +8,6 @@ answers without them.
 import asyncio
 import json
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,15 +16,16 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum
 
-from bench import sandbox as sandbox_probe
-from bench.benchmark import (
+from harness.bench import sandbox as sandbox_probe
+from harness.bench.benchmark import (
     ROLES,
     BenchConfig,
     BenchReport,
     ModeFigures,
     closed_since,
 )
-from bench.calls import percentiles_ms
+from harness.bench.calls import percentiles_ms
+from tests.support.harness import run_harness
 from worker.settings import Settings
 from worker.tuning import worker_tuning
 
@@ -45,29 +45,22 @@ SLOW_SECONDS = 1.5
 
 @pytest.mark.slow
 def test_bench_json_has_every_figure(tmp_path: Path) -> None:
-    script = Path(sys.executable).parent / "checkout-saga"
-    done = subprocess.run(
-        [
-            str(script),
-            "bench",
-            "--json",
-            "--checkouts",
-            "4",
-            "--samples",
-            "3",
-            "--slow-samples",
-            "2",
-            "--rounds",
-            "2",
-            "--slow-seconds",
-            str(SLOW_SECONDS),
-            "--data-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
+    done = run_harness(
+        "harness.bench",
+        "--json",
+        "--checkouts",
+        "4",
+        "--samples",
+        "3",
+        "--slow-samples",
+        "2",
+        "--rounds",
+        "2",
+        "--slow-seconds",
+        str(SLOW_SECONDS),
+        "--data-dir",
+        str(tmp_path),
         timeout=280,
-        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.strip().splitlines()
@@ -260,7 +253,7 @@ async def test_closed_since_counts_the_bursts_closed_workflows(
 def test_the_sandbox_probe_prints_each_workflow_in_each_sandbox(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`python -m bench.sandbox`: a row per workflow type the worker registers, a figure per
+    """`python -m harness.bench.sandbox`: a row per workflow type the worker registers, a figure per
     sandbox (the SDK's, the worker's)."""
     sandbox_probe.main(runs=2)
     rows = [line for line in capsys.readouterr().out.splitlines() if "│" in line]

@@ -1,15 +1,15 @@
-"""Reliability under faults: a small `checkout-saga chaos` run loses nothing, and the
+"""Reliability under faults: a small `python -m harness.chaos` run loses nothing, and the
 invariant checks it relies on do catch each kind of violation."""
 
 import json
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from harness.invariants import VIOLATIONS, StockLevels, check_invariants
 from services.database import Database
 from services.email.app import SCHEMA as EMAIL_SCHEMA
 from services.inventory.app import SCHEMA as INVENTORY_SCHEMA
@@ -17,7 +17,7 @@ from services.orders.app import SCHEMA as ORDERS_SCHEMA
 from services.payments.app import SCHEMA as PAYMENTS_SCHEMA
 from services.warehouse.app import SCHEMA as WAREHOUSE_SCHEMA
 from temporal_saga.models import Outcome
-from tools.invariants import VIOLATIONS, StockLevels, check_invariants
+from tests.support.harness import run_harness
 
 
 @pytest.mark.slow
@@ -26,31 +26,24 @@ def test_small_chaos_run_keeps_every_promise(tmp_path: Path) -> None:
     and the Temporal server are killed and started again, an operator terminates checkouts
     at random points and resets finished ones, and one reconciler sweep settles what the
     terminated ones left open: every invariant holds."""
-    script = Path(sys.executable).parent / "checkout-saga"
-    done = subprocess.run(
-        [
-            str(script),
-            "chaos",
-            "--checkouts",
-            "40",
-            "--worker-kills",
-            "1",
-            "--service-restarts",
-            "1",
-            "--server-restarts",
-            "1",
-            "--terminations",
-            "4",
-            "--resets",
-            "2",
-            "--json",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
+    done = run_harness(
+        "harness.chaos",
+        "--checkouts",
+        "40",
+        "--worker-kills",
+        "1",
+        "--service-restarts",
+        "1",
+        "--server-restarts",
+        "1",
+        "--terminations",
+        "4",
+        "--resets",
+        "2",
+        "--json",
+        "--data-dir",
+        str(tmp_path),
         timeout=280,
-        check=False,
     )
     lines = done.stdout.strip().splitlines()
     assert lines, done.stderr[-3000:]

@@ -15,7 +15,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from bench.checkout_activities import CheckoutActivitiesWorkflow
+from harness.bench.checkout_activities import CheckoutActivitiesWorkflow
 from models.checkout import CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.payments import CARD_DECLINED, CARD_FLAKY, CARD_OK
 from starter.checkouts import place_checkout

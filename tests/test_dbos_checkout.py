@@ -1,5 +1,6 @@
-"""The bench's DBOS peer (bench/dbos_checkout.py) end to end: its own Postgres (bench/postgres.py)
-and the real services, checked in the services' own records as tests/test_checkout_e2e.py does.
+"""The bench's DBOS peer (harness/bench/dbos_checkout.py) end to end: its own Postgres
+(harness/bench/postgres.py) and the real services, checked in the services' own records as
+tests/test_checkout_e2e.py does.
 
 Needs Debian's `postgresql` (.ci/run installs it): skipped without it, except on CI.
 """
@@ -14,7 +15,7 @@ import httpx
 import pytest
 from dbos import DBOS
 
-from bench.dbos_checkout import (
+from harness.bench.dbos_checkout import (
     CONFIRMED_CONSUMERS,
     announce,
     checkout_workflow_id,
@@ -24,7 +25,7 @@ from bench.dbos_checkout import (
     running_dbos,
     wait_all_done,
 )
-from bench.postgres import Postgres, PostgresUnavailable, postgres_bin_dir, running_postgres
+from harness.bench.postgres import Postgres, PostgresUnavailable, postgres_bin_dir, running_postgres
 from models.checkout import CartItem, CheckoutRequest
 from models.events import OrderConfirmed
 from models.orders import Order

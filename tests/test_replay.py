@@ -1,6 +1,6 @@
 """Replay: recorded histories still replay against today's code, and the net catches changes.
 
-tests/histories/*.json are recorded by `checkout-saga histories capture` (one per path of
+tests/histories/*.json are recorded by `python -m harness.histories capture` (one per path of
 each saga, and of each fan-out workflow). A change to the workflow code that those histories
 no longer replay against would break the sagas running at deploy time; guard it with
 `workflow.patched`.
@@ -17,6 +17,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from examples.trip.workflow import TripBookingWorkflow
+from harness.histories import HISTORY_WORKFLOWS, PATHS
 from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
 from models.fanout import (
     ANALYTICS_WORKFLOW_TYPE,
@@ -40,9 +41,9 @@ from temporal_saga.worker import sandbox_runner
 from tests.support.cards import card_token
 from tests.support.changed_checkout import PatchedFraudCheck, UnguardedFraudCheck
 from tests.support.cli import run_cli
+from tests.support.harness import run_harness
 from tests.support.polling import eventually
 from tests.support.stock import new_stocked_sku
-from tools.histories import HISTORY_WORKFLOWS, PATHS
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.checkout_repair import CHECKOUT_REPAIR
@@ -55,9 +56,10 @@ CONFIRMED = HISTORIES / "confirmed.json"
 
 
 def test_every_path_has_a_recorded_history() -> None:
-    assert RECORDED, f"no histories in {HISTORIES}: run `checkout-saga histories capture`"
+    assert RECORDED, f"no histories in {HISTORIES}: run `python -m harness.histories capture`"
     missing = {p.name for p in PATHS} - {f.stem for f in RECORDED if f.parent == HISTORIES}
-    assert not missing, f"not recorded: {sorted(missing)}; run `checkout-saga histories capture`"
+    capture = "python -m harness.histories capture"
+    assert not missing, f"not recorded: {sorted(missing)}; run `{capture}`"
 
 
 def trip_replayer() -> Replayer:
@@ -201,18 +203,17 @@ async def test_replay_query_command_fails_when_nothing_matches(
     assert "No workflow matches" in done.stdout
 
 
-async def test_histories_replay_command_replays_recorded_files(
-    dev_env: WorkflowEnvironment, checkout_settings: Settings, tmp_path: Path
-) -> None:
+@pytest.mark.slow  # a Python process of its own, replaying every history
+async def test_histories_replay_command_replays_recorded_files(tmp_path: Path) -> None:
     done = await asyncio.to_thread(
-        run_cli, dev_env, checkout_settings, "histories", "replay", str(HISTORIES)
+        run_harness, "harness.histories", "replay", str(HISTORIES), timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
     n = len(RECORDED)
     assert f"replayed {n} workflow(s): {n} ok, 0 failed" in done.stdout
 
     empty = await asyncio.to_thread(
-        run_cli, dev_env, checkout_settings, "histories", "replay", str(tmp_path)
+        run_harness, "harness.histories", "replay", str(tmp_path), timeout=120
     )
     assert empty.returncode == 2, empty.stdout + empty.stderr
     assert "No history files" in empty.stdout

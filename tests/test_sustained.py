@@ -7,7 +7,6 @@ Not the targets (those depend on the machine; docs/performance.md "Sustained loa
 import asyncio
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.client import WorkflowHistory
 
-from bench.cost import (
+from harness.bench.cost import (
     HistoryCost,
     actions_delta,
     events_between,
@@ -37,9 +36,10 @@ from bench.cost import (
     per_checkout,
     server_actions,
 )
-from bench.openloop import NO_ANSWER, OpenLoop
-from bench.postgres import PostgresUnavailable, postgres_bin_dir
-from bench.sustained import ROLES, StepFigures, capacity, cost_steps, held, p50_ratio
+from harness.bench.openloop import NO_ANSWER, OpenLoop
+from harness.bench.postgres import PostgresUnavailable, postgres_bin_dir
+from harness.bench.sustained import ROLES, StepFigures, capacity, cost_steps, held, p50_ratio
+from tests.support.harness import run_harness
 
 HISTORIES = Path(__file__).parent / "histories"
 E = EventType
@@ -355,12 +355,11 @@ def _postgres_installed() -> bool:
 def test_sustained_json_has_every_figure(tmp_path: Path) -> None:
     modes = ["checkout", "twin", *(["dbos"] if _postgres_installed() else [])]
     rate, hold = 3.0, 4.0
-    script = Path(sys.executable).parent / "checkout-saga"
-    args = [str(script), "bench", "--sustained", "--json", "--rate", str(rate)]
+    args = ["--sustained", "--json", "--rate", str(rate)]
     args += ["--hold-seconds", str(hold), "--data-dir", str(tmp_path)]
     for mode in modes:
         args += ["--mode", mode]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=110, check=False)
+    done = run_harness("harness.bench", *args, timeout=110)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout

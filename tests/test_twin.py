@@ -1,9 +1,9 @@
-"""The checkout's no-op twin (bench/twin.py) has the checkout's Temporal shape.
+"""The checkout's no-op twin (harness/bench/twin.py) has the checkout's Temporal shape.
 
 One confirmed checkout (the real worker and services) and one twin on the dev server; the
 multisets of their histories' event types must be the same: the top-level workflow, one of
 its jobs (the receipt), and a long-lived consumer signalled for the first time (the
-customer's loyalty workflow). Then the counting rule of bench/cost.py gives both the same
+customer's loyalty workflow). Then the counting rule of harness/bench/cost.py gives both the same
 actions.
 """
 
@@ -17,8 +17,8 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
-from bench.cost import history_cost
-from bench.twin import (
+from harness.bench.cost import history_cost
+from harness.bench.twin import (
     TWIN_TASK_QUEUE,
     TwinOrder,
     TwinWorkflow,
@@ -26,7 +26,7 @@ from bench.twin import (
     twin_loyalty_id,
     twin_workflow_id,
 )
-from bench.worker import twin_worker
+from harness.bench.worker import twin_worker
 from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
 from models.events import ORDER_CONFIRMED, event_id
 from models.fanout import RECEIPT_CONSUMER, loyalty_workflow_id

@@ -1,14 +1,14 @@
-"""`checkout-saga bench`: what the saga layer costs and what the fan-out buys, in one run.
+"""`python -m harness.bench`: what the saga layer costs and what the fan-out buys, in one run.
 
 It starts its own dev server, services and workers, then measures:
 
-- `bare`: the checkout's shape on bare Temporal (bench/bare.py: four no-op activities before
+- `bare`: the checkout's shape on bare Temporal (harness/bench/bare.py: four no-op activities before
   the answer, one after, answered by update-with-start): the engine's ceiling here.
 - `saga`: the real checkout (its steps local first) with the real
   services and the fan-out.
-- `direct`: the same checkout as a chain of synchronous HTTP calls (bench/direct.py).
+- `direct`: the same checkout as a chain of synchronous HTTP calls (harness/bench/direct.py).
 - `bare_local`: bare with local activities; `saga_activities`: the checkout with every step an
-  activity, not local first (bench/checkout_activities.py, on the bench's checkout workers).
+  activity, not local first (harness/bench/checkout_activities.py, on the bench's checkout workers).
 - `saga_slow`, `direct_slow`, `saga_activities_slow`: with email and warehouse slowed.
 
 Each mode: the answer's p50/p95/p99 unloaded (one checkout at a time), then bursts of
@@ -42,13 +42,14 @@ from rich.table import Table
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
-from bench.bare import BARE_TASK_QUEUE, BareWorkflow
-from bench.calls import Call, meets, percentiles_ms, ratio, saga_call, visibility_time
-from bench.checkout_activities import CheckoutActivitiesWorkflow
-from bench.cpu import cpu_seconds
-from bench.direct import DirectClients, direct_checkout, direct_clients
-from bench.parts import bench_stack
-from bench.shop import bench_request, stock_bench_sku
+from harness.bench.bare import BARE_TASK_QUEUE, BareWorkflow
+from harness.bench.calls import Call, meets, percentiles_ms, ratio, saga_call, visibility_time
+from harness.bench.checkout_activities import CheckoutActivitiesWorkflow
+from harness.bench.cpu import cpu_seconds
+from harness.bench.direct import direct_checkout
+from harness.bench.parts import bench_stack
+from harness.bench.service_calls import ShopCalls, shop_calls
+from harness.bench.shop import bench_request, stock_bench_sku
 from models.payments import CARD_OK
 from stack.launcher import (
     DEV_SERVER_SQLITE_PRAGMAS,
@@ -396,9 +397,9 @@ def bare_call(client: Client, local: bool) -> Call:
     return call
 
 
-def direct_call(clients: DirectClients, payment_token: str) -> Call:
+def direct_call(calls: ShopCalls, payment_token: str) -> Call:
     async def call(order_id: str) -> bool:
-        await direct_checkout(clients, bench_request(order_id, payment_token))
+        await direct_checkout(calls, bench_request(order_id, payment_token))
         return True
 
     return call
@@ -424,7 +425,7 @@ async def run_bench(
     meter = CpuMeter(stack)
     run_id = uuid.uuid4().hex[:8]
     modes: dict[str, ModeFigures] = {}
-    async with direct_clients(stack.service_urls, headers) as http:
+    async with shop_calls(stack.service_urls, headers) as http:
         calls: dict[str, Call] = {
             "bare": bare_call(client, local=False),
             "saga": saga_call(client, task_queue, card.token),
@@ -630,7 +631,7 @@ def bench_command(
     """Benchmark bare Temporal, the checkout saga and direct HTTP calls side by side.
 
     Starts its own dev server, services and workers; prints a table (or one JSON line).
-    With --sustained: the sustained rates (bench/sustained.py) instead of the bursts.
+    With --sustained: the sustained rates (harness/bench/sustained.py) instead of the bursts.
     """
     worker_env = {
         # No reconciler sweeps during the measurement.
@@ -644,8 +645,8 @@ def bench_command(
         )
     pragmas = [] if default_sqlite else list(sqlite_pragma or DEV_SERVER_SQLITE_PRAGMAS)
     if sustained:
-        # bench/sustained.py builds on this module: imported only when asked for.
-        from bench import sustained as sustained_bench
+        # harness/bench/sustained.py builds on this module: imported only when asked for.
+        from harness.bench import sustained as sustained_bench
 
         modes = list(mode or sustained_bench.MODES)
         unknown = sorted(set(modes) - set(sustained_bench.MODES))
@@ -703,8 +704,3 @@ def bench_command(
             failed = failed or not baseline
     if failed:
         raise typer.Exit(1)
-
-
-def mount(parent: typer.Typer) -> None:
-    """Add `bench` to the CLI."""
-    parent.command("bench")(bench_command)

@@ -1,7 +1,7 @@
-"""`python -m bench.checkout_worker`: the checkout worker (worker/runner.py) with the bench's
-variant of the checkout beside it (bench/checkout_activities.py)."""
+"""`python -m harness.bench.checkout_worker`: the checkout worker (worker/runner.py) with the
+bench's variant of the checkout beside it (harness/bench/checkout_activities.py)."""
 
-from bench.checkout_activities import CheckoutActivitiesWorkflow
+from harness.bench.checkout_activities import CheckoutActivitiesWorkflow
 from telemetry.logs import configure_logging
 from worker.process import run_and_exit
 from worker.runner import run_worker

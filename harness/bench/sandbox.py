@@ -1,4 +1,5 @@
-"""`python -m bench.sandbox`: what the workflow sandbox costs a worker at the start of each run.
+"""`python -m harness.bench.sandbox`: what the workflow sandbox costs a worker at the start of
+each run.
 
 For every workflow type the checkout worker registers, the median time to make a run's
 instance (the sandbox imports the workflow's module and those it imports that are not passed

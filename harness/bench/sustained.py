@@ -1,17 +1,17 @@
-"""`checkout-saga bench --sustained`: the rate a shop sustains, and what one checkout costs.
+"""`python -m harness.bench --sustained`: the rate a shop sustains, and what one checkout costs.
 
 It starts its own dev server (headless, its Prometheus metrics on a port of its own), every
-service, the checkout worker(s), the bench worker (bench/worker.py: the no-op twin) and, for
-the DBOS peer, its own Postgres (bench/postgres.py) and the DBOS app (bench/dbos_app.py);
-it stops them all after. The modes:
+service, the checkout worker(s), the bench worker (harness/bench/worker.py: the no-op twin)
+and, for the DBOS peer, its own Postgres (harness/bench/postgres.py) and the DBOS app
+(harness/bench/dbos_app.py); it stops them all after. The modes:
 
 - `checkout`: the real checkout (workflows/checkout.py), answered by update-with-start;
-- `twin`: its no-op twin (bench/twin.py), the same Temporal shape without the services;
-- `dbos`: the same checkout on DBOS (bench/dbos_checkout.py), over HTTP.
+- `twin`: its no-op twin (harness/bench/twin.py), the same Temporal shape without the services;
+- `dbos`: the same checkout on DBOS (harness/bench/dbos_checkout.py), over HTTP.
 
 For each rate of the ladder, each mode in turn (the order rotated from one rate to the next,
 so a host whose speed drifts moves them alike) holds the rate for the hold: open-loop arrivals
-(bench/openloop.py), each latency counted from the arrival's due time. Then the step waits
+(harness/bench/openloop.py), each latency counted from the arrival's due time. Then the step waits
 until every answer is in and all the work after the answers is done (the mode's short-lived
 workflows closed, its long-lived consumers idle).
 
@@ -27,7 +27,7 @@ most 1 s, no errors, and all work done within 30 s after the arrivals stopped. A
 stops after two rates in a row not held (one stall of a shared host fails a rate; the
 next may hold); `keep_going` runs every rate.
 
-**Cost per checkout** (bench/cost.py): history events, workflow tasks and Temporal Cloud
+**Cost per checkout** (harness/bench/cost.py): history events, workflow tasks and Temporal Cloud
 actions, counted from the histories of the lowest rate's checkouts and their jobs and from the
 consumers' events over that step, beside the server's action counter over the same step; and
 the CPU-s per role per checkout at the mode's capacity (else at its lowest rate).
@@ -61,8 +61,8 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from bench.calls import Call, meets, percentiles_ms, ratio, saga_call, visibility_time
-from bench.cost import (
+from harness.bench.calls import Call, meets, percentiles_ms, ratio, saga_call, visibility_time
+from harness.bench.cost import (
     CheckoutCost,
     HistoryCost,
     actions_delta,
@@ -71,12 +71,12 @@ from bench.cost import (
     server_actions,
     total_cost,
 )
-from bench.cpu import cpu_seconds
-from bench.openloop import OpenLoop
-from bench.parts import bench_stack
-from bench.postgres import BENCH_SETTINGS, DBOS_DATABASE, Postgres, running_postgres
-from bench.shop import bench_customer_id, bench_customer_ids, stock_bench_sku
-from bench.twin import (
+from harness.bench.cpu import cpu_seconds
+from harness.bench.openloop import OpenLoop
+from harness.bench.parts import BENCH_WORKER_MODULE, CHECKOUT_WORKER_MODULE, bench_stack
+from harness.bench.postgres import BENCH_SETTINGS, DBOS_DATABASE, Postgres, running_postgres
+from harness.bench.shop import bench_customer_id, bench_customer_ids, stock_bench_sku
+from harness.bench.twin import (
     TWIN_ANALYTICS,
     TWIN_LOYALTY,
     TWIN_SHORT_LIVED,
@@ -113,7 +113,7 @@ from starter.payment_methods import tokenize_card
 from worker.clients import connect_temporal
 from worker.settings import Settings
 from workflows.checkout import CHECKOUT
-from workflows.consumers import job_id
+from workflows.fanout import job_id
 
 MODES = ("checkout", "twin", "dbos")
 # A ladder for 2 cores: from well under the modes' capacities to past the highest of them
@@ -433,7 +433,7 @@ class TemporalDriver:
 
 @dataclass
 class DbosDriver:
-    """The DBOS app over HTTP (bench/dbos_app.py)."""
+    """The DBOS app over HTTP (harness/bench/dbos_app.py)."""
 
     http: aiohttp.ClientSession
     url: str
@@ -561,7 +561,7 @@ class PartsMeter:
 
 
 class ActionMeter:
-    """The dev server's `action` counter (bench/cost.py), read from its metrics endpoint."""
+    """The dev server's `action` counter (harness/bench/cost.py), read from its metrics endpoint."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -799,8 +799,8 @@ async def run_sustained(
     actions = ActionMeter(parts.metrics_url)
     run_id = uuid.uuid4().hex[:8]
     workers = {proc.name for proc in stack.processes}
-    checkout_workers = frozenset(n for n in workers if n.startswith("bench.checkout_worker"))
-    twin_workers = frozenset(n for n in workers if n.startswith("bench.worker"))
+    checkout_workers = frozenset(n for n in workers if n.startswith(CHECKOUT_WORKER_MODULE))
+    twin_workers = frozenset(n for n in workers if n.startswith(BENCH_WORKER_MODULE))
     # Generous: an open loop at a rate the mode cannot keep has many calls out at once.
     connector = aiohttp.TCPConnector(limit=2000)
     async with aiohttp.ClientSession(
@@ -893,7 +893,7 @@ def sustained_parts(data_dir: Path, config: SustainedConfig) -> Iterator[Sustain
                     [
                         sys.executable,
                         "-m",
-                        "bench.dbos_app",
+                        "harness.bench.dbos_app",
                         "--port",
                         str(port),
                         "--database-url",
@@ -1035,7 +1035,7 @@ def print_report(report: SustainedReport, as_json: bool) -> None:
 
 
 def sustained_command(config: SustainedConfig, data_dir: Path, as_json: bool) -> None:
-    """`checkout-saga bench --sustained`: start the parts, run the ladder, stop them; print
+    """`python -m harness.bench --sustained`: start the parts, run the ladder, stop them; print
     the report, and write its JSON to DATA_DIR/sustained.json."""
     errors = Console(stderr=True)
     errors.print(f"Data and logs: {data_dir}")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bench.calls import Call
+from harness.bench.calls import Call
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]

@@ -5,7 +5,7 @@
         await wait_all_done()                  # and the work that follows it, done
 
 The same business as workflows/checkout.py and workflows/fanout.py, against the same
-services (bench/service_calls.py), with the same idempotency keys:
+services (harness/bench/service_calls.py), with the same idempotency keys:
 
 - create the order, reserve stock, charge the card (each a DBOS step, retried with backoff on
   transient faults, a few attempts), then confirm (the pivot: retried until done). A business
@@ -37,7 +37,7 @@ from dbos import DBOS, DBOSConfig, SetWorkflowID, WorkflowHandleAsync
 from dbos import error as dbos_error
 
 from activities.http import SERVICE_UNAVAILABLE
-from bench.service_calls import ServiceRefused, ShopCalls, shop_calls
+from harness.bench.service_calls import ServiceRefused, ShopCalls, shop_calls
 from models.checkout import CheckoutRequest, CheckoutResult, CheckoutStep
 from models.events import ORDER_CONFIRMED, OrderConfirmed, OrderEvent, OrderRejected
 from models.orders import Order
@@ -98,7 +98,7 @@ def idempotency_key(workflow_id: str, step: CheckoutStep) -> str:
 
 
 def job_id(event: OrderEvent, consumer: Consumer) -> str:
-    """`checkout-o1:OrderConfirmed:receipt`: as the saga's jobs (workflows/consumers.py)."""
+    """`checkout-o1:OrderConfirmed:receipt`: as the saga's jobs (workflows/fanout.py)."""
     return f"{event.event_id}:{consumer.value}"
 
 

@@ -1,8 +1,9 @@
 """Record workflow histories of each saga's paths, and replay histories against this code.
 
-    checkout-saga histories capture [--out tests/histories] [--path NAME ...]
-    checkout-saga histories replay [DIR]
-    checkout-saga replay --query "WorkflowType='Checkout'" [--limit N]
+    python -m harness.histories capture [--out tests/histories] [--path NAME ...]
+    python -m harness.histories replay [DIR]
+
+(and, for live workflows, the operator's `checkout-saga replay --query ...`).
 
 `capture` starts its own stack (Temporal, the services, a checkout worker, the example trip's
 worker), drives one workflow per entry of PATHS and writes each one's history to
@@ -32,6 +33,7 @@ from temporalio.client import Client, WorkflowHandle
 from examples.trip.models import Simulation, TripRequest, trip_workflow_id
 from examples.trip.worker import task_queue as trip_task_queue
 from examples.trip.workflow import TripBookingWorkflow
+from harness.cli import run
 from models.checkout import (
     CheckoutRequest,
     CheckoutResult,
@@ -72,7 +74,7 @@ from worker.clients import connect_temporal
 from worker.runner import WORKFLOWS, checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
-from workflows.consumers import job_id
+from workflows.fanout import job_id
 
 DEFAULT_DIR = Path("tests/histories")
 # Fixed order ids (checkout-history-1, ...): the recorded workflow ids stay the same from one
@@ -602,6 +604,5 @@ def replay_dir(
     report_replay(outcomes, f"Replay of {directory}", f"No history files (*.json) in {directory}")
 
 
-def mount(parent: typer.Typer) -> None:
-    """Add `histories capture|replay` to the CLI."""
-    parent.add_typer(app, name="histories")
+if __name__ == "__main__":
+    run(app)

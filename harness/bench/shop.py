@@ -1,7 +1,7 @@
 """What every mode of the bench sells: one SKU, stocked and priced once, and the request for it.
 
-Shared by `checkout-saga bench` (bench/benchmark.py) and the DBOS peer (bench/dbos_measure.py),
-so every mode places the same checkout.
+Shared by the bench (harness/bench/benchmark.py) and the DBOS peer
+(harness/bench/dbos_measure.py), so every mode places the same checkout.
 """
 
 import httpx

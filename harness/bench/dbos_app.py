@@ -1,13 +1,13 @@
-"""`python -m bench.dbos_app --port P --database-url URL`: the DBOS checkout in a process of its
-own, behind a small HTTP API, until SIGINT/SIGTERM.
+"""`python -m harness.bench.dbos_app --port P --database-url URL`: the DBOS checkout in a
+process of its own, behind a small HTTP API, until SIGINT/SIGTERM.
 
-DBOS runs as a library in its caller's process (bench/dbos_checkout.py). The sustained bench
-(bench/sustained.py) runs it here, so that the load generator calls it as it calls Temporal,
+DBOS runs as a library in its caller's process (harness/bench/dbos_checkout.py). The sustained bench
+(harness/bench/sustained.py) runs it here, so that the load generator calls it as it calls Temporal,
 from another process, and each one's CPU is its own: this process is DBOS's "worker", as the
 checkout worker is Temporal's. The services' URLs come from CHECKOUT_<NAME>_URL and their
 token from CHECKOUT_SERVICE_TOKEN, as for a worker (stack.launcher.worker_env).
 
-- `POST /checkout` `{"order_id", "payment_token"}`: the bench's checkout (bench/shop.py) of
+- `POST /checkout` `{"order_id", "payment_token"}`: the bench's checkout (harness/bench/shop.py) of
   that order; answers `{"status": "CONFIRMED"}` (or REJECTED) once decided.
 - `GET /in-flight`: `{"in_flight": true}` while any workflow (checkout or consumer) is not done.
 - `GET /closed?since=ISO`: `{"closed": n}`, the checkouts started since then that have ended.
@@ -26,18 +26,18 @@ from collections.abc import AsyncIterator, Sequence
 from aiohttp import web
 from dbos import DBOS
 
-from bench.dbos_checkout import (
+from harness.bench.dbos_checkout import (
     CHECKOUT_WORKFLOW,
     CONSUMER_WORKFLOW,
     IN_FLIGHT,
     dbos_decide,
     running_dbos,
 )
-from bench.dbos_checkout import (
+from harness.bench.dbos_checkout import (
     in_flight as dbos_in_flight,
 )
-from bench.service_calls import SHOP_SERVICES
-from bench.shop import bench_request
+from harness.bench.service_calls import SHOP_SERVICES
+from harness.bench.shop import bench_request
 from services.auth import headers_from_env
 
 DATABASE_URL = web.AppKey("database_url", str)
@@ -114,7 +114,7 @@ def make_app(database_url: str) -> web.Application:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.dbos_app", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.dbos_app", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--database-url", required=True, help="DBOS's system database")
     args = parser.parse_args(argv)

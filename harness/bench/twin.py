@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from models.fanout import ANALYTICS_SHARDS, analytics_shard
     from temporal_saga.search import SAGA_STATUS, SAGA_STEP
     from workflows.checkout import CUSTOMER_ID
-    from workflows.consumers import RecentIds
+    from workflows.fanout import RecentIds
 
 TWIN_TASK_QUEUE = "bench-twin"
 TWIN_WORKFLOW = "BenchTwin"
@@ -281,7 +281,7 @@ class TwinShippingWorkflow:
         return await _consume(event)
 
 
-# -- the long-lived consumers, as CustomerLoyalty and Analytics (workflows/consumers.py) -------
+# -- the long-lived consumers, as CustomerLoyalty and Analytics (workflows/fanout.py) ----------
 
 
 class TwinConsumer:

@@ -1,4 +1,4 @@
-"""`checkout-saga chaos`: many checkouts under faults, then the promises checked.
+"""`python -m harness.chaos`: many checkouts under faults, then the promises checked.
 
 It starts its own Temporal dev server (SQLite file), services and workers, places a seeded
 mix of checkouts (good carts, declined and flaky cards, sold-out and scarce SKUs) while it
@@ -17,7 +17,7 @@ starter allows. Once every checkout has its answer the faults stop; it waits for
 checkout and every receipt/shipment job to close (a checkout in NEEDS_ATTENTION gets an
 operator's retry), runs one reconciler sweep (the engine's, as its Schedule would) that
 settles what the terminated checkouts left open, redrives the dead letters, and checks the
-invariants (tools.invariants) by reading each service's SQLite file.
+invariants (harness/invariants.py) by reading each service's SQLite file.
 """
 
 import asyncio
@@ -55,6 +55,8 @@ from temporalio.client import (
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
+from harness.cli import run
+from harness.invariants import VIOLATIONS, InvariantReport, check_invariants, read_stock
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.deadletters import ConsumerKind, DeadLetterStatus
 from models.events import ORDER_CONFIRMED, event_id
@@ -76,12 +78,11 @@ from temporal_saga import SAGA_STATUS, SagaEnded
 from temporal_saga.client import sweep_now
 from temporal_saga.models import Outcome, RepairResult
 from temporal_saga.reconcile import repair_workflow_id
-from tools.invariants import VIOLATIONS, InvariantReport, check_invariants, read_stock
 from worker.clients import connect_temporal
 from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CHECKOUT, CheckoutWorkflow
-from workflows.consumers import job_id
+from workflows.fanout import job_id
 
 # Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one; the orders
 # service prices them all (services.orders.pricing).
@@ -456,7 +457,7 @@ async def _wait_closed(
 
 
 def receipt_and_shipment_jobs(order_id: str) -> list[str]:
-    """The workflow ids of a confirmed order's jobs (workflows.consumers.job_id)."""
+    """The workflow ids of a confirmed order's jobs (workflows.fanout.job_id)."""
     event = event_id(checkout_workflow_id(order_id), ORDER_CONFIRMED)
     return [job_id(event, RECEIPT_CONSUMER), job_id(event, SHIPPING_CONSUMER)]
 
@@ -726,3 +727,7 @@ def chaos(
         err.print(f"[red]{error}[/red]")
     if report.violations:
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    run(chaos)

@@ -1,6 +1,6 @@
 """The checkout with every step an activity task (none local first): the bench's
 `saga_activities` mode, which shows what local-first steps buy and cost. Registered only by
-the bench's checkout workers (bench/checkout_worker.py)."""
+the bench's checkout workers (harness/bench/checkout_worker.py)."""
 
 from temporalio import workflow
 

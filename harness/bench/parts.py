@@ -7,6 +7,10 @@ from pathlib import Path
 
 from stack.launcher import Stack, running_stack, start_worker
 
+# Their processes are named after them: `{module}-{index}`.
+CHECKOUT_WORKER_MODULE = "harness.bench.checkout_worker"
+BENCH_WORKER_MODULE = "harness.bench.worker"
+
 
 @contextlib.contextmanager
 def bench_stack(
@@ -28,7 +32,7 @@ def bench_stack(
         env = {**stack.env, **worker_env}
         for index in range(workers):
             stack.processes.append(
-                start_worker(data_dir, env, index, module="bench.checkout_worker")
+                start_worker(data_dir, env, index, module=CHECKOUT_WORKER_MODULE)
             )
-        stack.processes.append(start_worker(data_dir, env, 0, module="bench.worker"))
+        stack.processes.append(start_worker(data_dir, env, 0, module=BENCH_WORKER_MODULE))
         yield stack

@@ -1,4 +1,5 @@
-"""The DBOS checkout's calls to the services: every path and request body in this one place.
+"""The harness's one caller of the services, for the DBOS checkout and the direct chain: every
+path and request body in this one place.
 
 The same calls, bodies and outcome semantics as the Temporal activities (activities/*.py,
 activities/http.py), without Temporal's error types:

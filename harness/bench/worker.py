@@ -1,6 +1,7 @@
-"""`python -m bench.worker`: the bench's own workers, until SIGINT/SIGTERM: the bare workflow
-(bench/bare.py) on its task queue, and the checkout's no-op twin (bench/twin.py) on its own.
-Tuned like the checkout worker (worker.settings), so the comparison is fair."""
+"""`python -m harness.bench.worker`: the bench's own workers, until SIGINT/SIGTERM: the bare
+workflow (harness/bench/bare.py) on its task queue, and the checkout's no-op twin
+(harness/bench/twin.py) on its own. Tuned like the checkout worker (worker.settings), so the
+comparison is fair."""
 
 import logging
 from contextlib import AsyncExitStack
@@ -8,8 +9,8 @@ from contextlib import AsyncExitStack
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench.bare import BARE_TASK_QUEUE, BareWorkflow, noop
-from bench.twin import (
+from harness.bench.bare import BARE_TASK_QUEUE, BareWorkflow, noop
+from harness.bench.twin import (
     TWIN_TASK_QUEUE,
     TWIN_WORKFLOWS,
     TwinDeliveries,

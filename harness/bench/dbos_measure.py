@@ -1,7 +1,7 @@
-"""`python -m bench.dbos_measure --checkouts 20`: the DBOS checkout alone, measured.
+"""`python -m harness.bench.dbos_measure --checkouts 20`: the DBOS checkout alone, measured.
 
-Starts its own Postgres (bench/postgres.py) and every service (stack/launcher.py), stocks
-the bench's SKU (bench/shop.py), then places the bench's checkout:
+Starts its own Postgres (harness/bench/postgres.py) and every service (stack/launcher.py), stocks
+the bench's SKU (harness/bench/shop.py), then places the bench's checkout:
 
 1. a few at once to warm up (connections, the services' first writes);
 2. N one at a time, each once the previous one's work is all done: the unloaded answer;
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import psutil
 
-from bench.cpu import cpu_seconds
-from bench.dbos_checkout import dbos_decide, failed_workflows, running_dbos, wait_all_done
-from bench.postgres import BENCH_SETTINGS, DBOS_DATABASE, Postgres, running_postgres
-from bench.shop import bench_request, stock_bench_sku
+from harness.bench.cpu import cpu_seconds
+from harness.bench.dbos_checkout import dbos_decide, failed_workflows, running_dbos, wait_all_done
+from harness.bench.postgres import BENCH_SETTINGS, DBOS_DATABASE, Postgres, running_postgres
+from harness.bench.shop import bench_request, stock_bench_sku
 from models.payments import CARD_OK
 from services.auth import (
     PUBLISHABLE_KEY_ENV,
@@ -180,7 +180,9 @@ def report(figures: DbosFigures) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.dbos_measure", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.bench.dbos_measure", description=__doc__
+    )
     parser.add_argument("--checkouts", type=int, default=20, help="unloaded samples; burst size")
     parser.add_argument("--data-dir", type=Path, help="services' SQLite files and all logs")
     parser.add_argument(

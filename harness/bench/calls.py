@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from temporalio.client import Client
 
-from bench.shop import bench_request
+from harness.bench.shop import bench_request
 from models.checkout import checkout_workflow_id
 from temporal_saga.client import decide
 from temporal_saga.models import Outcome

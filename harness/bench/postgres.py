@@ -38,7 +38,8 @@ DEBIAN_POSTGRES_ROOT = Path("/usr/lib/postgresql")
 POSTGRES_USER = "postgres"
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 20.0
-# The database the DBOS peer keeps its system tables in (bench/dbos_app.py, dbos_measure.py).
+# The database the DBOS peer keeps its system tables in (harness/bench/dbos_app.py,
+# dbos_measure.py).
 DBOS_DATABASE = "checkout_dbos"
 # Passed as `-c name=value` (visible in `ps`). No Unix socket: the server is reachable on its
 # loopback port only.
