@@ -79,9 +79,9 @@ from temporal_saga.client import sweep_now
 from temporal_saga.models import Outcome, RepairResult
 from temporal_saga.reconcile import repair_workflow_id
 from worker.clients import connect_temporal
-from worker.runner import checkout_sweep
 from worker.settings import Settings
 from workflows.checkout import CHECKOUT, CheckoutWorkflow
+from workflows.checkout_sweep import checkout_sweep
 from workflows.fanout import job_id
 
 # Plenty of the everyday SKUs, a scarce one (contention) and a sold-out one; the orders

@@ -71,9 +71,10 @@ from temporal_saga.models import (
 )
 from temporal_saga.reconcile import repair_workflow_id
 from worker.clients import connect_temporal
-from worker.runner import WORKFLOWS, checkout_sweep
+from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
+from workflows.checkout_sweep import checkout_sweep
 from workflows.fanout import job_id
 
 DEFAULT_DIR = Path("tests/histories")
