@@ -31,9 +31,6 @@ from worker.tuning import worker_tuning
 from workflows.analytics import AnalyticsWorkflow
 from workflows.checkout import CheckoutWorkflow
 from workflows.checkout_repair import CheckoutRepairWorkflow
-
-# checkout_sweep is re-exported: the harness (tools/) imports it from here still.
-from workflows.checkout_sweep import checkout_sweep as checkout_sweep
 from workflows.checkout_sweep import schedule_checkout_sweep
 from workflows.jobs import SendReceiptWorkflow, ShipOrderWorkflow
 from workflows.loyalty import CustomerLoyaltyWorkflow
