@@ -347,7 +347,7 @@ def start_codec_server(
 def start_worker(
     data_dir: Path, env: Mapping[str, str], index: int = 0, module: str = "worker"
 ) -> ManagedProcess:
-    """`python -m MODULE` (a checkout worker; the bench's bare worker is `bench.worker`)."""
+    """`python -m MODULE` (a checkout worker; the bench's bare worker is `harness.bench.worker`)."""
     name = f"worker-{index}" if module == "worker" else f"{module}-{index}"
     address = ""
     if module == "worker":  # its own Prometheus endpoint (worker.telemetry), its URL the address

@@ -44,6 +44,13 @@ def reconcile(
             min=0, max=3600, help="Seconds to wait for the repairs started and the runs reset."
         ),
     ] = 60,
+    task_queue: Annotated[
+        str | None,
+        typer.Option(
+            help="The task queue of a worker that runs the engine's sweep (any worker made by "
+            "saga_worker); default: CHECKOUT_TASK_QUEUE, the checkout's workers."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The sweep's report as JSON.")] = False,
 ) -> None:
     """Find sagas whose run ended without settling (terminated, timed out, failed, reset away
@@ -61,17 +68,20 @@ def reconcile(
         errors.print(f"[red]{escape(str(err))}[/red]")
         raise typer.Exit(2) from err
 
+    queue = task_queue or settings.task_queue
+
     async def sweep() -> SweepReport:
         # SIGTERM as Ctrl-C: the sweep started is terminated on the way out (sweep_now).
         main = asyncio.current_task()
         assert main is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
-        return await sweep_now(await connect_temporal(), request, settings.task_queue)
+        return await sweep_now(await connect_temporal(), request, queue)
 
     try:
         report = asyncio.run(sweep())
     except NoSweepWorker as err:
-        errors.print(f"[red]{escape(str(err))}[/red]")
+        which = "--task-queue" if task_queue else "CHECKOUT_TASK_QUEUE (or --task-queue)"
+        errors.print(f"[red]{escape(str(err))}[/red] (the task queue comes from {which})")
         raise typer.Exit(1) from err
     except (KeyboardInterrupt, asyncio.CancelledError) as err:
         errors.print("[red]interrupted: the sweep it started was terminated[/red]")

@@ -447,3 +447,28 @@ async def test_the_new_run_is_cancelled_only_once_it_has_caught_up(
     assert reset_paying is not None, found
     assert reset_paying.outcome is ResetOutcome.WENT_FORWARD, reset_paying
     assert reset_paying.compensations_done == []
+
+
+@pytest.mark.usefixtures("sweep_worker", "sagas_worker")
+async def test_a_reconcile_run_by_the_sagas_own_worker_settles_them(
+    server: WorkflowEnvironment, sweep_settings: Settings, trips: TripActivities
+) -> None:
+    """Another team's worker (saga_worker) runs the sweep (--task-queue): the checkout's
+    finder runs on the checkout's own task queue, and the team's trip is compensated."""
+    client = server.client
+    request = trip("book_car", 3)
+    handle = await start_trip(client, request)
+    await running(handle, "book_car")
+    await handle.terminate(reason="an operator, mid-flight")
+    await closed(client, handle, "Terminated")
+
+    # A worker of the team's, made by saga_worker with the reconciler (the default).
+    async with saga_worker(client, task_queue="team-sweep", sagas=[]):
+        report = await asyncio.to_thread(
+            reconcile, server, sweep_settings, "--task-queue", "team-sweep"
+        )
+
+    reset = entries(report)[handle.id].reset
+    assert reset is not None and reset.outcome is ResetOutcome.COMPENSATED, report
+    assert reset.compensations_done == ["cancel_car", "cancel_hotel", "cancel_flight"]
+    assert trips._bookings[f"{request.trip_id}:flight"] == CANCELLED

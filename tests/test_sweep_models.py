@@ -4,6 +4,7 @@ a bad request is refused naming its field, and the report says what became of ea
 import pytest
 from pydantic import ValidationError
 
+from activities.reconcile import FIND_OPEN_CHECKOUTS
 from starter.reconcile import outcome, report_table
 from temporal_saga.models import (
     FindClosedRuns,
@@ -19,7 +20,8 @@ from temporal_saga.models import (
 )
 from worker.settings import Settings
 from workflows.checkout import CHECKOUT
-from workflows.checkout_sweep import CHECKOUT_OWN_REPAIR, checkout_sweep
+from workflows.checkout_repair import CHECKOUT_REPAIR
+from workflows.checkout_sweep import checkout_own_repair, checkout_sweep
 
 # A checkout sweep's request as a Schedule made before own_repairs stored it.
 EARLIER_REQUEST = {
@@ -52,9 +54,10 @@ EARLIER_REPORT = {
 def test_an_earlier_request_is_the_checkout_alone_with_its_own_repair() -> None:
     earlier = SweepRequest.model_validate(EARLIER_REQUEST)
 
-    assert earlier == checkout_sweep(Settings(), saga_type=CHECKOUT, wait_seconds=60)
-    assert earlier.own_repairs == [CHECKOUT_OWN_REPAIR]
-    assert earlier.swept_own_repairs == [CHECKOUT_OWN_REPAIR]
+    own = OwnRepair(saga_type=CHECKOUT, finder=FIND_OPEN_CHECKOUTS, repair=CHECKOUT_REPAIR)
+    assert earlier.saga_type == CHECKOUT
+    assert earlier.own_repairs == [own]  # run on the sweep's own task queue
+    assert earlier.swept_own_repairs == [own]
     assert not earlier.resets  # narrowed to a type with its own repair
 
 
@@ -62,7 +65,8 @@ def test_the_default_sweep_is_every_saga_type_the_checkout_by_its_own_repair() -
     every = checkout_sweep(Settings())
 
     assert every.saga_type is None and every.resets
-    assert every.swept_own_repairs == [CHECKOUT_OWN_REPAIR]
+    assert every.swept_own_repairs == [checkout_own_repair(Settings().task_queue)]
+    assert every.swept_own_repairs[0].task_queue == Settings().task_queue
     narrowed = checkout_sweep(Settings(), saga_type="TripBooking")
     assert narrowed.resets and narrowed.swept_own_repairs == []
     assert SweepRequest.model_validate_json(every.model_dump_json()) == every

@@ -28,10 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
-
-    # CUSTOMER_ID re-exported: the bench's twin imports it from here still.
-    from models.checkout import CUSTOMER_ID as CUSTOMER_ID
     from models.checkout import (
+        CUSTOMER_ID,
         CheckoutRequest,
         CheckoutResult,
         CheckoutStep,

@@ -5,24 +5,43 @@ by a reset of its ended runs. Every worker ensures its Temporal Schedule at star
 
 import logging
 from datetime import timedelta
+from typing import Protocol
 
 from temporalio.client import Client
 
 from activities.reconcile import FIND_OPEN_CHECKOUTS
 from temporal_saga import ensure_sweep_schedule
 from temporal_saga.models import OwnRepair, SweepRequest
-from worker.settings import Settings
 from workflows.checkout import CHECKOUT
 from workflows.checkout_repair import CHECKOUT_REPAIR
 
 CHECKOUT_SWEEP_SCHEDULE = "saga-sweep-checkout"
-CHECKOUT_OWN_REPAIR = OwnRepair(
-    saga_type=CHECKOUT, finder=FIND_OPEN_CHECKOUTS, repair=CHECKOUT_REPAIR
-)
+
+
+class SweepSettings(Protocol):
+    """What the sweep reads of the worker's settings (worker.settings.Settings)."""
+
+    @property
+    def task_queue(self) -> str: ...
+    @property
+    def reconcile_older_than_seconds(self) -> int: ...
+    @property
+    def reconcile_every_seconds(self) -> int: ...
+
+
+def checkout_own_repair(task_queue: str) -> OwnRepair:
+    """The checkout's finder and repair, run by the checkout's workers on `task_queue`
+    (whichever worker runs the sweep)."""
+    return OwnRepair(
+        saga_type=CHECKOUT,
+        finder=FIND_OPEN_CHECKOUTS,
+        repair=CHECKOUT_REPAIR,
+        task_queue=task_queue,
+    )
 
 
 def checkout_sweep(
-    settings: Settings,
+    settings: SweepSettings,
     dry_run: bool = False,
     older_than_seconds: int | None = None,
     wait_seconds: int | None = None,
@@ -35,7 +54,7 @@ def checkout_sweep(
     default)."""
     return SweepRequest(
         saga_type=saga_type,
-        own_repairs=[CHECKOUT_OWN_REPAIR],
+        own_repairs=[checkout_own_repair(settings.task_queue)],
         older_than_seconds=(
             settings.reconcile_older_than_seconds
             if older_than_seconds is None
@@ -46,7 +65,7 @@ def checkout_sweep(
     )
 
 
-async def schedule_checkout_sweep(client: Client, settings: Settings) -> None:
+async def schedule_checkout_sweep(client: Client, settings: SweepSettings) -> None:
     """The sweep on the checkout's Schedule: every saga type, the checkout with its own finder
     and repair (any number of workers may do this at start)."""
     outcome = await ensure_sweep_schedule(

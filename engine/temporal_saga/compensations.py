@@ -46,8 +46,6 @@ class NothingToResolve(ValueError):
     """An operator asked to retry or skip a compensation that is not stuck."""
 
 
-# Plain classes, not dataclasses: the sandbox builds this module's classes again for every
-# workflow run, and a dataclass costs far more to build (docs/performance.md).
 class _Registered:
     __slots__ = ("decision", "report", "run")
 

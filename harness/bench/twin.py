@@ -36,11 +36,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 # only this module for each twin run, where a checkout run re-imports its modules and the
 # engine's (that cost is the checkout's own, docs/performance.md).
 with workflow.unsafe.imports_passed_through():
+    from models.checkout import CUSTOMER_ID
     from models.consumers import DEFAULT_CONTINUE_AFTER, DEFAULT_REMEMBER
     from models.events import AFTER_ANSWER, ORDER_CONFIRMED_SIGNAL
     from models.fanout import ANALYTICS_SHARDS, analytics_shard
     from temporal_saga.search import SAGA_STATUS, SAGA_STEP
-    from workflows.checkout import CUSTOMER_ID
     from workflows.fanout import RecentIds
 
 TWIN_TASK_QUEUE = "bench-twin"
