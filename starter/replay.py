@@ -3,7 +3,7 @@
 A history that no longer replays means the code changed in a way the running (or recorded)
 checkouts cannot follow: deploying it would break them with a non-determinism error. Used by
 `checkout-saga replay --query ...` (histories from a live server), by the replay of recorded
-history files, and by tests/test_replay.py.
+history files, and by tests/checkout/test_replay.py.
 """
 
 import asyncio

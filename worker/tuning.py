@@ -18,7 +18,7 @@ from worker.settings import Settings
 # Passed through the workflow sandbox beside the engine: our workflow library, a module that
 # defines no workflow and holds no state (the fan-out, its consumers' helpers with it). The
 # modules that define workflows stay in the sandbox, which re-imports them for every run and
-# checks their calls (tests/test_sandbox_libraries.py holds the library to that).
+# checks their calls (tests/worker/test_sandbox_libraries.py holds the library to that).
 APP_LIBRARIES = ("workflows.fanout",)
 WORKFLOW_LIBRARIES = (*ENGINE_MODULES, *APP_LIBRARIES)
 

@@ -15,9 +15,9 @@ Temporal, written directly against the SDK, with no HTTP and no saga engine:
   (after-answer priority), to long-lived consumers of their own (one per customer, one per
   analytics shard), which dedupe by event id and continue as new as the real ones do.
 
-So a history of the twin has the event types of a confirmed checkout's (tests/test_twin.py
-checks it), and what is left between the two is the checkout's own work: the services' calls,
-pydantic models, the engine's bookkeeping.
+So a history of the twin has the event types of a confirmed checkout's
+(tests/harness/test_twin.py checks it), and what is left between the two is the checkout's
+own work: the services' calls, pydantic models, the engine's bookkeeping.
 """
 
 import asyncio

@@ -1,5 +1,5 @@
 """The example trip in an environment that holds only the engine's wheel and pytest: copied
-there and run by tests/test_engine_install.py (not collected here). The time-skipping test
+there and run by tests/engine/test_engine_install.py (not collected here). The time-skipping test
 server is the binary TEMPORAL_TEST_SERVER names: nothing is downloaded."""
 
 import os

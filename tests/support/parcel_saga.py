@@ -1,4 +1,4 @@
-"""A small saga with a step after its pivot (tests/test_reconcile_generic.py): hold the
+"""A small saga with a step after its pivot (tests/engine/test_reconcile_generic.py): hold the
 stock (undone by releasing it), take the money (the pivot), ship the parcel. In a module of
 its own, with few imports: the workflow sandbox imports it again for every run."""
 

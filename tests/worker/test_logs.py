@@ -1,6 +1,7 @@
 """The log format: JSON lines with the order id and workflow id taken from Temporal's context.
 
-The end-to-end check (a real checkout's lines, with their trace ids) is in test_tracing.py.
+The end-to-end check (a real checkout's lines, with their trace ids) is in
+tests/e2e/test_tracing.py.
 """
 
 import dataclasses

@@ -1,6 +1,7 @@
 """The checkout's own business on the time-skipping server, with scripted activities: its
 words for the customer, the records its compensations leave, the early decision. What every
-saga does (cancel, the pivot, Temporal cancellation, needs-attention) is tests/test_sagas.py."""
+saga does (cancel, the pivot, Temporal cancellation, needs-attention) is
+tests/engine/test_both_sagas.py."""
 
 import asyncio
 from collections.abc import AsyncIterator

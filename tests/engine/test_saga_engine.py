@@ -354,7 +354,7 @@ def test_a_step_may_not_hide_the_engine(name: str) -> None:
 
 # -- the engine holds what every saga needs; a saga holds only its business ------------------
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 ENGINE = sorted((ROOT / "engine" / "temporal_saga").glob("*.py"))
 SAGAS = [ROOT / "workflows" / "checkout.py", ROOT / "examples" / "trip" / "workflow.py"]
 

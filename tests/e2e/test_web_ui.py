@@ -174,7 +174,7 @@ async def test_the_web_ui_shows_encrypted_input_decoded_by_the_codec_server(
     run_id = (await handle.describe()).run_id
     page = f"{ui_stack.ui_url}/namespaces/default/workflows/{handle.id}/{run_id}/history"
     dom = await browse(page, tmp_path / "chromium", "--dump-dom")
-    # The email is stored encrypted (tests/test_codec.py); the browser got it from the
+    # The email is stored encrypted (tests/worker/test_codec.py); the browser got it from the
     # codec server, which only answers the UI's origin.
     assert request.email in dom, dom[-3000:]
     # Without the codec server the UI has only the ciphertext to show.

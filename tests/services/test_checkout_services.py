@@ -36,7 +36,7 @@ from services.orders.pricing import CATALOGUE_PRICES, SOLD_CURRENCIES
 from tests.support.card_numbers import find_card_numbers
 from tests.support.cards import card_token, random_card
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 10.0
 
 

@@ -48,7 +48,7 @@ from worker.runner import WORKFLOWS
 from worker.settings import Settings
 from workflows.checkout_repair import CHECKOUT_REPAIR
 
-HISTORIES = Path(__file__).parent / "histories"
+HISTORIES = Path(__file__).parents[1] / "histories"
 RECORDED = history_files(HISTORIES)
 CHECKOUTS = [p for p in RECORDED if workflow_type(load_history(p)) == "Checkout"]
 TRIPS = [p for p in RECORDED if workflow_type(load_history(p)) == "TripBooking"]

@@ -1,6 +1,6 @@
 """The bench's DBOS peer (harness/bench/dbos_checkout.py) end to end: its own Postgres
 (harness/bench/postgres.py) and the real services, checked in the services' own records as
-tests/test_checkout_e2e.py does.
+tests/e2e/test_checkout_e2e.py does.
 
 Needs Debian's `postgresql` (.ci/run installs it): skipped without it, except on CI.
 """

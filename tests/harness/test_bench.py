@@ -201,8 +201,8 @@ def test_percentiles_stay_within_the_samples() -> None:
 
 def test_worker_tuning_passes_what_is_set_and_our_two_defaults() -> None:
     # The production default: the sandbox with our workflow libraries passed through
-    # (tests/test_sandbox_libraries.py), workflow task polls scaled by the server's backlog;
-    # the SDK's own tuning otherwise.
+    # (tests/worker/test_sandbox_libraries.py), workflow task polls scaled by the server's
+    # backlog; the SDK's own tuning otherwise.
     default = worker_tuning(Settings())
     assert set(default) == {"workflow_runner", "workflow_task_poller_behavior"}
     assert isinstance(default["workflow_task_poller_behavior"], PollerBehaviorAutoscaling)

@@ -41,7 +41,7 @@ from harness.bench.postgres import PostgresUnavailable, postgres_bin_dir
 from harness.bench.sustained import ROLES, StepFigures, capacity, cost_steps, held, p50_ratio
 from tests.support.harness import run_harness
 
-HISTORIES = Path(__file__).parent / "histories"
+HISTORIES = Path(__file__).parents[1] / "histories"
 E = EventType
 LOCAL = "core_local_activity"
 

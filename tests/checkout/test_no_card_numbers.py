@@ -1,7 +1,10 @@
 """No card number in Temporal: checkouts placed as a user places them (the CLI tokenizes the
 card first), then every payload of every workflow history on the server, decoded through
 the payload codec and, raw, base64-decoded, is searched for card numbers; so are the
-recorded histories in tests/histories/ and the worker's log lines."""
+recorded histories in tests/histories/ and the worker's log lines.
+
+And the net it searches with, tests.support.card_numbers.find_card_numbers: what it finds,
+and what it leaves alone."""
 
 import asyncio
 import base64
@@ -10,6 +13,7 @@ import contextlib
 import json
 import logging
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +30,7 @@ from tests.support.cli import run_cli
 from tests.support.shop import Shop
 from worker.settings import Settings
 
-pytestmark = pytest.mark.usefixtures("checkout_worker")
-
-HISTORIES = Path(__file__).parent / "histories"
+HISTORIES = Path(__file__).parents[1] / "histories"
 TEST_CARDS = {CARD_OK, CARD_DECLINED, CARD_FLAKY}
 
 
@@ -67,6 +69,7 @@ def _payloads(node: Any) -> Iterator[dict[str, Any]]:
             yield from _payloads(item)
 
 
+@pytest.mark.usefixtures("checkout_worker")
 async def test_no_history_payload_log_or_recording_holds_a_card_number(
     dev_env: WorkflowEnvironment,
     checkout_settings: Settings,
@@ -120,3 +123,64 @@ async def test_no_history_payload_log_or_recording_holds_a_card_number(
         assert find_card_numbers(_with_base64_decoded(recorded.read_text())) == [], recorded
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert find_card_numbers(logged) == []
+
+
+# -- the net: what find_card_numbers finds, and what it leaves alone --------------------------
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "4242424242424242",
+        "4242 4242 4242 4242",
+        "4242-4242-4242-4242",
+        "4242 4242-4242 4242",
+        "4242424242 424242",
+    ],
+)
+def test_finds_a_card_however_it_is_grouped(written: str) -> None:
+    assert find_card_numbers(f"card: {written}.") == [CARD_OK]
+
+
+def test_finds_cards_in_json_in_a_token_and_beside_other_numbers() -> None:
+    text = json.dumps({"card_number": CARD_DECLINED, "note": f"pm_{CARD_FLAKY}"})
+    assert find_card_numbers(text) == [CARD_DECLINED, CARD_FLAKY]
+    # A card followed by another group (an expiry year) is still found.
+    assert find_card_numbers("4242 4242 4242 4242 2031") == [CARD_OK]
+
+
+@pytest.mark.parametrize("digits", [12, 13, 15, 16, 19])
+def test_finds_every_card_length(digits: int) -> None:
+    body = "5" + "0" * (digits - 2)
+    card = next(body + d for d in "0123456789" if find_card_numbers(body + d))
+    assert find_card_numbers(f"x {card} y") == [card]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4242424242424241",  # fails the Luhn check
+        "42424242424",  # 11 digits
+        "42424242424242424242",  # 20 digits run together: no card's length
+        "order ab4242424242424242",  # glued to letters: part of an identifier
+        "4242424242424242cd",
+        "2026-12-01T22:33:50.515032Z",  # a timestamp
+        "row 00 2026-12-02 00:13:14 42",  # a date among other numbers
+        "ids 1 2 3 4 5 6 7 8 9 10 11",  # small numbers, far apart
+        "",
+    ],
+)
+def test_leaves_other_numbers_alone(text: str) -> None:
+    assert find_card_numbers(text) == []
+
+
+def test_uuids_are_not_cards() -> None:
+    # Every all-digit UUID stretch whose digits pass Luhn would otherwise be reported.
+    text = " ".join(f"{uuid.UUID(int=n * 7919)}" for n in range(1, 2000))
+    assert find_card_numbers(text) == []
+    assert find_card_numbers("12345678-1234-1234-1234-123456789012") == []
+
+
+def test_each_card_reported_once_in_order() -> None:
+    text = f"{CARD_DECLINED} then {CARD_OK} and {CARD_DECLINED} again"
+    assert find_card_numbers(text) == [CARD_DECLINED, CARD_OK]

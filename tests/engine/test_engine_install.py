@@ -22,12 +22,12 @@ import pytest
 
 from stack.launcher import venv_binary
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "trip"
 # What the example may import: the engine, what the engine depends on, the standard library
 # and itself.
 EXAMPLE_MAY_IMPORT = {"temporal_saga", "temporalio", "pydantic", *sys.stdlib_module_names}
-INSTALLED_TRIP = Path(__file__).parent / "support" / "installed_trip.py"
+INSTALLED_TRIP = Path(__file__).parents[1] / "support" / "installed_trip.py"
 TOOLS = ("pytest", "pytest-asyncio", "mypy")
 # The checkout's own dependencies and the engine's extra: none may come with the engine.
 NOT_THE_ENGINES = {
