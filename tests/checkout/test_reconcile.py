@@ -100,9 +100,11 @@ def shop(services: dict[str, str]) -> Iterator[Shop]:
         shop.put_fault(service)
 
 
-def sweep_request(older_than_seconds: int = 0, dry_run: bool = False) -> SweepRequest:
+def sweep_request(
+    settings: Settings, older_than_seconds: int = 0, dry_run: bool = False
+) -> SweepRequest:
     """The worker's sweep of the checkout, for records of any age unless told."""
-    return checkout_sweep(Settings(), dry_run, older_than_seconds, wait_seconds=60)
+    return checkout_sweep(settings, dry_run, older_than_seconds, wait_seconds=60)
 
 
 def entry_of(report: SweepReport, request: CheckoutRequest) -> SweepEntry:
@@ -157,7 +159,7 @@ async def test_a_checkout_terminated_after_a_step_is_settled_by_one_sweep(
     await handle.terminate(reason="an operator, between two steps")
     shop.put_fault(hold.service)
 
-    report = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+    report = await sweep_now(client, sweep_request(checkout_settings), checkout_settings.task_queue)
 
     entry = entry_of(report, request)
     assert (entry.run_status, entry.action) == (RunStatus.TERMINATED, SweepAction.REPAIRED)
@@ -185,7 +187,7 @@ async def test_a_checkout_terminated_after_a_step_is_settled_by_one_sweep(
         assert all(status != "SUCCEEDED" for status, _ in charges), charges
 
     # A second sweep finds nothing of it left open.
-    again = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+    again = await sweep_now(client, sweep_request(checkout_settings), checkout_settings.task_queue)
     assert handle.id not in {e.workflow_id for e in again.entries}
 
 
@@ -207,14 +209,16 @@ async def test_a_running_checkout_is_left_alone_and_a_dry_run_changes_nothing(
     await held_in(handles[1], "confirm_order")
     await handles[1].terminate(reason="an operator")
 
-    dry = await sweep_now(client, sweep_request(dry_run=True), checkout_settings.task_queue)
+    dry = await sweep_now(
+        client, sweep_request(checkout_settings, dry_run=True), checkout_settings.task_queue
+    )
 
     assert entry_of(dry, running).action is SweepAction.LEFT_RUNNING
     assert entry_of(dry, abandoned).action is SweepAction.WOULD_REPAIR
     assert [(c["status"]) for c in shop.charges(abandoned.order_id)] == ["SUCCEEDED"]
 
     hold(running)  # the abandoned order's cancel goes through
-    report = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+    report = await sweep_now(client, sweep_request(checkout_settings), checkout_settings.task_queue)
     assert entry_of(report, running).action is SweepAction.LEFT_RUNNING
     assert entry_of(report, abandoned).action is SweepAction.REPAIRED
     assert shop.order_status(abandoned.order_id) == "CANCELLED"
@@ -281,14 +285,14 @@ async def test_a_run_closed_with_no_record_open_is_repaired_once(
 
     await eventually(listed, f"{handle.id} listed as terminated", seconds=10)
 
-    report = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+    report = await sweep_now(client, sweep_request(checkout_settings), checkout_settings.task_queue)
 
     entry = entry_of(report, request)
     assert entry.records == ["run closed without finishing"]
     assert entry.repair is not None and entry.repair.outcome == "confirmed"
     for job in jobs_of(request):
         assert (await client.get_workflow_handle(job).result())["status"] == "done"
-    again = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+    again = await sweep_now(client, sweep_request(checkout_settings), checkout_settings.task_queue)
     assert handle.id not in {e.workflow_id for e in again.entries}
 
 
@@ -314,7 +318,7 @@ async def test_what_a_completed_run_left_open_is_an_operators_not_the_sweeps(
     shop.put_fault("inventory")
     assert (await handle.result()).status == "REJECTED"
 
-    report = await sweep_now(client, sweep_request(), checkout_settings.task_queue)
+    report = await sweep_now(client, sweep_request(checkout_settings), checkout_settings.task_queue)
 
     entry = entry_of(report, request)
     assert (entry.run_status, entry.action) == (RunStatus.COMPLETED, SweepAction.LEFT_COMPLETED)
@@ -328,7 +332,7 @@ async def test_the_schedule_is_made_once_and_an_operators_pause_is_kept(
 ) -> None:
     client = dev_env.client
     schedule_id = f"sweep-test-{uuid.uuid4().hex[:8]}"
-    request = sweep_request(older_than_seconds=600)
+    request = sweep_request(Settings(), older_than_seconds=600)
     every = timedelta(minutes=5)
 
     async def ensure(interval: timedelta) -> str:
