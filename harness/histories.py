@@ -342,7 +342,7 @@ def terminated_then_reconciled(record: str) -> PathRun:
             handle = await _start(stack, request)
             await _wait_for(handle, lambda p: p.current_step == CheckoutStep.CHARGE_PAYMENT)
             await handle.terminate(reason="an operator, mid-charge")
-        sweep = checkout_sweep(Settings(), older_than_seconds=0)
+        sweep = checkout_sweep(Settings(task_queue=stack.task_queue), older_than_seconds=0)
         sweep_id = f"sweep-{RUN_ID}"
         report = await sweep_now(stack.client, sweep, stack.task_queue, workflow_id=sweep_id)
         repaired = [e for e in report.entries if e.workflow_id == workflow_id]
