@@ -25,7 +25,8 @@ checkout.
 **Capacity**: the highest rate held for the hold (a minute by default) with the answer's p99 at
 most 1 s, no errors, and all work done within 30 s after the arrivals stopped. A mode's ladder
 stops after two rates in a row not held (one stall of a shared host fails a rate; the
-next may hold); `keep_going` runs every rate.
+next may hold); `keep_going` runs every rate. A mode that held every rate given goes on, by
+the last step between the rates, until it fails one: its capacity is then known.
 
 **Cost per checkout** (harness/bench/cost.py): history events, workflow tasks and Temporal Cloud
 actions, counted from the histories of the lowest rate's checkouts and their jobs and from the
@@ -130,6 +131,17 @@ DRAIN_LIMIT_SECONDS = 30.0
 SETTLE_LIMIT_SECONDS = 120.0
 # A mode's ladder stops after this many rates in a row not held (unless keep_going).
 MISSES_IN_A_ROW = 2
+# Past the rates given, the ladder goes on (by the last step between them) for the modes that
+# held every rate, until each has failed one, so that every capacity is known; bounded.
+MORE_RATES_AT_MOST = 12
+
+
+def ladder(rates: Sequence[float]) -> Iterator[float]:
+    """The rates given, then more by the last step between them (at most MORE_RATES_AT_MOST)."""
+    yield from rates
+    step = rates[-1] - rates[-2] if len(rates) > 1 else rates[-1]
+    for n in range(1, MORE_RATES_AT_MOST + 1):
+        yield rates[-1] + n * max(step, 1.0)
 # The slowest answers of a step, kept to tell a stall from a rate too high.
 SLOWEST = 5
 ROLES = ("server", "worker", "services", "generator")
@@ -820,9 +832,15 @@ async def run_sustained(
             progress(f"{mode}: warming up")
             await warm_up(driver, run_id)
         misses = dict.fromkeys(drivers, 0)
-        for index, rate in enumerate(config.rates):
+        failed: set[str] = set()  # modes that did not hold a rate
+        for index, rate in enumerate(ladder(config.rates)):
+            beyond = index >= len(config.rates)
+            if beyond and failed >= set(drivers):
+                break  # every mode has failed a rate: every capacity is known
             for mode in _rotated(list(drivers), index):
                 if misses[mode] >= MISSES_IN_A_ROW and not config.keep_going:
+                    continue
+                if beyond and mode in failed:
                     continue
                 progress(f"{mode}: {rate:g}/s for {config.hold_seconds:g} s")
                 await asyncio.sleep(STEP_PAUSE_SECONDS)
@@ -839,6 +857,8 @@ async def run_sustained(
                     f"errors {step.errors}: {'held' if step.held else 'not held'}"
                 )
                 misses[mode] = 0 if step.held else misses[mode] + 1
+                if not step.held:
+                    failed.add(mode)
         for mode, report in reports.items():
             report.capacity_per_second, report.capped = capacity(report.steps)
             if not report.steps:

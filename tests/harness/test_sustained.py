@@ -38,7 +38,16 @@ from harness.bench.cost import (
 )
 from harness.bench.openloop import NO_ANSWER, OpenLoop
 from harness.bench.postgres import PostgresUnavailable, postgres_bin_dir
-from harness.bench.sustained import ROLES, StepFigures, capacity, cost_steps, held, p50_ratio
+from harness.bench.sustained import (
+    MORE_RATES_AT_MOST,
+    ROLES,
+    StepFigures,
+    capacity,
+    cost_steps,
+    held,
+    ladder,
+    p50_ratio,
+)
 from tests.support.harness import run_harness
 
 HISTORIES = Path(__file__).parents[1] / "histories"
@@ -162,6 +171,14 @@ def test_the_cost_comes_from_the_lowest_rate_and_the_cpu_from_the_capacity() -> 
     missed = [step(2, 2000, 1.0), step(4, 3000, 2.0)]  # nothing held: the lowest for both
     lowest, cpu = cost_steps(missed, capacity(missed)[0])
     assert (lowest.rate, cpu.rate) == (2, 2)
+
+
+def test_the_ladder_goes_on_past_the_rates_given_by_their_last_step() -> None:
+    rates = list(ladder([2.0, 4.0, 6.0]))
+    assert rates[:3] == [2.0, 4.0, 6.0]
+    assert rates[3:6] == [8.0, 10.0, 12.0]
+    assert len(rates) == 3 + MORE_RATES_AT_MOST  # bounded
+    assert list(ladder([5.0]))[:3] == [5.0, 10.0, 15.0]
 
 
 def test_capacity_is_the_highest_rate_held() -> None:
