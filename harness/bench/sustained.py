@@ -142,6 +142,8 @@ def ladder(rates: Sequence[float]) -> Iterator[float]:
     step = rates[-1] - rates[-2] if len(rates) > 1 else rates[-1]
     for n in range(1, MORE_RATES_AT_MOST + 1):
         yield rates[-1] + n * max(step, 1.0)
+
+
 # The slowest answers of a step, kept to tell a stall from a rate too high.
 SLOWEST = 5
 ROLES = ("server", "worker", "services", "generator")
