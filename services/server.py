@@ -7,7 +7,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.auth import MissingSecret, token_from_env
-from telemetry.services import observe_service
+from services.telemetry import observe_service
 
 
 def serve(make_app: Callable[[str], FastAPI], argv: Sequence[str]) -> None:

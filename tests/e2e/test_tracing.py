@@ -47,12 +47,12 @@ from services.inventory.app import create_app as inventory_app
 from services.loyalty.app import create_app as loyalty_app
 from services.orders.app import create_app as orders_app
 from services.payments.app import create_app as payments_app
+from services.telemetry import instrument_service_app, service_name
 from services.warehouse.app import create_app as warehouse_app
 from stack.launcher import free_port, venv_binary, worker_env
 from starter.checkouts import decide_checkout
 from starter.payment_methods import tokenize_card_sync
 from telemetry.logs import context_on_message, log_handler
-from telemetry.services import instrument_service_app, service_name
 from telemetry.settings import TelemetrySettings
 from telemetry.tracing import span_exporter
 from temporal_saga.models import Outcome
