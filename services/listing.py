@@ -6,16 +6,27 @@ before some time. Each listed table has an index on (status, created_at), so tha
 one status before a time reads only those rows, however many settled records the table holds.
 """
 
+import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 from models.common import MAX_LIST_LIMIT, MAX_ORDER_IDS, OrderId
 from services.database import iso_utc
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _iso_8601(value: object) -> object:
+    """A time as its ISO 8601 text, not a number (which pydantic would read as seconds since
+    1970, so that `?created_before=5` would mean a moment nobody wrote)."""
+    if isinstance(value, str | bytes) and _NUMBER.fullmatch(str(value).strip()):
+        raise ValueError("must be an ISO 8601 time with its offset, e.g. 2026-01-31T09:00:00Z")
+    return value
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -27,7 +38,7 @@ def _in_utc(moment: datetime) -> datetime:
 
 # With its offset (Z, or +HH:MM): a time without one would mean a different moment on each
 # machine. Records store their times in UTC to the millisecond, and compare so.
-UtcMoment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+UtcMoment = Annotated[AwareDatetime, BeforeValidator(_iso_8601), AfterValidator(_in_utc)]
 CreatedBefore = Annotated[
     UtcMoment | None,
     Query(description="only records opened strictly before this time (ISO 8601, with offset)"),

@@ -104,7 +104,10 @@ def report_table(report: SweepReport) -> Table:
         f"{report.before:%Y-%m-%d %H:%M:%S} UTC): {len(report.entries)} saga(s), "
         f"{report.count(repaired)} {would}repaired, {report.count(reset)} {would}reset"
     )
-    for column in ("workflow id", "saga type", "latest run", "open records", "action"):
+    # The workflow id and the outcome whole: an operator copies the id into the next command
+    # and reads the outcome as one line.
+    table.add_column("workflow id", no_wrap=True)
+    for column in ("saga type", "latest run", "open records", "action"):
         table.add_column(column, overflow="fold")
     table.add_column("outcome", no_wrap=True)
     for entry in report.entries:

@@ -15,6 +15,7 @@ be compensated instead of finished.
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Any
 
@@ -286,23 +287,11 @@ class SagaRuns:
         if not described.raw_description.workflow_extended_info.HasField("last_reset_time"):
             return False
         execution = WorkflowExecution(workflow_id=run.workflow_id, run_id=run.run_id)
-        token = b""
-        while True:
-            page = await self._client.workflow_service.get_workflow_execution_history_reverse(
-                GetWorkflowExecutionHistoryReverseRequest(
-                    namespace=self._client.namespace,
-                    execution=execution,
-                    maximum_page_size=200,
-                    next_page_token=token,
-                )
-            )
-            for event in page.history.events:
-                if _is_reset(event):
-                    message = event.workflow_task_failed_event_attributes.failure.message
-                    return message.startswith(RESET_REASON_PREFIX)
-            token = page.next_page_token
-            if not token:
-                return False
+        async for event in self._newest_first(execution):
+            if _is_reset(event):
+                message = event.workflow_task_failed_event_attributes.failure.message
+                return message.startswith(RESET_REASON_PREFIX)
+        return False
 
     async def _reset(self, request: ResetRun) -> str | None:
         """Reset the run to its last completed workflow task; the new run's id (None when no
@@ -353,6 +342,19 @@ class SagaRuns:
     async def _caught_up(self, execution: WorkflowExecution) -> bool:
         """Whether a workflow task of the run completed (or the run closed) after the
         workflow task its reset failed."""
+        async for event in self._newest_first(execution):
+            if _is_reset(event):
+                return False
+            if (
+                event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+                or event.event_type in _CLOSED_EVENTS
+            ):
+                return True
+        return False
+
+    async def _newest_first(self, execution: WorkflowExecution) -> AsyncIterator[HistoryEvent]:
+        """The run's history from its end, a page at a time (a caller that has read enough
+        stops there)."""
         token = b""
         while True:
             page = await self._client.workflow_service.get_workflow_execution_history_reverse(
@@ -364,16 +366,10 @@ class SagaRuns:
                 )
             )
             for event in page.history.events:
-                if _is_reset(event):
-                    return False
-                if (
-                    event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-                    or event.event_type in _CLOSED_EVENTS
-                ):
-                    return True
+                yield event
             token = page.next_page_token
             if not token:
-                return False
+                return
 
 
 async def polled(client: Client, task_queue: str) -> bool:

@@ -25,8 +25,9 @@ checkout.
 **Capacity**: the highest rate held for the hold (a minute by default) with the answer's p99 at
 most 1 s, no errors, and all work done within 30 s after the arrivals stopped. A mode's ladder
 stops after two rates in a row not held (one stall of a shared host fails a rate; the
-next may hold); `keep_going` runs every rate. A mode that held every rate given goes on, by
-the last step between the rates, until it fails one: its capacity is then known.
+next may hold). A mode that held every rate given goes on, by the last step between the rates,
+until it fails one: its capacity is then known. `keep_going` runs every rate given, and those
+only (modes compared at fixed rates).
 
 **Cost per checkout** (harness/bench/cost.py): history events, workflow tasks and Temporal Cloud
 actions, counted from the histories of the lowest rate's checkouts and their jobs and from the
@@ -835,7 +836,8 @@ async def run_sustained(
             await warm_up(driver, run_id)
         misses = dict.fromkeys(drivers, 0)
         failed: set[str] = set()  # modes that did not hold a rate
-        for index, rate in enumerate(ladder(config.rates)):
+        rates = config.rates if config.keep_going else ladder(config.rates)
+        for index, rate in enumerate(rates):
             beyond = index >= len(config.rates)
             if beyond and failed >= set(drivers):
                 break  # every mode has failed a rate: every capacity is known
