@@ -80,6 +80,7 @@ class CheckoutWorkflow(SagaWorkflow[CheckoutRequest, CheckoutResult]):
                     attempts_before_attention=options.compensation_attempts_before_attention
                 ),
                 search_attributes=[CUSTOMER_ID.value_set(request.customer_id)],
+                attention_command="checkout-saga attention",
             ),
         )
         # As the orders service priced it: what is charged and announced.

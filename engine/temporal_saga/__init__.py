@@ -34,6 +34,7 @@ from temporal_saga.failures import UNAVAILABLE, Failure, SagaFailure, read_failu
 from temporal_saga.models import (
     AbandonedSaga,
     CancelSaga,
+    ChildSagaState,
     CompensationReport,
     CompensationState,
     FindOpenSagas,
@@ -54,6 +55,7 @@ from temporal_saga.models import (
     SweepReport,
     SweepRequest,
 )
+from temporal_saga.nested import ChildSaga
 from temporal_saga.options import COMPENSATION_RETRY, CompensationPolicy, SagaOptions
 from temporal_saga.reconcile import SWEEP_WORKFLOW, SagaRepair, SagaSweepWorkflow
 from temporal_saga.runs import SagaRuns
@@ -62,17 +64,25 @@ from temporal_saga.steps import (
     FOREVER_RETRY,
     STEP_RETRY,
     STEP_TIMEOUT,
+    Group,
     SagaDefinitionError,
     SagaMisuse,
     Step,
+    StepCall,
 )
-from temporal_saga.workflow import CANCELLED, DEADLINE_EXCEEDED, SagaWorkflow
+from temporal_saga.workflow import (
+    CANCELLED,
+    DEADLINE_EXCEEDED,
+    PARENT_COMPENSATED,
+    SagaWorkflow,
+)
 
 __all__ = [
     "CANCELLED",
     "COMPENSATION_RETRY",
     "DEADLINE_EXCEEDED",
     "FOREVER_RETRY",
+    "PARENT_COMPENSATED",
     "SAGA_STATUS",
     "SAGA_STEP",
     "SEARCH_ATTRIBUTES",
@@ -82,11 +92,14 @@ __all__ = [
     "UNAVAILABLE",
     "AbandonedSaga",
     "CancelSaga",
+    "ChildSaga",
+    "ChildSagaState",
     "CompensationPolicy",
     "CompensationReport",
     "CompensationState",
     "Failure",
     "FindOpenSagas",
+    "Group",
     "NoSweepWorker",
     "OpenSaga",
     "Outcome",
@@ -110,6 +123,7 @@ __all__ = [
     "SagaWorkflow",
     "SkipCompensation",
     "Step",
+    "StepCall",
     "Stuck",
     "SweepAction",
     "SweepEntry",

@@ -59,7 +59,7 @@ class Compensations:
     def __init__(
         self,
         policy: CompensationPolicy | None = None,
-        # Called whenever the phase changes (the saga publishes its search attributes then).
+        # Called whenever a compensation or the phase changes (the saga publishes then).
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.policy = policy or CompensationPolicy()
@@ -83,6 +83,10 @@ class Compensations:
     def reports(self) -> list[CompensationReport]:
         """Every registered compensation, in the order they run (newest first)."""
         return [registered.report for registered in reversed(self._registered)]
+
+    def attempts_of(self, name: str) -> int:
+        """The attempts of the compensation `name` so far (counting the one running)."""
+        return next((r.report.attempts for r in self._registered if r.report.name == name), 0)
 
     @property
     def done(self) -> list[str]:
@@ -186,6 +190,7 @@ class Compensations:
             report.state = CompensationState.RUNNING
             report.attempts += 1
             attempts_this_round += 1
+            self.on_change()
             try:
                 await registered.run()
             except Exception as err:  # every failure is retried or escalated, never dropped
@@ -193,6 +198,7 @@ class Compensations:
                     raise
                 failure = read_failure(err)
                 report.last_error = failure.words
+                self.on_change()
                 budget = self.policy.attempts_before_attention
                 if not failure.retryable or (budget is not None and attempts_this_round >= budget):
                     if self.policy.continue_with_error:
@@ -216,6 +222,7 @@ class Compensations:
                 await workflow.sleep(delay)
             else:
                 report.state = CompensationState.DONE
+                self.on_change()
                 return
 
     async def _ask_operator(self, registered: _Registered) -> str:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import FailureError
+from temporalio.workflow import ActivityCancellationType
 
 from temporal_saga.failures import read_failure
 
@@ -39,6 +40,8 @@ async def execute_local_first(
     task_queue: str | None = None,
     priority: Priority = Priority.default,
     local_attempts: int = LOCAL_ATTEMPTS,
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+    summary: str | None = None,
 ) -> R:
     """Up to `local_attempts` tries as a local activity; if the call still fails with an error
     worth retrying and the policy has attempts left, the rest as an ordinary activity whose
@@ -49,7 +52,12 @@ async def execute_local_first(
     call: Any = activity
     try:
         result: R = await workflow.execute_local_activity(
-            call, arg, start_to_close_timeout=start_to_close_timeout, retry_policy=local_policy
+            call,
+            arg,
+            start_to_close_timeout=start_to_close_timeout,
+            retry_policy=local_policy,
+            cancellation_type=cancellation_type,
+            summary=summary,
         )
         return result
     except FailureError as err:
@@ -70,6 +78,8 @@ async def execute_local_first(
         heartbeat_timeout=heartbeat_timeout,
         task_queue=task_queue,
         priority=priority,
+        cancellation_type=cancellation_type,
+        summary=summary,
     )
     return result
 

@@ -12,6 +12,7 @@ CONFIRMED = "saga_confirmed"
 REJECTED = "saga_rejected"
 COMPENSATIONS_RUN = "saga_compensations_run"
 COMPENSATIONS_STUCK = "saga_compensations_stuck"
+STEPS_DONE = "saga_steps_done"
 
 
 def count(name: str, description: str, **attributes: str) -> None:
@@ -25,6 +26,10 @@ def count_confirmed() -> None:
 
 def count_rejected(reason: str) -> None:
     count(REJECTED, "sagas decided REJECTED, by reason code", reason=reason)
+
+
+def count_step_done(step: str) -> None:
+    count(STEPS_DONE, "steps that succeeded, by step (each member of a group too)", step=step)
 
 
 def count_compensation_run(compensation: str) -> None:

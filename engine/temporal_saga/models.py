@@ -51,6 +51,37 @@ class CompensationReport(BaseModel):
     last_error: str | None = None
     # Why an operator skipped it, if they did.
     skip_reason: str | None = None
+    # A nested saga's compensation: the child it waits for and how the child stands.
+    waiting_for: str | None = None
+
+
+class ChildSagaState(BaseModel):
+    """A nested saga, as its parent's `status` shows it."""
+
+    step: str
+    workflow_id: str
+    # The child's own SagaStatus (None until it reported), and its stuck compensations.
+    status: SagaStatus | None = None
+    stuck: list[str] = []
+
+
+class ParentWord(StrEnum):
+    """What a parent saga tells its nested saga once the child's steps are done."""
+
+    COMMIT = "COMMIT"
+    COMPENSATE = "COMPENSATE"
+
+
+class ChildNews(BaseModel):
+    """What a nested saga tells its parent: each change of its status, its result when its
+    steps are done (`ready`) and when it ends (`final`). `seq` orders crossing signals."""
+
+    step: str
+    seq: int
+    status: SagaStatus
+    stuck: list[str] = []
+    ready: dict[str, Any] | None = None
+    final: dict[str, Any] | None = None
 
 
 class SagaResult(BaseModel):
@@ -79,7 +110,11 @@ class SagaProgress(BaseModel, Generic[ResultT]):
 
     status: SagaStatus
     current_step: str | None = None
+    # The steps running now (several while a group runs).
+    running: list[str] = []
     steps_done: list[str] = []
+    # Its nested sagas, as they last reported.
+    children: list[ChildSagaState] = []
     # Empty until the saga compensates.
     compensations: list[CompensationReport] = []
     stuck: list[str] = []

@@ -48,3 +48,7 @@ class SagaOptions:
     # The saga's own search attributes (register them on the cluster), upserted with the first
     # change of SagaStatus/SagaStep.
     search_attributes: Sequence[SearchAttributeUpdate[Any]] = ()
+    # The command your operators run for a stuck compensation, shown on the saga's page in
+    # the Web UI as `<it> retry|skip --workflow-id ID --compensation NAME [--reason R]`.
+    # None: the Temporal CLI's `temporal workflow update execute` of the saga's update.
+    attention_command: str | None = None

@@ -10,14 +10,20 @@
 
 A step is called with its activity's argument, as `workflow.execute_activity` is; its undo is
 called with the same argument, unless the step names another (`undo_arg=`), or a function of
-the saga's failure that builds it when the compensation runs. The declarations are checked
-when the class is made (so when the worker imports it); the order in which steps run is
-checked as they run.
+the saga's failure that builds it when the compensation runs. Steps declared as a `Group` run
+together:
+
+        providers = Group(book_flight, book_hotel)
+        ...
+        await self.providers(self.book_flight(plan.flight), self.book_hotel(plan.hotel))
+
+The declarations are checked when the class is made (so when the worker imports it); the
+order in which steps run is checked as they run.
 """
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Generator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Generic, Protocol, Self, TypeVar, overload
 
@@ -71,6 +77,8 @@ class StepRunner(Protocol):
     """What runs a step: the saga (engine/temporal_saga/workflow.py)."""
 
     async def _run_step(self, step: "Step[Any, R, Any]", arg: object, undo_arg: object) -> R: ...
+
+    async def _run_group(self, group: "Group", calls: "Sequence[StepCall[Any]]") -> list[Any]: ...
 
 
 class Step(Generic[A, R, U]):
@@ -136,6 +144,8 @@ class Step(Generic[A, R, U]):
         self.task_queue = task_queue
         self.priority = priority
         self.name = ""
+        # The saga a ChildSaga step runs (engine/temporal_saga/nested.py); None for an activity.
+        self.child: type | None = None
         self.undo_name = undo_name or (activity_name(undo) if undo is not None else None)
         # What the undo takes, when a plain class says it: a step whose argument is not one
         # must pass its undo's argument (`undo_arg=`).
@@ -143,6 +153,12 @@ class Step(Generic[A, R, U]):
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+
+    @property
+    def compensated(self) -> bool:
+        """Whether something undoes this step (its undo activity, or a nested saga's own
+        compensations)."""
+        return self.undo is not None or self.child is not None
 
     @overload
     def __get__(self, saga: None, owner: type) -> Self: ...
@@ -169,14 +185,93 @@ class BoundStep(Generic[A, R, U]):
         self._step = step
         self._saga = saga
 
-    async def __call__(
+    def __call__(
         self, arg: A, *, undo_arg: U | Callable[[SagaFailure], U] | None = None
-    ) -> R:
-        """Run the step (its undo registered first); returns the activity's result. The undo
-        gets `undo_arg` (a value, or a function of the saga's failure that builds it when the
-        compensation runs), else the step's own `arg`."""
-        result: R = await self._saga._run_step(self._step, arg, undo_arg)
-        return result
+    ) -> "StepCall[R]":
+        """The step with its argument: await it to run the step (its undo registered first)
+        and get the activity's result, or pass it to its group. The undo gets `undo_arg` (a
+        value, or a function of the saga's failure that builds it when the compensation
+        runs), else the step's own `arg`."""
+        return StepCall(self._step, self._saga, arg, undo_arg)
+
+
+class StepCall(Generic[R]):
+    """A step with its argument, not yet run: awaiting it runs the step."""
+
+    __slots__ = ("arg", "saga", "step", "undo_arg")
+
+    def __init__(self, step: Step[Any, R, Any], saga: StepRunner, arg: object, undo_arg: object):
+        self.step = step
+        self.saga = saga
+        self.arg = arg
+        self.undo_arg = undo_arg
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self.saga._run_step(self.step, self.arg, self.undo_arg).__await__()
+
+
+R1 = TypeVar("R1")
+R2 = TypeVar("R2")
+R3 = TypeVar("R3")
+R4 = TypeVar("R4")
+
+
+class Group:
+    """Steps of a saga that run together (flight, hotel and car at once). Every member's undo
+    is registered before any member starts; when one fails for good, the members still
+    running are cancelled (and waited for: an activity that keeps running is not undone
+    before it ends), and every member that started is compensated. The group ends when all
+    its members have. A group holds no pivot; each member is declared as a Step first."""
+
+    def __init__(self, *members: Step[Any, Any, Any]) -> None:
+        self.members = members
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @property
+    def member_names(self) -> list[str]:
+        return [member.name for member in self.members]
+
+    @overload
+    def __get__(self, saga: None, owner: type) -> Self: ...
+
+    @overload
+    def __get__(self, saga: StepRunner, owner: type) -> "BoundGroup": ...
+
+    def __get__(self, saga: StepRunner | None, owner: type) -> "Self | BoundGroup":
+        if saga is None:
+            return self
+        return BoundGroup(self, saga)
+
+
+class BoundGroup:
+    """A group of one saga run: call it with its members' calls, in any order."""
+
+    def __init__(self, group: Group, saga: StepRunner) -> None:
+        self._group = group
+        self._saga = saga
+
+    @overload
+    async def __call__(self, a: StepCall[R1], b: StepCall[R2], /) -> tuple[R1, R2]: ...
+
+    @overload
+    async def __call__(
+        self, a: StepCall[R1], b: StepCall[R2], c: StepCall[R3], /
+    ) -> tuple[R1, R2, R3]: ...
+
+    @overload
+    async def __call__(
+        self, a: StepCall[R1], b: StepCall[R2], c: StepCall[R3], d: StepCall[R4], /
+    ) -> tuple[R1, R2, R3, R4]: ...
+
+    @overload
+    async def __call__(self, *calls: StepCall[Any]) -> tuple[Any, ...]: ...
+
+    async def __call__(self, *calls: StepCall[Any]) -> tuple[Any, ...]:
+        """Run the members together; their results in the order of the calls given."""
+        return tuple(await self._saga._run_group(self._group, calls))
 
 
 def declared_steps(cls: type, reserved: Collection[str]) -> dict[str, Step[Any, Any, Any]]:
@@ -190,6 +285,48 @@ def declared_steps(cls: type, reserved: Collection[str]) -> dict[str, Step[Any, 
                 steps[name] = value
     _check(cls.__qualname__, steps, reserved)
     return steps
+
+
+def declared_groups(
+    cls: type, steps: Mapping[str, Step[Any, Any, Any]], reserved: Collection[str]
+) -> dict[str, Group]:
+    """The groups of a saga class, checked: members that are steps of this saga, at least
+    two, each in one group at most, no pivot."""
+    where = cls.__qualname__
+    groups: dict[str, Group] = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, Group):
+                groups[name] = value
+    group_of: dict[int, str] = {}
+    for name, group in groups.items():
+        if name in reserved or name.startswith("_") or name in steps:
+            raise SagaDefinitionError(f"{where}: group {name!r} hides the saga's own {name!r}")
+        if len(group.members) < 2:
+            raise SagaDefinitionError(
+                f"{where}: group {name!r} has {len(group.members)} member(s): a group runs two "
+                "steps or more together (run a single step on its own)"
+            )
+        for member in group.members:
+            if not isinstance(member, Step) or steps.get(member.name) is not member:
+                raise SagaDefinitionError(
+                    f"{where}: group {name!r}: {getattr(member, 'name', member)!r} is not a "
+                    "step declared on this saga: declare each member as a Step first"
+                )
+            if id(member) in group_of:
+                other = group_of[id(member)]
+                raise SagaDefinitionError(
+                    f"{where}: step {member.name!r} is in group {other!r}"
+                    + (" twice" if other == name else f" and in group {name!r}")
+                    + ": a step belongs to one group at most"
+                )
+            group_of[id(member)] = name
+            if member.pivot:
+                raise SagaDefinitionError(
+                    f"{where}: group {name!r} holds the pivot {member.name!r}: the pivot runs "
+                    "on its own, once everything it depends on has succeeded"
+                )
+    return groups
 
 
 def _check(where: str, steps: Mapping[str, Step[Any, Any, Any]], reserved: Collection[str]) -> None:
@@ -209,7 +346,7 @@ def _check(where: str, steps: Mapping[str, Step[Any, Any, Any]], reserved: Colle
                 "nothing undoes the pivot, so it takes no undo"
             )
         for role, fn in (("activity", step.activity), ("undo", step.undo)):
-            if fn is not None and not is_activity(fn):
+            if step.child is None and fn is not None and not is_activity(fn):
                 raise SagaDefinitionError(
                     f"{where}: step {name!r}: its {role} {getattr(fn, '__qualname__', fn)!r} "
                     "is not an activity definition: decorate it with @activity.defn"
@@ -230,6 +367,12 @@ def _check(where: str, steps: Mapping[str, Step[Any, Any, Any]], reserved: Colle
     if pivots:
         after = list(steps)[list(steps).index(pivots[0]) + 1 :]
         for name in after:
+            if steps[name].child is not None:
+                raise SagaDefinitionError(
+                    f"{where}: step {name!r} is a nested saga after the pivot {pivots[0]!r}: "
+                    "a nested saga is undone with its parent, and nothing is undone once the "
+                    "pivot succeeded (start it as an ordinary child workflow instead)"
+                )
             if steps[name].undo is not None:
                 raise SagaDefinitionError(
                     f"{where}: step {name!r} comes after the pivot {pivots[0]!r} and has an "

@@ -44,12 +44,13 @@ SagaMisuse error, after compensating when the pivot was not reached.
 
 import asyncio
 import inspect
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 from temporal_saga.compensations import (
     Compensations,
@@ -62,24 +63,42 @@ from temporal_saga.metrics import (
     count_compensation_run,
     count_confirmed,
     count_rejected,
+    count_step_done,
 )
+from temporal_saga.nested import (
+    RESEND_EVERY,
+    ChildRun,
+    ChildSaga,
+    child_rejected,
+    final_outcome,
+    parent_link,
+    start_child,
+    tell,
+)
+from temporal_saga.page import saga_page
 from temporal_saga.search import SAGA_STATUS, SAGA_STEP
 from temporal_saga.steps import (
     FOREVER_RETRY,
     STEP_RETRY,
+    Group,
     SagaDefinitionError,
     SagaFailure,
     SagaMisuse,
     Step,
+    StepCall,
     StepNamespace,
+    declared_groups,
     declared_steps,
 )
 
 with workflow.unsafe.imports_passed_through():
     from temporal_saga.models import (
         CancelSaga,
+        ChildNews,
+        ChildSagaState,
         CompensationState,
         Outcome,
+        ParentWord,
         SagaProgress,
         SagaResult,
         SagaStatus,
@@ -96,6 +115,7 @@ T = TypeVar("T")
 CANCELLED = "cancelled"
 DEADLINE_EXCEEDED = "deadline_exceeded"
 MISUSE = "saga_misuse"
+PARENT_COMPENSATED = "parent_compensated"
 
 
 class _SagaClass(type):
@@ -114,6 +134,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
 
     # Read-only: this module is passed through the sandbox, so the class outlives each run.
     _steps: ClassVar[Mapping[str, Step[Any, Any, Any]]] = MappingProxyType({})
+    _groups: ClassVar[Mapping[str, Group]] = MappingProxyType({})
     _result_type: ClassVar[type[SagaResult]] = SagaResult
     _progress_type: ClassVar[type[SagaProgress[Any]]] = SagaProgress[SagaResult]
     # The result's own fields (beyond SagaResult's) that the input provides, by name.
@@ -122,6 +143,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._steps = MappingProxyType(declared_steps(cls, reserved=_RESERVED))
+        cls._groups = MappingProxyType(declared_groups(cls, cls._steps, reserved=_RESERVED))
         types = _saga_types(cls)
         if types is not None:
             input_type, cls._result_type = types
@@ -134,6 +156,11 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         """The saga's steps, by name, in the order declared."""
         return cls._steps
 
+    @classmethod
+    def saga_groups(cls) -> Mapping[str, Group]:
+        """The saga's groups of steps that run together, by name, in the order declared."""
+        return cls._groups
+
     def __init__(self, input: InputT, options: SagaOptions | None = None) -> None:
         self.input = input
         self.options = options or SagaOptions()
@@ -141,6 +168,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             policy=self.options.compensation, on_change=self._publish
         )
         self._current_step: str | None = None
+        self._running: list[str] = []
         self._steps_done: list[str] = []
         self._started: set[str] = set()
         self._pivot_started = False
@@ -150,6 +178,14 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         self._steps_task: asyncio.Future[object] | None = None
         self._decision: ResultT | None = None
         self._published: tuple[str, str] | None = None
+        # Nested sagas this saga started, by step; and, when it runs nested, its parent.
+        self._children: dict[str, ChildRun] = {}
+        self._parent: tuple[str, str] | None = None
+        self._parent_word: ParentWord | None = None
+        self._waiting_for_parent = False
+        self._news_seq = 0
+        self._news: list[asyncio.Future[None]] = []
+        self._told_status: SagaStatus | None = None
 
     # -- what a saga may override ----------------------------------------------------------
 
@@ -171,6 +207,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
     async def run_saga(self, steps: Coroutine[Any, Any, object]) -> ResultT:
         """Run `steps` (the saga's own coroutine, which calls its steps) under the saga's
         rules; returns the final result, once the work after the decision is done."""
+        self._parent = parent_link()
         self._publish()
         failure: SagaFailure | None = self._stop  # cancelled before it started
         misuse: SagaMisuse | None = None
@@ -184,13 +221,19 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             finally:
                 deadline.cancel()
             failure, misuse = self._failure_of(self._steps_task)
+        if failure is None and self._parent is not None:
+            failure = await self._await_parent_word()
         if failure is None:
             if self._decision is None:  # a saga without a pivot decides when its steps end
                 self._decide(Outcome.CONFIRMED)
+                await run_to_completion(self._commit_children())
             final = self._result(Outcome.CONFIRMED)
         else:
             final = await run_to_completion(self._reject(failure))
         self._publish()
+        if self._parent is not None:
+            await run_to_completion(asyncio.gather(*self._news))
+            await run_to_completion(self._tell_parent(final=final))
         await run_to_completion(workflow.wait_condition(workflow.all_handlers_finished))
         if misuse is not None:
             raise misuse
@@ -244,30 +287,112 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             self._steps_task.cancel()
 
     async def _run_step(self, step: Step[Any, T, Any], arg: object, undo_arg: object) -> T:
+        group = self._group_of(step)
+        if group is not None:
+            raise SagaMisuse(
+                f"step {step.name!r} is a member of the group {group.name!r}: run it with its "
+                f"group, self.{group.name}(...)"
+            )
+        self._begin(step, arg, undo_arg)
+        self._publish()
+        return await self._perform(step, arg)
+
+    async def _run_group(self, group: Group, calls: Sequence[StepCall[Any]]) -> list[Any]:
+        """Run a group's members together: every undo registered first, then all started;
+        the first to fail for good cancels the rest, which are waited for to the end."""
+        given = sorted(call.step.name for call in calls)
+        if self._groups.get(group.name) is not group or given != sorted(group.member_names):
+            raise SagaMisuse(
+                f"group {group.name!r} runs its members {', '.join(group.member_names)} "
+                f"together, each once: it was given {', '.join(given) or 'nothing'}"
+            )
+        for call in calls:
+            self._begin(call.step, call.arg, call.undo_arg)
+        self._publish()
+        members = [
+            asyncio.ensure_future(
+                self._perform(
+                    call.step, call.arg, ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                )
+            )
+            for call in calls
+        ]
+        try:
+            await workflow.wait(members, return_when=asyncio.FIRST_EXCEPTION)
+        except asyncio.CancelledError:
+            await self._stop_members(members)
+            raise
+        failed = [
+            (call, task)
+            for call, task in zip(calls, members, strict=True)
+            if task.done() and not task.cancelled() and task.exception() is not None
+        ]
+        if failed:
+            await self._stop_members(members)
+            call, task = failed[0]
+            self._current_step = call.step.name  # the member that failed: failed_step
+            err = task.exception()
+            assert err is not None
+            raise err
+        return [task.result() for task in members]
+
+    async def _stop_members(self, members: "Sequence[asyncio.Future[Any]]") -> None:
+        """Cancel the members still running and wait until each has ended (an activity
+        that keeps running is not undone before it ends)."""
+        for task in members:
+            task.cancel()
+        await run_to_completion(workflow.wait(members))
+
+    def _begin(self, step: Step[Any, Any, Any], arg: object, undo_arg: object) -> None:
+        """Check the step, register its undo, and count it as running."""
         self._check_may_run(step, arg, undo_arg)
         if undo_arg is None:
             undo_arg = arg
         self._started.add(step.name)
-        if step.undo is not None and step.undo_name is not None:
+        if isinstance(step, ChildSaga):
+            run = ChildRun(workflow_id=f"{workflow.info().workflow_id}/{step.name}")
+            self._children[step.name] = run
+            self._compensations.add(step.name, self._child_compensation(step, run))
+        elif step.undo is not None and step.undo_name is not None:
             self._compensations.add(step.undo_name, self._compensation(step, undo_arg))
         if step.pivot:
             self._pivot_started = True
         self._current_step = step.name
-        self._publish()
-        result = await self._execute(step, arg)
+        self._running.append(step.name)
+
+    async def _perform(
+        self,
+        step: Step[Any, T, Any],
+        arg: object,
+        cancellation: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+    ) -> T:
+        try:
+            if isinstance(step, ChildSaga):
+                result: T = await self._run_child(step, arg)
+            else:
+                result = await self._execute(step, arg, cancellation)
+        finally:
+            self._running.remove(step.name)
         self._steps_done.append(step.name)
+        count_step_done(step.name)
         if step.pivot:
             self._past_pivot = True
             self._decide(Outcome.CONFIRMED)
             self._publish()
+            await run_to_completion(self._commit_children())
+        else:
+            self._publish()
         return result
+
+    def _group_of(self, step: Step[Any, Any, Any]) -> Group | None:
+        return next((g for g in self._groups.values() if step in g.members), None)
 
     def _check_may_run(self, step: Step[Any, Any, Any], arg: object, undo_arg: object) -> None:
         if self._steps.get(step.name) is not step:
             raise SagaMisuse(f"step {step.name!r} is not a step of {type(self).__name__}")
         if step.name in self._started:
             raise SagaMisuse(f"step {step.name!r} ran twice: each step runs once")
-        if step.undo is not None and self._pivot_started:
+        if step.compensated and self._pivot_started:
             raise SagaMisuse(
                 f"step {step.name!r} has an undo and ran after the pivot: nothing is undone "
                 "once the pivot started"
@@ -282,9 +407,14 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
                 f"{type(arg).__name__}: pass its argument with undo_arg="
             )
 
-    async def _execute(self, step: Step[Any, T, Any], arg: object) -> T:
+    async def _execute(
+        self, step: Step[Any, T, Any], arg: object, cancellation: ActivityCancellationType
+    ) -> T:
         forward_only = step.pivot or self._past_pivot
         policy = step.retry_policy or (FOREVER_RETRY if forward_only else STEP_RETRY)
+        role = "pivot" if step.pivot else "forward step" if forward_only else "step"
+        group = self._group_of(step)
+        summary = f"{role} {step.name}" + (f" (group {group.name})" if group else "")
         if step.local_first:
             return await execute_local_first(
                 step.activity,
@@ -294,6 +424,8 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
                 heartbeat_timeout=step.heartbeat_timeout,
                 task_queue=step.task_queue,
                 priority=step.priority,
+                cancellation_type=cancellation,
+                summary=summary,
             )
         activity: Any = step.activity
         result: T = await workflow.execute_activity(
@@ -304,8 +436,96 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             heartbeat_timeout=step.heartbeat_timeout,
             task_queue=step.task_queue,
             priority=step.priority,
+            cancellation_type=cancellation,
+            summary=summary,
         )
         return result
+
+    # -- nested sagas (engine/temporal_saga/nested.py has the protocol) ----------------------
+
+    async def _run_child(self, step: ChildSaga[Any, Any], arg: object) -> Any:
+        run = self._children[step.name]
+        # The start runs to its end: a child started is one its compensation must reach.
+        await run_to_completion(start_child(step, arg, run))
+        await workflow.wait_condition(lambda: run.ready is not None or run.final is not None)
+        if run.ready is None:
+            assert run.final is not None
+            raise child_rejected(step.name, run.final)
+        child: Any = step.child
+        return child._result_type.model_validate(run.ready)
+
+    def _child_compensation(
+        self, step: ChildSaga[Any, Any], run: ChildRun
+    ) -> Callable[[], Coroutine[Any, Any, object]]:
+        async def compensate() -> object:
+            if not run.started:
+                return None  # never started: nothing to undo
+            if run.final is None:
+                await tell(run.workflow_id, "parent_saga_word", ParentWord.COMPENSATE)
+                await workflow.wait_condition(lambda: run.final is not None)
+            assert run.final is not None
+            if final_outcome(run.final) is Outcome.CONFIRMED:
+                raise ApplicationError(
+                    f"the nested saga {run.workflow_id} was confirmed: its work stands",
+                    type="NestedSagaConfirmed",
+                    non_retryable=True,
+                )
+            return None
+
+        return compensate
+
+    async def _commit_children(self) -> None:
+        """Tell each nested saga that its work stands; resent until each takes it (a child
+        the reconciler is resetting takes it on its new run)."""
+        await asyncio.gather(*(self._commit(run) for run in self._children.values()))
+
+    async def _commit(self, run: ChildRun) -> None:
+        while run.started and run.final is None:
+            try:
+                await tell(run.workflow_id, "parent_saga_word", ParentWord.COMMIT)
+                return
+            except Exception as err:  # the child is closed or not there yet: try again
+                if is_cancelled_exception(err):
+                    raise
+                workflow.logger.warning(
+                    "nested saga %s did not take commit: %s", run.workflow_id, err
+                )
+                await workflow.sleep(RESEND_EVERY)
+
+    async def _await_parent_word(self) -> SagaFailure | None:
+        """A nested saga's steps are done: tell the parent, and wait for its word (a cancel
+        meanwhile is ignored: the parent decides)."""
+        assert self._parent is not None
+        self._waiting_for_parent = True
+        self._publish()
+        await run_to_completion(self._tell_parent(ready=self._result(Outcome.CONFIRMED)))
+        await run_to_completion(workflow.wait_condition(lambda: self._parent_word is not None))
+        self._waiting_for_parent = False
+        if self._parent_word is ParentWord.COMMIT:
+            return None
+        return SagaFailure(
+            None, PARENT_COMPENSATED, f"its parent saga {self._parent[0]} compensated"
+        )
+
+    async def _tell_parent(
+        self, *, ready: SagaResult | None = None, final: SagaResult | None = None
+    ) -> None:
+        assert self._parent is not None
+        self._news_seq += 1
+        news = ChildNews(
+            step=self._parent[1],
+            seq=self._news_seq,
+            status=self._status(),
+            stuck=self._compensations.stuck,
+            ready=ready.model_dump(mode="json") if ready is not None else None,
+            final=final.model_dump(mode="json") if final is not None else None,
+        )
+        try:
+            await tell(self._parent[0], "child_saga_news", news)
+        except Exception as err:  # the parent is gone: its sweep settles it
+            if is_cancelled_exception(err):
+                raise
+            workflow.logger.warning("could not tell parent %s: %s", self._parent[0], err)
 
     def _compensation(
         self, step: Step[Any, Any, Any], undo_arg: object
@@ -315,6 +535,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         async def compensate() -> object:
             failure = self._failure or SagaFailure(step.name, CANCELLED, "compensating")
             arg = undo_arg(failure) if callable(undo_arg) else undo_arg
+            attempt = self._compensations.attempts_of(step.undo_name or step.name)
             return await workflow.execute_activity(
                 undo,
                 arg,
@@ -322,6 +543,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
                 retry_policy=self.options.compensation_retry,
                 heartbeat_timeout=step.heartbeat_timeout,
                 task_queue=step.task_queue,
+                summary=f"undo {step.name}: {step.undo_name}, attempt {attempt}",
             )
 
         return compensate
@@ -356,6 +578,23 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         assert self._decision is not None
         return self._decision
 
+    def _parent_says(self, word: ParentWord) -> None:
+        if self._parent_word is not None:
+            return
+        self._parent_word = word
+        if word is ParentWord.COMPENSATE and not self._waiting_for_parent:
+            # Still running its steps: stop them, as a cancel does.
+            self._stop = self._stop or SagaFailure(
+                self._current_step, PARENT_COMPENSATED, "its parent saga compensated"
+            )
+            if self._steps_task is not None:
+                self._steps_task.cancel()
+
+    def _child_says(self, news: ChildNews) -> None:
+        run = self._children.get(news.step)
+        if run is not None and run.take(news):
+            self._publish()
+
     async def _cancel(self, request: CancelSaga) -> ResultT:
         if self._stop is None:  # a repeated cancel keeps the first reason
             self._stop = SagaFailure(self._current_step, CANCELLED, request.reason)
@@ -367,7 +606,9 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         fields = {
             "status": self._status(),
             "current_step": self._current_step,
+            "running": list(self._running),
             "steps_done": list(self._steps_done),
+            "children": self._child_states(),
             "compensations": self._reports(),
             "stuck": self._compensations.stuck,
             "decision": self._decision,
@@ -389,8 +630,22 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
 
     def _publish(self) -> None:
         """Keep the search attributes current (one upsert per change), so the Web UI and the
-        operator commands can list sagas by them."""
-        current = (self._status().value, self._current_step or "")
+        operator commands can list sagas by them; the page's current details; and a nested
+        saga's parent told of each change of its status."""
+        status = self._status()
+        workflow.set_current_details(
+            saga_page(
+                type(self).__name__,
+                workflow.info(),
+                self._progress_now(status),
+                self.options.attention_command,
+            )
+        )
+        if self._parent is not None and status is not self._told_status:
+            self._told_status = status
+            self._news.append(asyncio.ensure_future(self._tell_parent()))
+        step = ", ".join(self._running) if len(self._running) > 1 else self._current_step
+        current = (status.value, step or "")
         if current == self._published:
             return
         first = self._published is None
@@ -403,10 +658,35 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             ]
         )
 
+    def _progress_now(self, status: SagaStatus) -> SagaProgress[Any]:
+        return SagaProgress[SagaResult](
+            status=status,
+            current_step=self._current_step,
+            running=list(self._running),
+            steps_done=list(self._steps_done),
+            children=self._child_states(),
+            compensations=self._reports(),
+            stuck=self._compensations.stuck,
+            decision=self._decision,
+        )
+
+    def _child_states(self) -> list[ChildSagaState]:
+        return [
+            ChildSagaState(
+                step=step, workflow_id=run.workflow_id, status=run.status, stuck=run.stuck
+            )
+            for step, run in self._children.items()
+        ]
+
     def _reports(self) -> list[Any]:
         if self._compensations.phase is Phase.NOT_STARTED:
             return []
-        return [report.model_copy() for report in self._compensations.reports]
+        reports = [report.model_copy() for report in self._compensations.reports]
+        for report in reports:
+            run = self._children.get(report.name)
+            if run is not None and run.final is None and report.state is CompensationState.RUNNING:
+                report.waiting_for = f"nested saga {run.workflow_id}: {run.words}"
+        return reports
 
     def _result(self, outcome: Outcome) -> ResultT:
         failure = self._failure if outcome is Outcome.REJECTED else None
@@ -446,6 +726,13 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
 
     @cancel.validator
     def _validate_cancel(self, request: CancelSaga) -> None:
+        if self._waiting_for_parent:
+            assert self._parent is not None
+            raise ApplicationError(
+                f"this saga runs as step {self._parent[1]!r} of {self._parent[0]}, and its "
+                "steps are done: its parent decides (cancel the parent)",
+                type="TooLateToCancel",
+            )
         if self._pivot_started or self._decision is not None:
             raise ApplicationError(
                 "too late to cancel: the saga has already reached its decision "
@@ -470,6 +757,16 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
     @skip_compensation.validator
     def _validate_skip(self, request: SkipCompensation) -> None:
         self._compensations.validate_skip(request.reason, request.name)
+
+    @workflow.signal
+    def parent_saga_word(self, word: ParentWord) -> None:
+        """From the parent of a nested saga: commit (its work stands) or compensate."""
+        self._parent_says(word)
+
+    @workflow.signal
+    def child_saga_news(self, news: ChildNews) -> None:
+        """From a nested saga: its status, its result once its steps are done, its end."""
+        self._child_says(news)
 
     @workflow.query
     def status(self) -> SagaProgress[ResultT]:
