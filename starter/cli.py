@@ -41,6 +41,7 @@ from starter.checkouts import (
     place_many,
     random_request,
 )
+from starter.describe import describe_command
 from starter.dlq import dlq
 from starter.payment_methods import (
     PublishableKeyMissing,
@@ -342,6 +343,7 @@ def codec_server(
 
 app.command("replay")(replay_command)
 app.command("reconcile")(reconcile)
+app.command("describe")(describe_command)
 
 
 @app.command()

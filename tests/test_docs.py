@@ -175,3 +175,25 @@ def test_a_file_shown_whole_in_the_docs_is_the_file() -> None:
     assert {path for path, _ in shown} >= {"examples/trip/workflow.py", "examples/trip/worker.py"}
     for path, text in shown:
         assert text == (ROOT / path).read_text(), f"docs/saga.md shows an old {path}"
+
+
+# A fenced block of docs/saga.md: its language and its text.
+BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def test_the_saga_shapes_in_the_docs_are_the_commands_output() -> None:
+    """docs/saga.md shows the trip's and the checkout's shape as `checkout-saga describe`
+    prints them (temporal_saga.shape): each block that names a saga as it starts is its
+    output today."""
+    from examples.trip.workflow import TripBookingWorkflow
+    from temporal_saga.shape import describe, mermaid
+    from workflows.checkout import CheckoutWorkflow
+
+    blocks = BLOCK.findall((DOCS / "saga.md").read_text())
+    for saga in (TripBookingWorkflow, CheckoutWorkflow):
+        name = mermaid(saga).splitlines()[1].strip()  # its start node: start(["TYPE"])
+        shown = [text for language, text in blocks if language == "mermaid" and name in text]
+        assert shown == [mermaid(saga)], f"docs/saga.md: the {saga.__name__} diagram is stale"
+    head = describe(TripBookingWorkflow).splitlines()[0]
+    shown = [text for language, text in blocks if language == "text" and text.startswith(head)]
+    assert shown == [describe(TripBookingWorkflow)], "docs/saga.md: the trip as text is stale"
