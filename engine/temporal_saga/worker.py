@@ -117,13 +117,24 @@ def check_served(
     served_elsewhere: Collection[str] = (),
 ) -> None:
     """Every step and undo of `sagas` runs an activity registered in `activities`, named in
-    `served_elsewhere`, or on a task queue other than `task_queue`; else SagaWiringError."""
+    `served_elsewhere`, or on a task queue other than `task_queue`, and every nested saga is
+    one of `sagas` (or likewise served elsewhere); else SagaWiringError."""
     registered = {activity_name(fn) for fn in activities}
     for saga in sagas:
         if not (isinstance(saga, type) and issubclass(saga, SagaWorkflow)):
             raise SagaWiringError(f"{saga!r} is not a saga (a subclass of SagaWorkflow)")
         for step in saga.saga_steps().values():
             if step.task_queue not in (None, task_queue):
+                continue
+            if step.child is not None:
+                if step.child not in sagas and step.child.__name__ not in served_elsewhere:
+                    raise SagaWiringError(
+                        f"{saga.__qualname__}: step {step.name!r} runs the nested saga "
+                        f"{step.child.__qualname__}, which this worker (task queue "
+                        f"{task_queue!r}) does not register: pass it in sagas=, or name its "
+                        "class in served_elsewhere= if another worker on this task queue "
+                        "serves it, or give the step the task_queue= of the worker that does"
+                    )
                 continue
             for role, fn in (("runs", step.activity), ("is undone by", step.undo)):
                 if fn is None:
