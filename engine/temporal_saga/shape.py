@@ -52,6 +52,9 @@ class Stage:
 
 @dataclass(frozen=True)
 class SagaShape:
+    """A saga: its workflow type, its class (module.qualname), its stages in the order
+    declared."""
+
     type_name: str
     class_path: str
     stages: tuple[Stage, ...]
@@ -79,6 +82,7 @@ def type_name(cls: type) -> str:
 
 
 def shape(cls: Saga) -> SagaShape:
+    """What `describe` and `mermaid` draw, read from the class's declarations."""
     steps = list(cls.saga_steps().values())
     group_of = {id(m): g for g in cls.saga_groups().values() for m in g.members}
     pivot_at = next((i for i, step in enumerate(steps) if step.pivot), None)
