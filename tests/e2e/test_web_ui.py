@@ -3,8 +3,6 @@ checkouts listed by `SagaStatus`, a screenshot, and encrypted payloads shown dec
 through the codec server."""
 
 import asyncio
-import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,12 +14,13 @@ from temporalio.client import Client
 
 from models.checkout import CartItem, CheckoutRequest, CheckoutResult, checkout_workflow_id
 from models.payments import CARD_DECLINED, CARD_OK
-from stack.launcher import ManagedProcess, free_port, start_codec_server, start_temporal
+from stack.launcher import ManagedProcess
 from starter.checkouts import place_checkout
 from temporal_saga.models import Outcome
 from tests.support.cards import card_token
 from tests.support.stock import new_stocked_sku
-from worker.clients import connect_temporal, service_clients
+from tests.support.web_ui import chromium, web_ui
+from worker.clients import service_clients
 from worker.runner import checkout_workers
 from worker.settings import Settings
 
@@ -31,14 +30,6 @@ pytestmark = pytest.mark.slow
 BROWSER_SECONDS = 120.0
 # How long the page may run its scripts (virtual time: it ends early once the page is idle).
 PAGE_BUDGET_MS = 10_000
-
-
-def chromium() -> str:
-    """Debian's chromium; a missing browser is a failure, not a skip (.ci/run installs it)."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("chromium is not installed: apt-get install -y chromium (.ci/run does)")
-    return found
 
 
 async def browse(url: str, profile: Path, *flags: str) -> str:
@@ -95,42 +86,18 @@ async def ui_stack(
 ) -> AsyncIterator[UiStack]:
     """A dev server with its Web UI pointed at a codec server, the real worker in this
     process, and two checkouts: one CONFIRMED, one REJECTED."""
-    data_dir = tmp_path_factory.mktemp("web-ui")
-    codec_port = free_port()
-    codec_url = f"http://127.0.0.1:{codec_port}"
-    processes: list[ManagedProcess] = []
-    try:
-        temporal, ui_url = await asyncio.to_thread(
-            start_temporal, data_dir, ui=True, extra_args=["--ui-codec-endpoint", codec_url]
-        )
-        processes.append(temporal)
-        assert ui_url is not None
-        codec = await asyncio.to_thread(start_codec_server, data_dir, {}, codec_port, ui_url)
-        processes.append(codec)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
-        env |= {"TEMPORAL_ADDRESS": temporal.address, "TEMPORAL_NAMESPACE": "default"}
-        for _ in range(60):  # bounded: the frontend is healthy within ~15 s
-            try:
-                client = await connect_temporal(env)
-                break
-            except RuntimeError:
-                await asyncio.sleep(0.25)
-        else:
-            pytest.fail("the dev server never became healthy")
+    async with web_ui(tmp_path_factory.mktemp("web-ui")) as ui:
         confirmed = _request(services, CARD_OK, "ok")
         rejected = _request(services, CARD_DECLINED, "declined")
         async with (
             service_clients(checkout_settings) as clients,
-            checkout_workers(client, checkout_settings, clients),
+            checkout_workers(ui.client, checkout_settings, clients),
         ):
             results = [
-                await place_checkout(client, request, checkout_settings.task_queue)
+                await place_checkout(ui.client, request, checkout_settings.task_queue)
                 for request in (confirmed, rejected)
             ]
-        yield UiStack(ui_url, client, codec, confirmed, rejected, results)
-    finally:
-        for proc in reversed(processes):
-            proc.stop()
+        yield UiStack(ui.ui_url, ui.client, ui.codec_server, confirmed, rejected, results)
 
 
 async def test_the_web_ui_lists_checkouts_by_status(ui_stack: UiStack, tmp_path: Path) -> None:
