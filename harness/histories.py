@@ -5,9 +5,9 @@
 
 (and, for live workflows, the operator's `checkout-saga replay --query ...`).
 
-`capture` starts its own stack (Temporal, the services, a checkout worker, the example trip's
-worker), drives one workflow per entry of PATHS and writes each one's history to
-DIR/<name>.json. A new path (a cancellation,
+`capture` starts its own stack (Temporal, the services, a checkout worker, the examples'
+workers: the trip's and the shipping's), drives one workflow per entry of PATHS and writes
+each one's history to DIR/<name>.json. A new path (a cancellation,
 a deadline, a fan-out) is one more entry in PATHS: a name and a coroutine that drives it and
 returns the id of the workflow whose history to keep.
 """
@@ -21,6 +21,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,9 +29,22 @@ import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import (
+    ApplicationError,
+    ApplicationErrorCategory,
+    WorkflowAlreadyStartedError,
+)
 
-from examples.trip.models import Simulation, TripRequest, trip_workflow_id
+from examples.shipping.models import OrderRequest, OrderResult, order_workflow_id
+from examples.shipping.models import Simulation as ShippingSimulation
+from examples.shipping.worker import task_queue as shipping_task_queue
+from examples.shipping.workflow import OrderWorkflow, ShippingWorkflow
+from examples.trip.activities import TripActivities
+from examples.trip.models import Booking, Simulation, TripRequest, trip_workflow_id
 from examples.trip.worker import task_queue as trip_task_queue
 from examples.trip.workflow import TripBookingWorkflow
 from harness.cli import run
@@ -70,6 +84,7 @@ from temporal_saga.models import (
     SweepAction,
 )
 from temporal_saga.reconcile import repair_workflow_id
+from temporal_saga.worker import saga_worker
 from worker.clients import connect_temporal
 from worker.runner import WORKFLOWS
 from worker.settings import Settings
@@ -83,8 +98,8 @@ DEFAULT_DIR = Path("tests/histories")
 RUN_ID = "history"
 PATH_TIMEOUT_SECONDS = 90.0
 # What the recorded histories replay against: the checkout worker's workflows, and the
-# example trip, which runs on a worker of its own (examples/trip/worker.py).
-HISTORY_WORKFLOWS: list[type] = [*WORKFLOWS, TripBookingWorkflow]
+# examples', each on a worker of its own (examples/trip/worker.py, examples/shipping/worker.py).
+HISTORY_WORKFLOWS: list[type] = [*WORKFLOWS, TripBookingWorkflow, OrderWorkflow, ShippingWorkflow]
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 app = typer.Typer(
@@ -114,6 +129,7 @@ class CaptureStack:
     service_headers: dict[str, str]  # the services' bearer token (services.auth)
     cards: CardTokens  # the test cards' tokens from this stack's payments service
     trip_task_queue: str  # the example trip's worker's
+    shipping_task_queue: str  # the shipping example's worker's
 
 
 # Drives one path against a running stack -> the workflow whose history to record.
@@ -292,7 +308,7 @@ def trip(name: str, **simulate: Any) -> TripRequest:
     )
 
 
-def _trip_outcome(result: SagaResult) -> str:
+def _saga_outcome(result: SagaResult) -> str:
     return result.status if result.reason_code is None else f"{result.status}:{result.reason_code}"
 
 
@@ -319,9 +335,136 @@ def trip_path(request: TripRequest, expected: str, operator: str | None = None) 
                     break
                 await asyncio.sleep(0.25)
             await handle.execute_update(TripBookingWorkflow.cancel, CancelSaga(reason="not now"))
-        outcome = _trip_outcome(await handle.result())
+        outcome = _saga_outcome(await handle.result())
         _expect(outcome, expected)
         return Recorded(handle.id, outcome + (f" ({operator})" if operator else ""))
+
+    return run
+
+
+# The trip's own simulation has no refusal: the refused car comes from these providers, on a
+# worker of this process (the recorded history is the trip's workflow all the same).
+REFUSED_CAR_TASK_QUEUE = "histories-trip-refused-car"
+
+
+class RefusedCarProviders(TripActivities):
+    """The trip's providers, but the car rental refuses once the flight and the hotel are
+    being booked; those two take long, and stop when the saga cancels them."""
+
+    @activity.defn(name="book_flight")
+    async def book_flight(self, trip: TripRequest) -> Booking:
+        await _until_cancelled()
+        return await super().book_flight(trip)
+
+    @activity.defn(name="book_hotel")
+    async def book_hotel(self, trip: TripRequest) -> Booking:
+        await _until_cancelled()
+        return await super().book_hotel(trip)
+
+    @activity.defn(name="book_car")
+    async def book_car(self, trip: TripRequest) -> Booking:
+        await asyncio.sleep(1)  # the others are under way
+        # Benign: an answer, not a fault (the worker logs it at debug, not with a traceback).
+        raise ApplicationError(
+            "no car left",
+            type="car_refused",
+            non_retryable=True,
+            category=ApplicationErrorCategory.BENIGN,
+        )
+
+
+async def _until_cancelled() -> None:
+    """Heartbeat for up to 30 s: a cancel reaches an activity through its heartbeats."""
+    for _ in range(300):
+        activity.heartbeat()
+        await asyncio.sleep(0.1)
+
+
+def _events(history: Any, event_type: int) -> list[Any]:
+    return [e for e in history.events if e.event_type == event_type]
+
+
+def trip_group_refused() -> PathRun:
+    """The car refused while the flight and the hotel are being booked: the group cancels
+    those two (and waits until they stopped), then all three are undone, newest first."""
+
+    async def run(stack: CaptureStack) -> Recorded:
+        request = trip("car-refused")
+        worker = saga_worker(
+            stack.client,
+            task_queue=REFUSED_CAR_TASK_QUEUE,
+            sagas=[TripBookingWorkflow],
+            activities=RefusedCarProviders().all(),
+            reconciler=False,
+            # Heartbeats sent at once, so the group's cancel reaches the two in flight.
+            max_heartbeat_throttle_interval=timedelta(milliseconds=100),
+            default_heartbeat_throttle_interval=timedelta(milliseconds=100),
+        )
+        async with worker:
+            handle = await stack.client.start_workflow(
+                TripBookingWorkflow.run,
+                request,
+                id=trip_workflow_id(request.trip_id),
+                task_queue=REFUSED_CAR_TASK_QUEUE,
+            )
+            result = await handle.result()
+        outcome = _saga_outcome(result)
+        _expect(outcome, "REJECTED:car_refused")
+        if result.compensations_done != ["cancel_car", "cancel_hotel", "cancel_flight"]:
+            raise CaptureError(f"not all three undone, newest first: {result}")
+        history = await handle.fetch_history()
+        cancelled = _events(history, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED)
+        if len(cancelled) != 2:
+            raise CaptureError(f"expected the flight and the hotel cancelled: {cancelled}")
+        return Recorded(handle.id, f"{outcome} (flight, hotel cancelled; 3 undone)")
+
+    return run
+
+
+def shipped_order(name: str, **simulate: Any) -> OrderRequest:
+    """The shipping example's order `history-<name>`, its desks simulated as asked."""
+    return OrderRequest(
+        order_id=f"{RUN_ID}-{name}",
+        sku="teapot",
+        address="1 Main Street, Springfield",
+        amount_cents=4_900,
+        attempts_before_attention=1,
+        simulate=ShippingSimulation.model_validate(simulate),
+    )
+
+
+async def _place_once(stack: CaptureStack, request: OrderRequest) -> OrderResult:
+    """The order's result; started unless an earlier path did (the child's path follows its
+    parent's, and runs alone too)."""
+    workflow_id = order_workflow_id(request.order_id)
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        await stack.client.start_workflow(
+            OrderWorkflow.run,
+            request,
+            id=workflow_id,
+            task_queue=stack.shipping_task_queue,
+            # A finished order is not run again: its history is the one to keep.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    return await stack.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id).result()
+
+
+def shipped_order_path(request: OrderRequest, expected: str, child: str | None = None) -> PathRun:
+    """Place the order; record it, or with `child` its nested saga (which must have ended
+    `child`)."""
+
+    async def run(stack: CaptureStack) -> Recorded:
+        outcome = _saga_outcome(await _place_once(stack, request))
+        _expect(outcome, expected)
+        workflow_id = order_workflow_id(request.order_id)
+        if child is None:
+            return Recorded(workflow_id, outcome)
+        handle = stack.client.get_workflow_handle_for(
+            ShippingWorkflow.run, f"{workflow_id}/shipping"
+        )
+        child_outcome = _saga_outcome(await handle.result())
+        _expect(child_outcome, child)
+        return Recorded(handle.id, f"{child_outcome} (nested in {workflow_id})")
 
     return run
 
@@ -478,6 +621,39 @@ PATHS: list[HistoryPath] = [
             "REJECTED:deadline_exceeded",
         ),
     ),
+    HistoryPath(
+        "trip-car-refused",
+        "the group: the car refused, the flight and hotel in flight cancelled, all 3 undone",
+        trip_group_refused(),
+    ),
+    HistoryPath(
+        "shipped-order-confirmed",
+        "the order charged: its nested shipping saga committed",
+        shipped_order_path(shipped_order("confirmed"), "CONFIRMED"),
+    ),
+    HistoryPath(
+        "shipped-order-declined",
+        "the charge declined after the shipping was booked: the child undone, then the stock",
+        shipped_order_path(
+            shipped_order("declined", charge_declined=True), "REJECTED:charge_declined"
+        ),
+    ),
+    HistoryPath(
+        "shipping-declined",
+        "that order's nested saga: booked, waited, compensated on its parent's word",
+        shipped_order_path(
+            shipped_order("declined", charge_declined=True),
+            "REJECTED:charge_declined",
+            child="REJECTED:parent_compensated",
+        ),
+    ),
+    HistoryPath(
+        "shipped-order-refused",
+        "carrier B refused: the nested saga rejects itself, the order releases its stock",
+        shipped_order_path(
+            shipped_order("refused", refusing_carrier="b"), "REJECTED:carrier_refused"
+        ),
+    ),
 ]
 
 
@@ -548,8 +724,15 @@ def capture(
         client = await connect_temporal({**os.environ, **env})
         headers = bearer_headers(env[SERVICE_TOKEN_ENV])
         cards = await tokenize_test_cards(service_urls["payments"], env[PUBLISHABLE_KEY_ENV])
-        trips = trip_task_queue(env)
-        stack = CaptureStack(client, Settings().task_queue, service_urls, headers, cards, trips)
+        stack = CaptureStack(
+            client,
+            Settings().task_queue,
+            service_urls,
+            headers,
+            cards,
+            trip_task_queue=trip_task_queue(env),
+            shipping_task_queue=shipping_task_queue(env),
+        )
         written = await _capture(stack, paths, out)
         # What was just written must replay against this code, or it is no use as a net.
         return written, await replay_files((w.file for w in written), HISTORY_WORKFLOWS)

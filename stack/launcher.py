@@ -1,5 +1,5 @@
 """Start and stop the real parts as processes: Temporal dev server, services, workers (the
-checkout's, and the example trip's).
+checkout's, and the examples': the trip's and the shipping's).
 
 Every process listens on 127.0.0.1 on a free port, logs to a file in the data directory, and
 is stopped (SIGTERM, then SIGKILL) by the Stack that started it, newest first. Within
@@ -25,6 +25,8 @@ from types import FrameType
 import httpx
 from pydantic import SecretStr
 
+from examples.shipping.worker import DEFAULT_TASK_QUEUE as SHIPPING_TASK_QUEUE
+from examples.shipping.worker import TASK_QUEUE_ENV as SHIPPING_TASK_QUEUE_ENV
 from examples.trip.worker import DEFAULT_TASK_QUEUE as TRIP_TASK_QUEUE
 from examples.trip.worker import TASK_QUEUE_ENV as TRIP_TASK_QUEUE_ENV
 from models.checkout import SEARCH_ATTRIBUTES as CHECKOUT_SEARCH_ATTRIBUTES
@@ -371,6 +373,14 @@ def start_trip_worker(data_dir: Path, env: Mapping[str, str]) -> ManagedProcess:
     return proc
 
 
+def start_shipping_worker(data_dir: Path, env: Mapping[str, str]) -> ManagedProcess:
+    """`python -m examples.shipping worker`: the nested-saga example's worker (both sagas)."""
+    args = [sys.executable, "-m", "examples.shipping", "worker"]
+    proc = _spawn("shipping-worker", args, data_dir, "", {**env, "PYTHONDONTWRITEBYTECODE": ""})
+    _wait_until(proc, lambda: "worker polling" in proc.log_tail(50), "shipping worker")
+    return proc
+
+
 @dataclass
 class Stack:
     """Temporal, the services and workers, started together and stopped newest first."""
@@ -399,6 +409,8 @@ class Stack:
         env[CODEC_KEYS_ENV] = self.codec_keys
         # The example trip's worker and starter (examples/trip) meet on this task queue.
         env[TRIP_TASK_QUEUE_ENV] = TRIP_TASK_QUEUE
+        # And the shipping example's (examples/shipping).
+        env[SHIPPING_TASK_QUEUE_ENV] = SHIPPING_TASK_QUEUE
         return env
 
     @property
@@ -465,11 +477,16 @@ def running_stack(
     encrypt: bool = True,
     temporal_args: Sequence[str] = (),
     trip_worker: bool = True,
+    shipping_worker: bool | None = None,
 ) -> Iterator[Stack]:
     """`encrypt`: payloads encrypted with a key made for this stack (and, with the UI, a
     codec server for it); False records them in clear (the replay tests' histories).
     `temporal_args`: more arguments of the dev server (the bench's `--metrics-port`).
-    `trip_worker`: also run the example saga's worker (`python -m examples.trip worker`)."""
+    `trip_worker`: also run the example saga's worker (`python -m examples.trip worker`).
+    `shipping_worker`: also run the nested-saga example's (`python -m examples.shipping
+    worker`); by default as `trip_worker` (the benches run neither)."""
+    if shipping_worker is None:
+        shipping_worker = trip_worker
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(data_dir, service_env=dict(service_env or {}))
     stack.service_env[SERVICE_TOKEN_ENV] = stack.service_token
@@ -505,6 +522,8 @@ def running_stack(
                 stack.processes.append(start_worker(data_dir, stack.env, index))
             if trip_worker:
                 stack.processes.append(start_trip_worker(data_dir, stack.env))
+            if shipping_worker:
+                stack.processes.append(start_shipping_worker(data_dir, stack.env))
             yield stack
         finally:
             stack.stop()

@@ -3,7 +3,8 @@
 tests/histories/*.json are recorded by `python -m harness.histories capture` (one per path of
 each saga, and of each fan-out workflow). A change to the workflow code that those histories
 no longer replay against would break the sagas running at deploy time; guard it with
-`workflow.patched`.
+`workflow.patched`. The examples' sagas (the trip, the shipped order and its nested shipping)
+replay against their own workers' workflows.
 """
 
 import asyncio
@@ -12,10 +13,15 @@ from pathlib import Path
 
 import pytest
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
+from examples.shipping.models import OrderRequest, OrderResult
+from examples.shipping.workflow import OrderWorkflow, ShippingWorkflow
+from examples.trip.models import TripRequest, TripResult
 from examples.trip.workflow import TripBookingWorkflow
 from harness.histories import HISTORY_WORKFLOWS, PATHS
 from models.checkout import CartItem, CheckoutRequest, checkout_workflow_id
@@ -52,6 +58,11 @@ HISTORIES = Path(__file__).parents[1] / "histories"
 RECORDED = history_files(HISTORIES)
 CHECKOUTS = [p for p in RECORDED if workflow_type(load_history(p)) == "Checkout"]
 TRIPS = [p for p in RECORDED if workflow_type(load_history(p)) == "TripBooking"]
+# The examples' sagas, each on a worker of its own.
+EXAMPLE_WORKFLOWS: list[type] = [TripBookingWorkflow, OrderWorkflow, ShippingWorkflow]
+EXAMPLE_TYPES = {workflow._Definition.must_from_class(c).name for c in EXAMPLE_WORKFLOWS}
+EXAMPLES = [p for p in RECORDED if workflow_type(load_history(p)) in EXAMPLE_TYPES]
+ORDERS = [p for p in RECORDED if workflow_type(load_history(p)) == "ShippedOrder"]
 CONFIRMED = HISTORIES / "confirmed.json"
 
 
@@ -62,11 +73,11 @@ def test_every_path_has_a_recorded_history() -> None:
     assert not missing, f"not recorded: {sorted(missing)}; run `{capture}`"
 
 
-def trip_replayer() -> Replayer:
-    """The example trip alone, in the sandbox of its own worker (saga_worker's): what the
-    trip's worker (examples/trip/worker.py) would run."""
+def example_replayer() -> Replayer:
+    """The examples' sagas, in the sandbox of their own workers (saga_worker's): what the
+    trip's and the shipping's workers (examples/*/worker.py) would run."""
     return Replayer(
-        workflows=[TripBookingWorkflow],
+        workflows=EXAMPLE_WORKFLOWS,
         data_converter=data_converter(),
         workflow_runner=sandbox_runner(),
     )
@@ -75,8 +86,8 @@ def trip_replayer() -> Replayer:
 @pytest.mark.parametrize("path", RECORDED, ids=[str(p.relative_to(HISTORIES)) for p in RECORDED])
 async def test_recorded_history_replays_against_current_workflows(path: Path) -> None:
     history = load_history(path)
-    # The checkout worker's histories against its workflows; the trip's against the trip.
-    against = trip_replayer() if path in TRIPS else replayer()
+    # The checkout worker's histories against its workflows; the examples' against theirs.
+    against = example_replayer() if path in EXAMPLES else replayer()
 
     result = await against.replay_workflow(history, raise_on_replay_failure=False)
 
@@ -106,16 +117,144 @@ def test_every_kind_of_workflow_is_recorded() -> None:
         CUSTOMER_LOYALTY_WORKFLOW_TYPE,
         ANALYTICS_WORKFLOW_TYPE,
         "TripBooking",
+        "ShippedOrder",
+        "Shipping",
         SWEEP_WORKFLOW,
         CHECKOUT_REPAIR,
     }
     assert recorded == expected
-    # A new workflow type, of the checkout's worker or the trip's, needs its history too.
+    # A new workflow type, of the checkout's worker or an example's, needs its history too.
     registered = {workflow._Definition.must_from_class(cls).name for cls in HISTORY_WORKFLOWS}
     assert registered == recorded
     assert set(WORKFLOWS) < set(HISTORY_WORKFLOWS)
-    assert "TripBooking" not in {workflow._Definition.must_from_class(c).name for c in WORKFLOWS}
+    assert set(EXAMPLE_WORKFLOWS) < set(HISTORY_WORKFLOWS)
+    assert not EXAMPLE_TYPES & {workflow._Definition.must_from_class(c).name for c in WORKFLOWS}
     assert len(TRIPS) >= 4, "the example saga's paths are recorded too"
+    assert len(ORDERS) >= 3, "the nested saga's parent paths are recorded too"
+
+
+def activity_events(history: WorkflowHistory) -> list[tuple[str, str]]:
+    """(what happened, to which activity) for the history's activity events, in order."""
+    names: dict[int, str] = {}
+    seen = []
+    kinds = {
+        EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: ("completed", "activity_task_completed"),
+        EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("failed", "activity_task_failed"),
+        EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED: (
+            "cancel requested",
+            "activity_task_cancel_requested",
+        ),
+        EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: ("cancelled", "activity_task_canceled"),
+    }
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attributes = event.activity_task_scheduled_event_attributes
+            names[event.event_id] = attributes.activity_type.name
+            seen.append(("scheduled", attributes.activity_type.name))
+        elif event.event_type in kinds:
+            what, field = kinds[event.event_type]
+            scheduled = getattr(event, f"{field}_event_attributes").scheduled_event_id
+            seen.append((what, names[scheduled]))
+    return seen
+
+
+def test_the_trip_group_history_cancels_the_members_in_flight_and_undoes_all_three() -> None:
+    """What trip-car-refused.json recorded: the car refused while the flight and the hotel
+    were in flight; both cancelled (and waited for) before all three are undone, newest
+    first."""
+    events = activity_events(load_history(HISTORIES / "trip-car-refused.json"))
+
+    assert events[:3] == [("scheduled", n) for n in ("book_flight", "book_hotel", "book_car")]
+    refused = events.index(("failed", "book_car"))
+    cancelled = [events.index(("cancelled", n)) for n in ("book_flight", "book_hotel")]
+    undone = [
+        events.index(("completed", n)) for n in ("cancel_car", "cancel_hotel", "cancel_flight")
+    ]
+    assert refused < min(cancelled) and max(cancelled) < undone[0] < undone[1] < undone[2]
+    assert not any(what == "completed" and name.startswith("book_") for what, name in events)
+
+
+def test_the_nested_saga_histories_undo_the_child_before_the_parents_stock() -> None:
+    """shipping-declined.json (the child) and shipped-order-declined.json (its parent): the
+    child booked both carriers, then undid them newest first on its parent's word; the parent
+    released its stock only once the child had told it that it ended."""
+    child = load_history(HISTORIES / "shipping-declined.json")
+    parent = load_history(HISTORIES / "shipped-order-declined.json")
+
+    assert [name for what, name in activity_events(child) if what == "completed"] == [
+        "book_pickup",
+        "book_delivery",
+        "cancel_delivery",
+        "cancel_pickup",
+    ]
+    assert [name for what, name in activity_events(parent) if what == "scheduled"] == [
+        "reserve_stock",
+        "charge",
+        "release_stock",
+    ]
+    signals = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in parent.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    assert set(signals) == {"child_saga_news"}
+    last_news = max(
+        e.event_id
+        for e in parent.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
+    release = next(
+        e.event_id
+        for e in parent.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "release_stock"
+    )
+    assert last_news < release
+
+
+# Unguarded changes to the examples, registered under their names: the car booked first in
+# the trip's group; the shipping booked before the stock is reserved.
+@workflow.defn(name="TripBooking")
+class CarFirstTrip(TripBookingWorkflow):
+    @workflow.run
+    async def run(self, trip: TripRequest) -> TripResult:
+        return await self.run_saga(self.car_first(trip))
+
+    async def car_first(self, trip: TripRequest) -> None:
+        await self.providers(self.book_car(trip), self.book_flight(trip), self.book_hotel(trip))
+        await self.take_payment(trip)
+
+
+@workflow.defn(name="ShippedOrder")
+class ShippingFirstOrder(OrderWorkflow):
+    @workflow.run
+    async def run(self, order: OrderRequest) -> OrderResult:
+        return await self.run_saga(self.shipping_first(order))
+
+    async def shipping_first(self, order: OrderRequest) -> None:
+        await self.shipping(order.shipment())
+        await self.reserve_stock(order)
+        await self.charge(order)
+
+
+@pytest.mark.parametrize(
+    ("changed", "histories"),
+    [(CarFirstTrip, TRIPS), (ShippingFirstOrder, ORDERS)],
+    ids=["trip", "shipped-order"],
+)
+async def test_unguarded_change_to_an_example_fails_its_recorded_histories(
+    changed: type, histories: list[Path]
+) -> None:
+    # Out of the sandbox: these classes live in this test module, which it would re-import.
+    against = Replayer(
+        workflows=[changed, ShippingWorkflow],
+        data_converter=data_converter(),
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    assert histories
+    for path in histories:
+        result = await against.replay_workflow(load_history(path), raise_on_replay_failure=False)
+        assert isinstance(result.replay_failure, NondeterminismError), (path.name, result)
 
 
 async def test_unguarded_change_fails_every_recorded_history() -> None:
