@@ -33,12 +33,12 @@ def saga_page(
         stuck = f", {', '.join(child.stuck)} stuck" if child.stuck else ""
         lines.append(f"Nested saga `{child.workflow_id}`: {state}{stuck}")
     if progress.compensations:
-        lines += ["", "| compensation | state | attempts |", "|---|---|---|"]
+        lines += ["", "Compensations, in the order they run:", ""]
         for report in progress.compensations:
-            state = report.state.value
-            if report.waiting_for:
-                state += f", waits for {report.waiting_for}"
-            lines.append(f"| {report.name} | {state} | {report.attempts} |")
+            waits = f", waits for {report.waiting_for}" if report.waiting_for else ""
+            lines.append(
+                f"- {report.name}: {report.state.value}, {_attempts(report.attempts)}{waits}"
+            )
     for report in progress.compensations:
         if report.state is not CompensationState.STUCK:
             continue
@@ -46,13 +46,17 @@ def saga_page(
         lines += [
             "",
             f"**Needs attention**: compensation `{report.name}` is stuck after "
-            f"{report.attempts} attempts. Last error: {error}",
+            f"{_attempts(report.attempts)}. Last error: {error}",
             "Once its cause is fixed, retry it:",
             f"`{_command(attention_command, info, 'retry', report.name)}`",
             "or, if it was undone by hand or cannot be, skip it with the reason:",
             f"`{_command(attention_command, info, 'skip', report.name)}`",
         ]
     return "\n".join(lines)
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"{count} attempts"
 
 
 def _command(attention_command: str | None, info: workflow.Info, verb: str, name: str) -> str:
