@@ -39,9 +39,6 @@ def shipping_worker(
         task_queue=queue or task_queue(),
         sagas=[OrderWorkflow, ShippingWorkflow],
         activities=(activities or ShopActivities()).all(),
-        # The engine's wiring check takes the nested saga's step for an activity named after
-        # the child's `run` (reported): that workflow is registered here, in `sagas`.
-        served_elsewhere={"run"},
     )
 
 
