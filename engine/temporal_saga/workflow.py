@@ -44,7 +44,7 @@ SagaMisuse error, after compensating when the pivot was not reached.
 
 import asyncio
 import inspect
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
@@ -204,7 +204,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
 
     # -- the run -----------------------------------------------------------------------------
 
-    async def run_saga(self, steps: Coroutine[Any, Any, object]) -> ResultT:
+    async def run_saga(self, steps: Awaitable[object]) -> ResultT:
         """Run `steps` (the saga's own coroutine, which calls its steps) under the saga's
         rules; returns the final result, once the work after the decision is done."""
         self._parent = parent_link()
@@ -212,7 +212,8 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         failure: SagaFailure | None = self._stop  # cancelled before it started
         misuse: SagaMisuse | None = None
         if failure is not None:
-            steps.close()
+            if inspect.iscoroutine(steps):
+                steps.close()
         else:
             self._steps_task = asyncio.ensure_future(steps)
             deadline = asyncio.ensure_future(self._enforce_deadline())
