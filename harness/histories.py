@@ -39,7 +39,12 @@ from temporalio.exceptions import (
     WorkflowAlreadyStartedError,
 )
 
-from examples.shipping.models import OrderRequest, OrderResult, order_workflow_id
+from examples.shipping.models import (
+    OrderRequest,
+    OrderResult,
+    ShippingResult,
+    order_workflow_id,
+)
 from examples.shipping.models import Simulation as ShippingSimulation
 from examples.shipping.worker import task_queue as shipping_task_queue
 from examples.shipping.workflow import OrderWorkflow, ShippingWorkflow
@@ -446,7 +451,9 @@ async def _place_once(stack: CaptureStack, request: OrderRequest) -> OrderResult
             # A finished order is not run again: its history is the one to keep.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
-    return await stack.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id).result()
+    handle = stack.client.get_workflow_handle(workflow_id, result_type=OrderResult)
+    result: OrderResult = await handle.result()
+    return result
 
 
 def shipped_order_path(request: OrderRequest, expected: str, child: str | None = None) -> PathRun:
@@ -459,8 +466,8 @@ def shipped_order_path(request: OrderRequest, expected: str, child: str | None =
         workflow_id = order_workflow_id(request.order_id)
         if child is None:
             return Recorded(workflow_id, outcome)
-        handle = stack.client.get_workflow_handle_for(
-            ShippingWorkflow.run, f"{workflow_id}/shipping"
+        handle = stack.client.get_workflow_handle(
+            f"{workflow_id}/shipping", result_type=ShippingResult
         )
         child_outcome = _saga_outcome(await handle.result())
         _expect(child_outcome, child)

@@ -279,12 +279,12 @@ async def test_the_order_command_places_an_order_on_a_dev_server(
         answer = OrderResult.model_validate_json(done.stdout)
         assert (answer.status, answer.reason_code) == (Outcome.REJECTED, "charge_declined")
         assert shipping_workflow_id(order_id) in done.stderr
-        child = dev_env.client.get_workflow_handle_for(
-            ShippingWorkflow.run, shipping_workflow_id(order_id)
+        child = dev_env.client.get_workflow_handle(
+            shipping_workflow_id(order_id), result_type=ShippingResult
         )
         assert (await child.result()).compensations_done == ["cancel_delivery", "cancel_pickup"]
-        parent = dev_env.client.get_workflow_handle_for(
-            OrderWorkflow.run, order_workflow_id(order_id)
+        parent = dev_env.client.get_workflow_handle(
+            order_workflow_id(order_id), result_type=OrderResult
         )
         await parent.result()
     assert desks.done(order_id)[-3:] == ["cancel_delivery", "cancel_pickup", "release_stock"]
