@@ -19,9 +19,9 @@ ERROR_CHARS = 300
 
 
 def saga_page(
-    saga: str, info: workflow.Info, progress: SagaProgress[Any], attention_command: str | None
+    info: workflow.Info, progress: SagaProgress[Any], attention_command: str | None
 ) -> str:
-    lines = [f"**{saga}**: {progress.status.value}"]
+    lines = [f"**{info.workflow_type}**: {progress.status.value}"]
     if progress.running:
         lines.append(f"Running: {', '.join(progress.running)}")
     elif progress.current_step and not progress.compensations:

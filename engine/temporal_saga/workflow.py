@@ -636,7 +636,6 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         status = self._status()
         workflow.set_current_details(
             saga_page(
-                type(self).__name__,
                 workflow.info(),
                 self._progress_now(status),
                 self.options.attention_command,
@@ -660,7 +659,8 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         )
 
     def _progress_now(self, status: SagaStatus) -> SagaProgress[Any]:
-        return SagaProgress[SagaResult](
+        # Built without validation: the page is redrawn at every change.
+        return SagaProgress[SagaResult].model_construct(
             status=status,
             current_step=self._current_step,
             running=list(self._running),

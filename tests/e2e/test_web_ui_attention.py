@@ -142,7 +142,7 @@ async def test_the_web_ui_shows_a_stuck_compensation_and_its_retry_command(
 
             text = await details.locator("body").inner_text()
             print(f"current details:\n{text}")
-            assert "CheckoutWorkflow: NEEDS_ATTENTION" in text, text
+            assert "Checkout: NEEDS_ATTENTION" in text, text
             row = await details.locator("li", has_text=STUCK).inner_text(timeout=5_000)
             assert row == f"{STUCK}: STUCK, 1 attempt", row
             said = " ".join((await attention.inner_text()).split())
@@ -173,7 +173,7 @@ async def test_the_web_ui_shows_a_stuck_compensation_and_its_retry_command(
             # The page says so too, once reloaded (the details are read once per load).
             await page.goto(history_url, wait_until="domcontentloaded")
             details = await show_current_details(page)
-            await details.locator("p", has_text="CheckoutWorkflow: REJECTED").wait_for()
+            await details.locator("p", has_text="Checkout: REJECTED").wait_for()
             text = await details.locator("body").inner_text()
             print(f"current details, retried:\n{text}")
             assert "Needs attention" not in text, text

@@ -258,7 +258,9 @@ async def test_cancel_from_the_pivot_on_is_refused_and_it_confirms(
     case.heal(handle)
     result = await result_of(handle)
     assert result.status is Outcome.CONFIRMED
-    assert result.steps_done == list(case.steps)
+    # In the order they ended (the trip's group members in any order), the pivot last.
+    assert sorted(result.steps_done[:3]) == sorted(case.steps[:3])
+    assert result.steps_done[3:] == [case.steps[3]]
     assert result.compensations == []
     assert statuses(await published(handle)) == ["RUNNING", "CONFIRMED"]
 

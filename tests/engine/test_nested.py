@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
@@ -185,6 +186,17 @@ async def test_a_childs_stuck_compensation_is_shown_by_its_parent_and_retried_th
     parent_progress = await progress(client, parent)
     assert parent_progress.status is SagaStatus.COMPENSATING
     assert parent_progress.children[0].stuck == ["undo_leg_one"]
+    # Both pages say so: the child's with the command that retries it (the Temporal CLI's:
+    # Legs names no command of its own), the parent's naming its stuck child.
+    child_page = await page_of(child)
+    assert "**Needs attention**: compensation `undo_leg_one` is stuck after" in child_page
+    assert (
+        f"`temporal workflow update execute --workflow-id {child.id} --name retry_compensation "
+        """--input '"undo_leg_one"'`"""
+    ) in child_page
+    parent_page = await page_of(parent)
+    assert f"Nested saga `{child.id}`: NEEDS_ATTENTION, undo_leg_one stuck" in parent_page
+    assert "- legs: RUNNING, 1 attempt, waits for nested saga" in parent_page
     settings = Settings(task_queue=TASK_QUEUE)
     # In a thread: the worker runs on this event loop.
     listed = await asyncio.to_thread(run_cli, dev_env, settings, "attention", "list", "--json")
@@ -249,6 +261,13 @@ def test_a_nested_saga_with_a_pivot_or_after_the_pivot_is_refused() -> None:
 def test_a_worker_without_the_nested_saga_is_refused(dev_env: WorkflowEnvironment) -> None:
     with pytest.raises(SagaWiringError, match="runs the nested saga Legs"):
         saga_worker(dev_env.client, task_queue="x", sagas=[Journey], activities=ACTIVITIES)
+
+
+async def page_of(handle: Handle) -> str:
+    """The saga's current details, as the Web UI reads them."""
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert isinstance(metadata, WorkflowMetadata)
+    return metadata.current_details
 
 
 async def _has(plan: Plan, what: str) -> bool:
