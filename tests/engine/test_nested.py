@@ -248,6 +248,27 @@ async def test_a_terminated_parent_is_settled_by_the_sweep_and_so_is_its_child(
     assert LEDGER[plan.plan_id][-3:] == ["undo_leg_two", "undo_leg_one", "release"]
 
 
+async def test_a_terminated_child_is_reset_by_the_sweep_and_takes_its_parents_word(
+    client: Client,
+) -> None:
+    # The check fails after a while: time to terminate the waiting child and sweep it.
+    plan, parent, child = await start(client, slow={"check": 8}, refuse=["check"])
+    await eventually(
+        lambda: _parent_has_child_ready(client, parent), "the parent running its check"
+    )
+    await child.terminate("lost")
+    report = await sweep_now(client, SweepRequest(saga_type="Legs"), TASK_QUEUE)
+    assert [entry.workflow_id for entry in report.entries] == [child.id], report
+    # The new run waits again for its parent's word (the sweep's cancel is not the parent's),
+    # then takes the compensate sent by id.
+    result = await result_of(parent)
+    assert (result.status, result.failed_step) == (Outcome.REJECTED, "check")
+    assert result.compensations_done == ["legs", "release"]
+    child_result = await result_of(client.get_workflow_handle(child.id))
+    assert child_result.reason_code == "parent_compensated"
+    assert LEDGER[plan.plan_id][-3:] == ["undo_leg_two", "undo_leg_one", "release"]
+
+
 def test_a_nested_saga_with_a_pivot_or_after_the_pivot_is_refused() -> None:
     with pytest.raises(SagaDefinitionError, match="it has a pivot"):
         ChildSaga(Journey)
