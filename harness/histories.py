@@ -418,7 +418,7 @@ def trip_group_refused() -> PathRun:
         if result.compensations_done != ["cancel_car", "cancel_hotel", "cancel_flight"]:
             raise CaptureError(f"not all three undone, newest first: {result}")
         history = await handle.fetch_history()
-        cancelled = _events(history, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED)
+        cancelled = _events(history, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED)
         if len(cancelled) != 2:
             raise CaptureError(f"expected the flight and the hotel cancelled: {cancelled}")
         return Recorded(handle.id, f"{outcome} (flight, hotel cancelled; 3 undone)")

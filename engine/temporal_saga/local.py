@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import FailureError
-from temporalio.workflow import ActivityCancellationType
 
 from temporal_saga.failures import read_failure
 
@@ -40,7 +39,6 @@ async def execute_local_first(
     task_queue: str | None = None,
     priority: Priority = Priority.default,
     local_attempts: int = LOCAL_ATTEMPTS,
-    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
     summary: str | None = None,
 ) -> R:
     """Up to `local_attempts` tries as a local activity; if the call still fails with an error
@@ -56,7 +54,6 @@ async def execute_local_first(
             arg,
             start_to_close_timeout=start_to_close_timeout,
             retry_policy=local_policy,
-            cancellation_type=cancellation_type,
             summary=summary,
         )
         return result
@@ -78,7 +75,6 @@ async def execute_local_first(
         heartbeat_timeout=heartbeat_timeout,
         task_queue=task_queue,
         priority=priority,
-        cancellation_type=cancellation_type,
         summary=summary,
     )
     return result

@@ -50,7 +50,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_arg
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
 
 from temporal_saga.compensations import (
     Compensations,
@@ -300,7 +299,8 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
 
     async def _run_group(self, group: Group, calls: Sequence[StepCall[Any]]) -> list[Any]:
         """Run a group's members together: every undo registered first, then all started;
-        the first to fail for good cancels the rest, which are waited for to the end."""
+        the first to fail for good cancels the rest (as a cancel stops a step: a request,
+        not a wait, so the answer never waits on a call that does not heartbeat)."""
         given = sorted(call.step.name for call in calls)
         if self._groups.get(group.name) is not group or given != sorted(group.member_names):
             raise SagaMisuse(
@@ -310,14 +310,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         for call in calls:
             self._begin(call.step, call.arg, call.undo_arg)
         self._publish()
-        members = [
-            asyncio.ensure_future(
-                self._perform(
-                    call.step, call.arg, ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-                )
-            )
-            for call in calls
-        ]
+        members = [asyncio.ensure_future(self._perform(call.step, call.arg)) for call in calls]
         try:
             await workflow.wait(members, return_when=asyncio.FIRST_EXCEPTION)
         except asyncio.CancelledError:
@@ -338,8 +331,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         return [task.result() for task in members]
 
     async def _stop_members(self, members: "Sequence[asyncio.Future[Any]]") -> None:
-        """Cancel the members still running and wait until each has ended (an activity
-        that keeps running is not undone before it ends)."""
+        """Cancel the members still running; each ends once its cancellation is sent."""
         for task in members:
             task.cancel()
         await run_to_completion(workflow.wait(members))
@@ -361,17 +353,12 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         self._current_step = step.name
         self._running.append(step.name)
 
-    async def _perform(
-        self,
-        step: Step[Any, T, Any],
-        arg: object,
-        cancellation: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
-    ) -> T:
+    async def _perform(self, step: Step[Any, T, Any], arg: object) -> T:
         try:
             if isinstance(step, ChildSaga):
                 result: T = await self._run_child(step, arg)
             else:
-                result = await self._execute(step, arg, cancellation)
+                result = await self._execute(step, arg)
         finally:
             self._running.remove(step.name)
         self._steps_done.append(step.name)
@@ -408,9 +395,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
                 f"{type(arg).__name__}: pass its argument with undo_arg="
             )
 
-    async def _execute(
-        self, step: Step[Any, T, Any], arg: object, cancellation: ActivityCancellationType
-    ) -> T:
+    async def _execute(self, step: Step[Any, T, Any], arg: object) -> T:
         forward_only = step.pivot or self._past_pivot
         policy = step.retry_policy or (FOREVER_RETRY if forward_only else STEP_RETRY)
         role = "pivot" if step.pivot else "forward step" if forward_only else "step"
@@ -425,7 +410,6 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
                 heartbeat_timeout=step.heartbeat_timeout,
                 task_queue=step.task_queue,
                 priority=step.priority,
-                cancellation_type=cancellation,
                 summary=summary,
             )
         activity: Any = step.activity
@@ -437,7 +421,6 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             heartbeat_timeout=step.heartbeat_timeout,
             task_queue=step.task_queue,
             priority=step.priority,
-            cancellation_type=cancellation,
             summary=summary,
         )
         return result

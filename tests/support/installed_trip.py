@@ -51,9 +51,13 @@ async def test_a_trip_confirms_and_a_declined_one_is_undone_newest_first() -> No
         async with trip_worker(env.client, TASK_QUEUE):
             confirmed = await book(env, declined=False)
             declined = await book(env, declined=True)
-    assert (confirmed.status, confirmed.steps_done) == (Outcome.CONFIRMED, STEPS)
+    # The providers, a group, in the order they ended; then the payment.
+    assert confirmed.status is Outcome.CONFIRMED
+    assert sorted(confirmed.steps_done[:3]) == sorted(STEPS[:3])
+    assert confirmed.steps_done[3:] == STEPS[3:]
     assert confirmed.compensations_done == []
     assert (declined.status, declined.reason_code) == (Outcome.REJECTED, "payment_declined")
-    assert (declined.failed_step, declined.steps_done) == ("take_payment", STEPS[:3])
+    assert declined.failed_step == "take_payment"
+    assert sorted(declined.steps_done) == sorted(STEPS[:3])
     assert declined.compensations_done == ["cancel_car", "cancel_hotel", "cancel_flight"]
     assert declined.trip_id != confirmed.trip_id  # the result's own field, from the input
