@@ -43,6 +43,7 @@ SagaMisuse error, after compensating when the pivot was not reached.
 """
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import MappingProxyType
@@ -259,7 +260,8 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             return self._stopped(), None
         err = task.exception()
         if err is None:
-            return None, None
+            # Stopped as its last step ended (in the same workflow task): the stop stands.
+            return self._stop, None
         if self._past_pivot:
             raise err  # nothing to undo: the workflow fails (or, for a bug, its task retries)
         if isinstance(err, SagaMisuse):
@@ -293,9 +295,18 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
                 f"step {step.name!r} is a member of the group {group.name!r}: run it with its "
                 f"group, self.{group.name}(...)"
             )
+        self._stop_if_stopped()
         self._begin(step, arg, undo_arg)
         self._publish()
         return await self._perform(step, arg)
+
+    def _stop_if_stopped(self) -> None:
+        """No step starts once a stop (a cancel, the deadline, a parent's compensate) was
+        taken. Cancelling the steps' task is not enough: when the step awaited completed in
+        the same workflow task that took the stop, the activity's result wins over the
+        cancellation and the steps' code goes on (the simulation found it)."""
+        if self._stop is not None:
+            raise asyncio.CancelledError(self._stop.detail)
 
     async def _run_group(self, group: Group, calls: Sequence[StepCall[Any]]) -> list[Any]:
         """Run a group's members together: every undo registered first, then all started;
@@ -307,6 +318,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
                 f"group {group.name!r} runs its members {', '.join(group.member_names)} "
                 f"together, each once: it was given {', '.join(given) or 'nothing'}"
             )
+        self._stop_if_stopped()
         for call in calls:
             self._begin(call.step, call.arg, call.undo_arg)
         self._publish()
@@ -335,6 +347,9 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         for task in members:
             task.cancel()
         await run_to_completion(workflow.wait(members))
+        for task in members:  # seen here: their cancellations are not errors to log
+            if not task.cancelled():
+                task.exception()
 
     def _begin(self, step: Step[Any, Any, Any], arg: object, undo_arg: object) -> None:
         """Check the step, register its undo, and count it as running."""
@@ -445,7 +460,17 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             if not run.started:
                 return None  # never started: nothing to undo
             if run.final is None:
-                await tell(run.workflow_id, "parent_saga_word", ParentWord.COMPENSATE)
+                try:
+                    await tell(run.workflow_id, "parent_saga_word", ParentWord.COMPENSATE)
+                except Exception:
+                    # Not found: it has just ended (its last news on the way) or was
+                    # terminated (the sweep resets it): wait for its news, else retry.
+                    with contextlib.suppress(TimeoutError):
+                        await workflow.wait_condition(
+                            lambda: run.final is not None, timeout=RESEND_EVERY
+                        )
+                    if run.final is None:
+                        raise
                 await workflow.wait_condition(lambda: run.final is not None)
             assert run.final is not None
             if final_outcome(run.final) is Outcome.CONFIRMED:

@@ -1,0 +1,318 @@
+"""Run schedules on a Temporal server and check the rules: the driver starts each plan's
+saga, acts on its events as the activities report their calls (a cancel as a step starts),
+plays the operator when a compensation is stuck, then gathers what the rules read."""
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.worker import Replayer
+
+from temporal_saga import SAGA_STATUS
+from temporal_saga.client import sweep_now
+from temporal_saga.models import (
+    CancelSaga,
+    SagaProgress,
+    SagaResult,
+    SagaStatus,
+    SkipCompensation,
+    SweepRequest,
+)
+from temporal_saga.worker import saga_worker, sandbox_runner
+from tests.engine.simulation.plans import Event, OperatorAction, Plan
+from tests.engine.simulation.rules import Finished, judge
+from tests.engine.simulation.sagas import ACTIVITIES, HEALED, HOOKS, LEDGER, SAGAS, SimSaga
+
+TASK_QUEUE = "simulation"
+# A worker that keeps no workflow in cache: each task replays the history so far.
+REPLAYING_QUEUE = "simulation-replaying"
+RESULT_SECONDS = 120.0
+# Once an undo's call failed, how often the operator looks for a stuck saga.
+OPERATOR_POLL_SECONDS = 0.25
+Handle = WorkflowHandle[Any, Any]
+# The driver's tasks (events, the operator) of each schedule running, by plan id.
+DRIVING: dict[str, list[asyncio.Task[None]]] = {}
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    violations: list[tuple[str, str]]
+    decision: str
+    # What the schedule exercised: rules checked, events fired, outcomes met, operator acts.
+    exercised: Counter[str] = field(default_factory=Counter)
+    # Terminated by its schedule: settled by the sweep, then judged.
+    terminated: bool = False
+
+
+@contextlib.asynccontextmanager
+async def simulation_workers(client: Client) -> AsyncIterator[None]:
+    async with (
+        saga_worker(client, task_queue=TASK_QUEUE, sagas=SAGAS, activities=ACTIVITIES),
+        saga_worker(
+            client,
+            task_queue=REPLAYING_QUEUE,
+            sagas=SAGAS,
+            activities=ACTIVITIES,
+            max_cached_workflows=0,
+        ),
+    ):
+        yield
+
+
+async def run_plans(
+    client: Client,
+    plans: Sequence[Plan],
+    *,
+    concurrency: int = 16,
+    on_done: Callable[[Outcome], None] = lambda outcome: None,
+) -> list[Outcome]:
+    """Run every plan (at most `concurrency` at once) on workers already polling."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(plan: Plan) -> Outcome:
+        async with gate:
+            outcome = await run_plan(client, plan)
+        if not outcome.terminated:
+            DRIVING.pop(plan.plan_id, None)
+            on_done(outcome)
+        return outcome
+
+    outcomes = list(await asyncio.gather(*(one(plan) for plan in plans)))
+    terminated = [outcome for outcome in outcomes if outcome.terminated]
+    if terminated:
+        # One sweep settles every terminated saga (and, through them, their nested sagas).
+        await sweep_now(client, SweepRequest(saga_type="SimSaga"), TASK_QUEUE)
+        settled = await asyncio.gather(*(_settled(client, o) for o in terminated))
+        for outcome in settled:
+            on_done(outcome)
+        by_id = {outcome.plan.plan_id: outcome for outcome in settled}
+        outcomes = [by_id.get(outcome.plan.plan_id, outcome) for outcome in outcomes]
+    return outcomes
+
+
+async def run_plan(client: Client, plan: Plan) -> Outcome:
+    LEDGER.pop(plan.plan_id, None)
+    HEALED.discard(plan.plan_id)
+    exercised: Counter[str] = Counter()
+    handle: Handle = client.get_workflow_handle(plan.plan_id)
+    child: Handle = client.get_workflow_handle(f"{plan.plan_id}/child")
+    tasks: list[asyncio.Task[None]] = []
+    DRIVING[plan.plan_id] = tasks
+    HOOKS[plan.plan_id] = _hook(plan, handle, child, tasks, exercised)
+    keep_driving = False
+    try:
+        await client.start_workflow(
+            SimSaga.run,
+            plan,
+            id=plan.plan_id,
+            task_queue=REPLAYING_QUEUE if plan.replay_every_task else TASK_QUEUE,
+        )
+        try:
+            result = SagaResult.model_validate(
+                await asyncio.wait_for(handle.result(), timeout=RESULT_SECONDS)
+            )
+        except WorkflowFailureError as err:
+            terminates = any(event.kind == "terminate" for event in plan.events)
+            status = (await handle.describe()).status
+            if terminates and status is WorkflowExecutionStatus.TERMINATED:
+                exercised["event terminate, then the sweep"] += 1
+                # The driver stays on: the sweep's new run compensates (or goes on) at once.
+                keep_driving = True
+                return Outcome(plan, [], "terminated", exercised, terminated=True)
+            return Outcome(plan, [("every_saga_ends", f"failed: {err.cause}")], "none", exercised)
+        except TimeoutError:
+            return Outcome(plan, [("every_saga_ends", "no result in time")], "none", exercised)
+        finally:
+            if not keep_driving:
+                await _ended(tasks)
+        return await _judged(client, plan, handle, child, result, exercised)
+    finally:
+        if not keep_driving:
+            HOOKS.pop(plan.plan_id, None)
+
+
+async def _ended(tasks: list[asyncio.Task[None]]) -> None:
+    """The driver's work for a schedule that ended: nothing left to act on."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _settled(client: Client, terminated: Outcome) -> Outcome:
+    """A terminated saga once the sweep reset it: its new run's result, judged."""
+    plan = terminated.plan
+    handle: Handle = client.get_workflow_handle(plan.plan_id)
+    child: Handle = client.get_workflow_handle(f"{plan.plan_id}/child")
+    tasks = DRIVING.pop(plan.plan_id, [])
+    try:
+        result = SagaResult.model_validate(
+            await asyncio.wait_for(handle.result(), timeout=RESULT_SECONDS)
+        )
+    except (TimeoutError, WorkflowFailureError) as err:
+        words = f"after the sweep: {type(err).__name__}: {err}"
+        return Outcome(plan, [("every_saga_ends", words)], "none", terminated.exercised)
+    finally:
+        await _ended(tasks)
+        HOOKS.pop(plan.plan_id, None)
+    return await _judged(client, plan, handle, child, result, terminated.exercised, swept=True)
+
+
+async def _judged(
+    client: Client,
+    plan: Plan,
+    handle: Handle,
+    child: Handle,
+    result: SagaResult,
+    exercised: Counter[str],
+    *,
+    swept: bool = False,
+) -> Outcome:
+    finished = await _finished(client, plan, handle, child, result)
+    finished.swept = swept
+    checked, broken = judge(finished)
+    exercised.update(f"rule {name}" for name in checked)
+    _count(plan, finished, exercised)
+    return Outcome(plan, broken, result.status.value, exercised)
+
+
+def _hook(
+    plan: Plan,
+    handle: Handle,
+    child: Handle,
+    tasks: list[asyncio.Task[None]],
+    exercised: Counter[str],
+) -> Callable[[str, str, int], None]:
+    """What the driver does as an activity reports a call: the plan's events, and the
+    operator after an undo failed."""
+    actions = list(plan.operator)
+    operating: dict[str, asyncio.Task[None]] = {}
+
+    def hook(trigger: str, slot: str, nth: int) -> None:
+        loop = asyncio.get_running_loop()
+        for event in plan.events:
+            if (event.trigger, event.slot, event.nth) == (trigger, slot, nth):
+                exercised[f"event {event.kind} at {trigger}"] += 1
+                tasks.append(loop.create_task(_apply(event, handle)))
+        if trigger == "undo_fail" and not plan.continue_with_error:
+            owner = child if slot[0] == "c" else handle
+            if owner.id not in operating:
+                operating[owner.id] = loop.create_task(_operate(plan, owner, actions, exercised))
+                tasks.append(operating[owner.id])
+
+    return hook
+
+
+async def _apply(event: Event, handle: Handle) -> None:
+    with contextlib.suppress(Exception):  # refused (too late), or the saga has ended
+        if event.kind == "cancel_update":
+            await handle.execute_update("cancel", CancelSaga(reason="simulated cancel"))
+        elif event.kind == "temporal_cancel":
+            await handle.cancel()
+        elif event.kind == "terminate":
+            await handle.terminate("simulated terminate")
+
+
+async def _operate(
+    plan: Plan, handle: Handle, actions: list[OperatorAction], exercised: Counter[str]
+) -> None:
+    """The operator, from the first failed undo until the schedule ends: whenever the saga
+    (or its nested saga) is stuck, the plan's next action on each stuck compensation."""
+    while True:  # bounded: the driver cancels it when the schedule ends
+        await asyncio.sleep(OPERATOR_POLL_SECONDS)
+        try:
+            progress = await handle.query("status", result_type=SagaProgress[SagaResult])
+        except Exception:  # slow to answer (a worker replaying it), or ended: look again
+            continue
+        if progress.status is not SagaStatus.NEEDS_ATTENTION:
+            continue
+        action = actions.pop(0) if actions else "heal_and_retry"
+        exercised[f"operator {action}"] += 1
+        if action == "heal_and_retry":
+            HEALED.add(plan.plan_id)
+        for name in progress.stuck:
+            with contextlib.suppress(Exception):  # already acted on
+                if action == "skip":
+                    await handle.execute_update(
+                        "skip_compensation",
+                        SkipCompensation(reason="simulated operator", name=name),
+                    )
+                else:
+                    await handle.execute_update("retry_compensation", name)
+
+
+async def _finished(
+    client: Client, plan: Plan, handle: Handle, child: Handle, result: SagaResult
+) -> Finished:
+    child_result: SagaResult | None = None
+    child_events = []
+    if plan.child_stage is not None and "child" in _registered(result):
+        with contextlib.suppress(Exception):  # never started (stopped before it)
+            child_result = SagaResult.model_validate(
+                await asyncio.wait_for(child.result(), timeout=RESULT_SECONDS)
+            )
+            child_events = list((await child.fetch_history()).events)
+    history = await handle.fetch_history()
+    replay_error = await _replay(
+        client, [history, *([await child.fetch_history()] if child_events else [])]
+    )
+    progress = await handle.query("status", result_type=SagaProgress[SagaResult])
+    described = await handle.describe()
+    attribute = described.typed_search_attributes.get(SAGA_STATUS)
+    return Finished(
+        plan=plan,
+        ledger=list(LEDGER.get(plan.plan_id, [])),
+        result=result,
+        child_result=child_result,
+        events=list(history.events),
+        child_events=child_events,
+        status_query=progress.status.value,
+        status_attribute=attribute,
+        replay_error=replay_error,
+    )
+
+
+def _registered(result: SagaResult) -> set[str]:
+    return {report.name for report in result.compensations} | set(result.steps_done)
+
+
+async def _replay(client: Client, histories: list[Any]) -> str | None:
+    replayer = Replayer(
+        workflows=SAGAS,
+        data_converter=client.data_converter,
+        workflow_runner=sandbox_runner(),
+    )
+    for history in histories:
+        try:
+            await replayer.replay_workflow(history)
+        except Exception as err:
+            return f"{history.workflow_id}: {type(err).__name__}: {err}"
+    return None
+
+
+def _count(plan: Plan, f: Finished, exercised: Counter[str]) -> None:
+    exercised[f"decision {f.result.status.value}"] += 1
+    for stage in plan.stages:
+        exercised[f"stage {stage.kind}"] += 1
+    for call in plan.calls():
+        exercised[f"step {call.outcome}"] += 1
+        if call.slot[0] in "ulgc":
+            exercised[f"undo {call.undo}"] += 1
+        if call.slot[0] == "l":
+            exercised["step local first"] += 1
+    for name in ("parallel", "continue_with_error", "replay_every_task"):
+        if getattr(plan, name):
+            exercised[f"option {name}"] += 1
+    if plan.deadline_seconds is not None:
+        exercised["option deadline"] += 1
+    if f.result.reason_code:
+        exercised[f"reason {f.result.reason_code}"] += 1
