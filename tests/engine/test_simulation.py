@@ -2,7 +2,7 @@
 of the engine is caught by its rule within the CI seeds and shrunk to a smaller schedule
 that still breaks it; terminated schedules are settled by the sweep under the same rules
 (dev server); the regressions found stay fixed. The CI seeds themselves run by the long
-command (issue 27 is open: their test failed once in a full CI run, not yet understood).
+command (issue 27 is open: their test ran past the 300 s timeout in a full CI run).
 
 The long run: `python -m tests.engine.simulation --schedules 10000 --seed 1`
 (docs/reliability.md has its table).
