@@ -92,19 +92,11 @@ class ChildSaga(Step[A, R, None]):
                 f"ChildSaga({saga.__qualname__}): it has no @workflow.run method: decorate the "
                 "class with @workflow.defn and its run with @workflow.run"
             )
-        self.activity = run
-        self.undo = None
-        self.pivot = False
-        self.local_first = False
-        self.start_to_close_timeout = execution_timeout or timedelta(0)
-        self.retry_policy = None
-        self.heartbeat_timeout = None
-        self.task_queue = task_queue
+        # A Step whose "activity" is the child's run (no undo of its own: the child's
+        # compensations are its undo, named after the step).
+        super().__init__(run, task_queue=task_queue)
         self.execution_timeout = execution_timeout
-        self.name = ""
         self.child = saga
-        self.undo_name = None
-        self.undo_arg_type = None
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name

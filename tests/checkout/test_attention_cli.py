@@ -7,7 +7,6 @@ attribute. An operator retries one (after the fault is gone) and skips the other
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -16,19 +15,14 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from models.checkout import (
-    CartItem,
-    CheckoutOptions,
-    CheckoutRequest,
     CheckoutResult,
     checkout_workflow_id,
 )
-from models.payments import CARD_DECLINED
 from services.auth import headers_from_env
 from temporal_saga.models import Outcome
 from temporal_saga.reconcile import NEEDS_ATTENTION_QUERY
-from tests.support.cards import card_token
 from tests.support.cli import run_cli
-from tests.support.stock import new_stocked_sku
+from tests.support.stuck_refund import declined_request, refunds_failing
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 
@@ -37,27 +31,7 @@ pytestmark = pytest.mark.usefixtures("checkout_worker")
 
 @pytest.fixture
 def refunds_down(services: dict[str, str]) -> Iterator[str]:
-    """Refunds answer 503 until the test clears the fault; charges still work."""
-    url = f"{services['payments']}/admin/fault"
-    httpx.put(
-        url, json={"fail": True, "paths": ["/charges/"]}, timeout=5, headers=headers_from_env()
-    ).raise_for_status()
-    try:
-        yield url
-    finally:
-        httpx.put(url, json={}, timeout=5, headers=headers_from_env()).raise_for_status()
-
-
-def declined_request(services: dict[str, str]) -> CheckoutRequest:
-    sku = new_stocked_sku(services, "ATT", 3, unit_price_cents=700)
-    return CheckoutRequest(
-        order_id=f"attention-{uuid.uuid4().hex[:10]}",
-        customer_id="customer-attention",
-        email="attention@example.com",
-        payment_token=card_token(services["payments"], CARD_DECLINED),
-        items=[CartItem(sku=sku, quantity=1)],
-        options=CheckoutOptions(compensation_attempts_before_attention=1),
-    )
+    yield from refunds_failing(services)
 
 
 async def listed_stuck(env: WorkflowEnvironment, ids: list[str]) -> None:
@@ -75,7 +49,7 @@ async def test_operator_lists_retries_and_skips_stuck_refunds(
     services: dict[str, str],
     refunds_down: str,
 ) -> None:
-    requests = [declined_request(services), declined_request(services)]
+    requests = [declined_request(services, "attention"), declined_request(services, "attention")]
     handles: list[WorkflowHandle[CheckoutWorkflow, CheckoutResult]] = [
         await dev_env.client.start_workflow(
             CheckoutWorkflow.run,

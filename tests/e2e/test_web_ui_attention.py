@@ -8,7 +8,6 @@ so the browser waits for elements (Playwright), never for the page to go idle.""
 
 import asyncio
 import shlex
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,20 +18,15 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from models.checkout import (
-    CartItem,
-    CheckoutOptions,
-    CheckoutRequest,
     CheckoutResult,
     checkout_workflow_id,
 )
-from models.payments import CARD_DECLINED
 from services.auth import headers_from_env
 from temporal_saga.models import Outcome
 from temporal_saga.search import SAGA_STATUS
-from tests.support.cards import card_token
 from tests.support.cli import run_cli
 from tests.support.polling import eventually
-from tests.support.stock import new_stocked_sku
+from tests.support.stuck_refund import declined_request, refunds_failing
 from tests.support.web_ui import CHROMIUM_ARGS, chromium, web_ui
 from worker.clients import service_clients
 from worker.runner import checkout_workers
@@ -49,26 +43,7 @@ STUCK = "refund_payment"
 
 @pytest.fixture
 def refunds_down(services: dict[str, str]) -> Iterator[str]:
-    """Refunds answer 503 until the test clears the fault; charges still work."""
-    url = f"{services['payments']}/admin/fault"
-    fault = {"fail": True, "paths": ["/charges/"]}
-    httpx.put(url, json=fault, timeout=5, headers=headers_from_env()).raise_for_status()
-    try:
-        yield url
-    finally:
-        httpx.put(url, json={}, timeout=5, headers=headers_from_env()).raise_for_status()
-
-
-def declined_request(services: dict[str, str]) -> CheckoutRequest:
-    sku = new_stocked_sku(services, "UIATT", 3, unit_price_cents=700)
-    return CheckoutRequest(
-        order_id=f"ui-attention-{uuid.uuid4().hex[:10]}",
-        customer_id="customer-ui-attention",
-        email="ui-attention@example.com",
-        payment_token=card_token(services["payments"], CARD_DECLINED),
-        items=[CartItem(sku=sku, quantity=1)],
-        options=CheckoutOptions(compensation_attempts_before_attention=1),
-    )
+    yield from refunds_failing(services)
 
 
 async def saga_status(client: Client, workflow_id: str) -> str | None:
@@ -106,7 +81,7 @@ async def test_the_web_ui_shows_a_stuck_compensation_and_its_retry_command(
         checkout_workers(ui.client, checkout_settings, clients),
         async_playwright() as playwright,
     ):
-        request = declined_request(services)
+        request = declined_request(services, "ui-attention")
         handle = await ui.client.start_workflow(
             CheckoutWorkflow.run,
             request,

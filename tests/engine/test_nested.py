@@ -37,13 +37,13 @@ from temporal_saga.worker import SagaWiringError, saga_worker
 from tests.support.cli import run_cli
 from tests.support.composed_sagas import (
     ACTIVITIES,
+    DO,
     HEALED,
     LEDGER,
     SAGAS,
     Journey,
     Legs,
     Plan,
-    leg_one,
 )
 from tests.support.polling import eventually
 from worker.settings import Settings
@@ -275,7 +275,7 @@ def test_a_nested_saga_with_a_pivot_or_after_the_pivot_is_refused() -> None:
     with pytest.raises(SagaDefinitionError, match="is a nested saga after the pivot"):
 
         class _Late(SagaWorkflow[Plan, SagaResult]):
-            first = Step(leg_one, pivot=True)
+            first = Step(DO["leg_one"], pivot=True)
             legs = ChildSaga(Legs)
 
 

@@ -5,6 +5,7 @@ In a module of its own, with few imports: the workflow sandbox imports it again 
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -64,92 +65,26 @@ async def _undo(plan: Plan, name: str) -> None:
     _did(plan, name)
 
 
-@activity.defn
-async def hold(plan: Plan) -> str:
-    return await _act(plan, "hold")
+def _doing(name: str) -> Callable[[Plan], Awaitable[str]]:
+    async def do(plan: Plan) -> str:
+        return await _act(plan, name)
+
+    return activity.defn(name=name)(do)
 
 
-@activity.defn
-async def release(plan: Plan) -> None:
-    await _undo(plan, "release")
+def _undoing(name: str) -> Callable[[Plan], Awaitable[None]]:
+    async def undo(plan: Plan) -> None:
+        await _undo(plan, name)
+
+    return activity.defn(name=name)(undo)
 
 
-@activity.defn
-async def book_b(plan: Plan) -> str:
-    return await _act(plan, "book_b")
-
-
-@activity.defn
-async def cancel_b(plan: Plan) -> None:
-    await _undo(plan, "cancel_b")
-
-
-@activity.defn
-async def book_c(plan: Plan) -> str:
-    return await _act(plan, "book_c")
-
-
-@activity.defn
-async def cancel_c(plan: Plan) -> None:
-    await _undo(plan, "cancel_c")
-
-
-@activity.defn
-async def book_d(plan: Plan) -> str:
-    return await _act(plan, "book_d")
-
-
-@activity.defn
-async def cancel_d(plan: Plan) -> None:
-    await _undo(plan, "cancel_d")
-
-
-@activity.defn
-async def check(plan: Plan) -> str:
-    return await _act(plan, "check")
-
-
-@activity.defn
-async def pay(plan: Plan) -> str:
-    return await _act(plan, "pay")
-
-
-@activity.defn
-async def leg_one(plan: Plan) -> str:
-    return await _act(plan, "leg_one")
-
-
-@activity.defn
-async def undo_leg_one(plan: Plan) -> None:
-    await _undo(plan, "undo_leg_one")
-
-
-@activity.defn
-async def leg_two(plan: Plan) -> str:
-    return await _act(plan, "leg_two")
-
-
-@activity.defn
-async def undo_leg_two(plan: Plan) -> None:
-    await _undo(plan, "undo_leg_two")
-
-
-ACTIVITIES = [
-    hold,
-    release,
-    book_b,
-    cancel_b,
-    book_c,
-    cancel_c,
-    book_d,
-    cancel_d,
-    check,
-    pay,
-    leg_one,
-    undo_leg_one,
-    leg_two,
-    undo_leg_two,
-]
+# Each activity by its name: the steps', then the undos'.
+DO = {name: _doing(name) for name in ("hold", "book_b", "book_c", "book_d", "check", "pay")}
+DO |= {name: _doing(name) for name in ("leg_one", "leg_two")}
+UNDO = {name: _undoing(name) for name in ("release", "cancel_b", "cancel_c", "cancel_d")}
+UNDO |= {name: _undoing(name) for name in ("undo_leg_one", "undo_leg_two")}
+ACTIVITIES: list[Callable[..., Awaitable[object]]] = [*DO.values(), *UNDO.values()]
 HEARTBEAT = timedelta(seconds=2)
 
 
@@ -166,12 +101,12 @@ def _options(plan: Plan) -> SagaOptions:
 class GroupedBooking(SagaWorkflow[Plan, SagaResult]):
     """hold, then b, c and d together, then pay (the pivot)."""
 
-    hold = Step(hold, undo=release)
-    b = Step(book_b, undo=cancel_b, heartbeat_timeout=HEARTBEAT)
-    c = Step(book_c, undo=cancel_c, heartbeat_timeout=HEARTBEAT)
-    d = Step(book_d, undo=cancel_d, heartbeat_timeout=HEARTBEAT)
+    hold = Step(DO["hold"], undo=UNDO["release"])
+    b = Step(DO["book_b"], undo=UNDO["cancel_b"], heartbeat_timeout=HEARTBEAT)
+    c = Step(DO["book_c"], undo=UNDO["cancel_c"], heartbeat_timeout=HEARTBEAT)
+    d = Step(DO["book_d"], undo=UNDO["cancel_d"], heartbeat_timeout=HEARTBEAT)
     together = Group(b, c, d)
-    pay = Step(pay, pivot=True)
+    pay = Step(DO["pay"], pivot=True)
 
     @workflow.init
     def __init__(self, plan: Plan) -> None:
@@ -192,8 +127,8 @@ class GroupedBooking(SagaWorkflow[Plan, SagaResult]):
 class Legs(SagaWorkflow[Plan, SagaResult]):
     """Two legs, no pivot: run nested, its parent decides."""
 
-    leg_one = Step(leg_one, undo=undo_leg_one, heartbeat_timeout=HEARTBEAT)
-    leg_two = Step(leg_two, undo=undo_leg_two, heartbeat_timeout=HEARTBEAT)
+    leg_one = Step(DO["leg_one"], undo=UNDO["undo_leg_one"], heartbeat_timeout=HEARTBEAT)
+    leg_two = Step(DO["leg_two"], undo=UNDO["undo_leg_two"], heartbeat_timeout=HEARTBEAT)
 
     @workflow.init
     def __init__(self, plan: Plan) -> None:
@@ -212,10 +147,10 @@ class Legs(SagaWorkflow[Plan, SagaResult]):
 class Journey(SagaWorkflow[Plan, SagaResult]):
     """hold, the legs (a nested saga), a check, then pay (the pivot)."""
 
-    hold = Step(hold, undo=release)
+    hold = Step(DO["hold"], undo=UNDO["release"])
     legs = ChildSaga(Legs)
-    check = Step(check, heartbeat_timeout=HEARTBEAT)
-    pay = Step(pay, pivot=True)
+    check = Step(DO["check"], heartbeat_timeout=HEARTBEAT)
+    pay = Step(DO["pay"], pivot=True)
 
     @workflow.init
     def __init__(self, plan: Plan) -> None:
