@@ -489,17 +489,19 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         await asyncio.gather(*(self._commit(run) for run in self._children.values()))
 
     async def _commit(self, run: ChildRun) -> None:
+        """Until the child's last news says it ended, so the parent's status and result
+        show it CONFIRMED (a child being reset by the sweep takes it on its new run)."""
         while run.started and run.final is None:
             try:
                 await tell(run.workflow_id, "parent_saga_word", ParentWord.COMMIT)
-                return
             except Exception as err:  # the child is closed or not there yet: try again
                 if is_cancelled_exception(err):
                     raise
                 workflow.logger.warning(
                     "nested saga %s did not take commit: %s", run.workflow_id, err
                 )
-                await workflow.sleep(RESEND_EVERY)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: run.final is not None, timeout=RESEND_EVERY)
 
     async def _await_parent_word(self) -> SagaFailure | None:
         """A nested saga's steps are done: tell the parent, and wait for its word (a cancel
@@ -756,6 +758,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
 
     @retry_compensation.validator
     def _validate_retry(self, name: str | None = None) -> None:
+        self._refuse_for_a_child(name)
         self._compensations.validate_retry(name)
 
     @workflow.update
@@ -765,7 +768,22 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
 
     @skip_compensation.validator
     def _validate_skip(self, request: SkipCompensation) -> None:
+        self._refuse_for_a_child(request.name)
         self._compensations.validate_skip(request.reason, request.name)
+
+    def _refuse_for_a_child(self, name: str | None) -> None:
+        """A nested saga's compensation waits for the child, whose own compensation is the
+        one stuck: send the operator there."""
+        run = self._children.get(name or "")
+        if run is None or run.final is not None:
+            return
+        raise ApplicationError(
+            f"compensation {name!r} waits for the nested saga {run.workflow_id} "
+            f"({run.words}): retry or skip its stuck compensation there "
+            f"(--workflow-id {run.workflow_id})",
+            type="NothingToResolve",
+            non_retryable=True,
+        )
 
     @workflow.signal
     def parent_saga_word(self, word: ParentWord) -> None:

@@ -95,6 +95,9 @@ async def test_the_childs_work_stands_once_the_parent_confirms(client: Client) -
     assert child_result.status is Outcome.CONFIRMED
     assert child_result.steps_done == ["leg_one", "leg_two"]
     assert LEDGER[plan.plan_id] == ["hold", "leg_one", "leg_two", "check", "pay"]
+    # The parent waited for the child's last news: its status says the child confirmed.
+    [state] = (await progress(client, parent)).children
+    assert (state.workflow_id, state.status) == (child.id, SagaStatus.CONFIRMED)
 
 
 async def test_the_parents_rollback_undoes_the_child_after_it_finished_its_steps(
@@ -197,6 +200,10 @@ async def test_a_childs_stuck_compensation_is_shown_by_its_parent_and_retried_th
     parent_page = await page_of(parent)
     assert f"Nested saga `{child.id}`: NEEDS_ATTENTION, undo_leg_one stuck" in parent_page
     assert "- legs: RUNNING, 1 attempt, waits for nested saga" in parent_page
+    # Retrying the parent's compensation of the child sends the operator to the child.
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await parent.execute_update("retry_compensation", "legs")
+    assert f"waits for the nested saga {child.id}" in str(refused.value.cause)
     settings = Settings(task_queue=TASK_QUEUE)
     # In a thread: the worker runs on this event loop.
     listed = await asyncio.to_thread(run_cli, dev_env, settings, "attention", "list", "--json")
