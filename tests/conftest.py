@@ -120,7 +120,14 @@ async def checkout_worker(
 
 
 # Fixtures that start real processes: a test that uses one is slow (`pytest -m "not slow"`).
-SLOW_FIXTURES = {"dev_env", "services", "checkout_worker", "checkout_settings", "traced_checkout"}
+SLOW_FIXTURES = {
+    "dev_env",
+    "services",
+    "checkout_worker",
+    "checkout_settings",
+    "traced_checkout",
+    "simulation_client",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

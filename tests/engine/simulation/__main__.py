@@ -20,41 +20,19 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
-from stack.launcher import venv_binary
-from temporal_saga.codec import data_converter
-from temporal_saga.search import SEARCH_ATTRIBUTES
 from tests.engine.simulation.mutations import MUTATIONS, mutated
 from tests.engine.simulation.plans import Plan, make_plan
 from tests.engine.simulation.rules import RULES
-from tests.engine.simulation.runner import Outcome, run_plans, simulation_workers
+from tests.engine.simulation.runner import Outcome, run_plans, simulation_server
 from tests.engine.simulation.shrink import shrink, size
 
 console = Console(stderr=True)
-
-
-@contextlib.asynccontextmanager
-async def simulation_server() -> AsyncIterator[Client]:
-    """A dev server (SQLite in memory) with the engine's search attributes, and the
-    simulation's workers polling it."""
-    async with (
-        await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(venv_binary("temporal")),
-            data_converter=data_converter(),
-            ui=False,
-            dev_server_log_level="error",
-            search_attributes=list(SEARCH_ATTRIBUTES),
-        ) as env,
-        simulation_workers(env.client),
-    ):
-        yield env.client
 
 
 def plans_of(seed: int, schedules: int, terminate_every: int) -> list[Plan]:

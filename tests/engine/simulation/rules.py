@@ -100,6 +100,17 @@ def rejected_undoes_every_started_step(f: Finished) -> Verdict:
     return True
 
 
+def left_undone(plan: Plan, ledger: Ledger) -> list[str]:
+    """The steps with an undo that started and were never undone: what a saga that ended
+    without a decision (cancelled, failed) left behind."""
+    return [
+        call.slot
+        for call in plan.calls()
+        if call.slot[0] in "ulgc" and _has(ledger, "start", call.slot)
+        if not _has(ledger, "undone", call.slot)
+    ]
+
+
 def compensations_run_newest_first(f: Finished) -> Verdict:
     """Run one after the other, compensations start newest first: a group's members after
     the steps that followed it (the last called first), a nested saga's at its place, and

@@ -15,10 +15,13 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from stack.launcher import venv_binary
 from temporal_saga import SAGA_STATUS
 from temporal_saga.client import sweep_now
+from temporal_saga.codec import data_converter
 from temporal_saga.models import (
     CancelSaga,
     SagaProgress,
@@ -27,20 +30,26 @@ from temporal_saga.models import (
     SkipCompensation,
     SweepRequest,
 )
+from temporal_saga.search import SEARCH_ATTRIBUTES
 from temporal_saga.worker import saga_worker, sandbox_runner
 from tests.engine.simulation.plans import Event, OperatorAction, Plan
-from tests.engine.simulation.rules import Finished, judge
+from tests.engine.simulation.rules import Finished, judge, left_undone
 from tests.engine.simulation.sagas import ACTIVITIES, HEALED, HOOKS, LEDGER, SAGAS, SimSaga
 
 TASK_QUEUE = "simulation"
 # A worker that keeps no workflow in cache: each task replays the history so far.
 REPLAYING_QUEUE = "simulation-replaying"
 RESULT_SECONDS = 120.0
+# The most the driver gives one schedule, waits for its results and judging included: a
+# schedule past it is stopped and reported by its seed (every_saga_ends), never waited on.
+SCHEDULE_SECONDS = 2 * RESULT_SECONDS + 60
 # Once an undo's call failed, how often the operator looks for a stuck saga.
 OPERATOR_POLL_SECONDS = 0.25
 Handle = WorkflowHandle[Any, Any]
 # The driver's tasks (events, the operator) of each schedule running, by plan id.
 DRIVING: dict[str, list[asyncio.Task[None]]] = {}
+# What the driver of each schedule is waiting for, by plan id (a stopped one says it).
+WAITING: dict[str, str] = {}
 
 
 @dataclass
@@ -52,6 +61,24 @@ class Outcome:
     exercised: Counter[str] = field(default_factory=Counter)
     # Terminated by its schedule: settled by the sweep, then judged.
     terminated: bool = False
+
+
+@contextlib.asynccontextmanager
+async def simulation_server() -> AsyncIterator[Client]:
+    """A dev server of the simulation's own (SQLite in memory, the engine's search
+    attributes) and its workers polling it: whatever a schedule leaves running ends with it,
+    and nothing else on the server competes with the schedules."""
+    async with (
+        await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(venv_binary("temporal")),
+            data_converter=data_converter(),
+            ui=False,
+            dev_server_log_level="error",
+            search_attributes=list(SEARCH_ATTRIBUTES),
+        ) as env,
+        simulation_workers(env.client),
+    ):
+        yield env.client
 
 
 @contextlib.asynccontextmanager
@@ -81,7 +108,15 @@ async def run_plans(
 
     async def one(plan: Plan) -> Outcome:
         async with gate:
-            outcome = await run_plan(client, plan)
+            try:
+                outcome = await asyncio.wait_for(run_plan(client, plan), SCHEDULE_SECONDS)
+            except TimeoutError:
+                await stop_plans(client, [plan])
+                waiting = WAITING.get(plan.plan_id, "starting")
+                words = f"no outcome in {SCHEDULE_SECONDS:.0f} s: stopped while {waiting}"
+                outcome = Outcome(plan, [("every_saga_ends", words)], "none")
+            finally:
+                WAITING.pop(plan.plan_id, None)
         if not outcome.terminated:
             DRIVING.pop(plan.plan_id, None)
             on_done(outcome)
@@ -92,12 +127,53 @@ async def run_plans(
     if terminated:
         # One sweep settles every terminated saga (and, through them, their nested sagas).
         await sweep_now(client, SweepRequest(saga_type="SimSaga"), TASK_QUEUE)
-        settled = await asyncio.gather(*(_settled(client, o) for o in terminated))
+        settled = await asyncio.gather(*(_settled_in_time(client, o) for o in terminated))
         for outcome in settled:
             on_done(outcome)
         by_id = {outcome.plan.plan_id: outcome for outcome in settled}
         outcomes = [by_id.get(outcome.plan.plan_id, outcome) for outcome in outcomes]
     return outcomes
+
+
+async def first_breaking(client: Client, plans: Sequence[Plan], rule: str) -> Outcome | None:
+    """The first schedule (by when it ended) that breaks `rule`, the others stopped there;
+    None when none does. All at once: a schedule the bug keeps from ending must not hold
+    back the one that shows it."""
+    found: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+    def on_done(outcome: Outcome) -> None:
+        if not found.done() and any(name == rule for name, _ in outcome.violations):
+            found.set_result(outcome)
+
+    running = asyncio.ensure_future(
+        run_plans(client, plans, concurrency=len(plans), on_done=on_done)
+    )
+    either: list[asyncio.Future[Any]] = [running, found]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if not found.done():
+        running.result()  # its error, if it failed
+        return None
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    await stop_plans(client, plans)
+    return found.result()
+
+
+async def stop_plans(client: Client, plans: Sequence[Plan]) -> None:
+    """Terminate whatever of these schedules still runs (their sagas and nested sagas), and
+    drop their driver's work: a test that is done with them leaves nothing behind."""
+    for plan in plans:
+        await _ended(DRIVING.pop(plan.plan_id, []))
+        HOOKS.pop(plan.plan_id, None)
+
+    async def stop(workflow_id: str) -> None:
+        with contextlib.suppress(Exception):  # never started, or already closed
+            await client.get_workflow_handle(workflow_id).terminate("the test is done with it")
+
+    await asyncio.gather(
+        *(stop(wid) for plan in plans for wid in (plan.plan_id, f"{plan.plan_id}/child"))
+    )
 
 
 async def run_plan(client: Client, plan: Plan) -> Outcome:
@@ -111,6 +187,7 @@ async def run_plan(client: Client, plan: Plan) -> Outcome:
     HOOKS[plan.plan_id] = _hook(plan, handle, child, tasks, exercised)
     keep_driving = False
     try:
+        WAITING[plan.plan_id] = "starting the saga"
         await client.start_workflow(
             SimSaga.run,
             plan,
@@ -118,6 +195,7 @@ async def run_plan(client: Client, plan: Plan) -> Outcome:
             task_queue=REPLAYING_QUEUE if plan.replay_every_task else TASK_QUEUE,
         )
         try:
+            WAITING[plan.plan_id] = "waiting for the saga's result"
             result = SagaResult.model_validate(
                 await asyncio.wait_for(handle.result(), timeout=RESULT_SECONDS)
             )
@@ -129,11 +207,17 @@ async def run_plan(client: Client, plan: Plan) -> Outcome:
                 # The driver stays on: the sweep's new run compensates (or goes on) at once.
                 keep_driving = True
                 return Outcome(plan, [], "terminated", exercised, terminated=True)
-            return Outcome(plan, [("every_saga_ends", f"failed: {err.cause}")], "none", exercised)
+            violations = [("every_saga_ends", f"ended without a decision: {err.cause}")]
+            lost = left_undone(plan, LEDGER.get(plan.plan_id, []))
+            if lost:
+                words = f"{', '.join(lost)} started and never undone (the saga ended: {err.cause})"
+                violations.append(("rejected_undoes_every_started_step", words))
+            return Outcome(plan, violations, "none", exercised)
         except TimeoutError:
             return Outcome(plan, [("every_saga_ends", "no result in time")], "none", exercised)
         finally:
             if not keep_driving:
+                WAITING[plan.plan_id] = "ending the driver's tasks"
                 await _ended(tasks)
         return await _judged(client, plan, handle, child, result, exercised)
     finally:
@@ -148,6 +232,17 @@ async def _ended(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _settled_in_time(client: Client, terminated: Outcome) -> Outcome:
+    try:
+        return await asyncio.wait_for(_settled(client, terminated), SCHEDULE_SECONDS)
+    except TimeoutError:
+        plan = terminated.plan
+        await stop_plans(client, [plan])
+        waiting = WAITING.pop(plan.plan_id, "settling")
+        words = f"after the sweep, no outcome in {SCHEDULE_SECONDS:.0f} s: stopped while {waiting}"
+        return Outcome(plan, [("every_saga_ends", words)], "none", terminated.exercised)
+
+
 async def _settled(client: Client, terminated: Outcome) -> Outcome:
     """A terminated saga once the sweep reset it: its new run's result, judged."""
     plan = terminated.plan
@@ -155,6 +250,7 @@ async def _settled(client: Client, terminated: Outcome) -> Outcome:
     child: Handle = client.get_workflow_handle(f"{plan.plan_id}/child")
     tasks = DRIVING.pop(plan.plan_id, [])
     try:
+        WAITING[plan.plan_id] = "waiting for the swept saga's result"
         result = SagaResult.model_validate(
             await asyncio.wait_for(handle.result(), timeout=RESULT_SECONDS)
         )
@@ -255,17 +351,21 @@ async def _finished(
 ) -> Finished:
     child_result: SagaResult | None = None
     child_events = []
+    WAITING[plan.plan_id] = "waiting for the nested saga's result"
     if plan.child_stage is not None and "child" in _registered(result):
         with contextlib.suppress(Exception):  # never started (stopped before it)
             child_result = SagaResult.model_validate(
                 await asyncio.wait_for(child.result(), timeout=RESULT_SECONDS)
             )
             child_events = list((await child.fetch_history()).events)
+    WAITING[plan.plan_id] = "replaying the histories"
     history = await handle.fetch_history()
     replay_error = await _replay(
         client, [history, *([await child.fetch_history()] if child_events else [])]
     )
+    WAITING[plan.plan_id] = "querying the status"
     progress = await handle.query("status", result_type=SagaProgress[SagaResult])
+    WAITING[plan.plan_id] = "describing the saga"
     described = await handle.describe()
     attribute = described.typed_search_attributes.get(SAGA_STATUS)
     return Finished(
