@@ -282,6 +282,11 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         if self.options.deadline is None:
             return
         await workflow.sleep(self.options.deadline)
+        # What this workflow task resumed runs first (a step that completed in it starts the
+        # next, and registers its undo): a run the reconciler reset does its old run's last
+        # task again with the deadline long due, and must still do what that task did, or a
+        # step the old run started would go without its undo (the simulation found it).
+        await workflow.wait_condition(lambda: True)
         if not self._pivot_started and self._steps_task is not None:
             self._stop = SagaFailure(
                 self._current_step, DEADLINE_EXCEEDED, "not confirmed within the deadline"

@@ -133,6 +133,7 @@ async def test_a_regression_stays_fixed(simulation_client: Client, plan: str) ->
     assert not outcome.violations, outcome.violations
 
 
+@pytest.mark.timeout(600)
 async def test_terminated_schedules_are_settled_by_the_sweep_under_the_same_rules(
     simulation_client: Client,
 ) -> None:

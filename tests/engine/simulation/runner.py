@@ -7,6 +7,7 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -43,6 +44,13 @@ RESULT_SECONDS = 120.0
 # The most the driver gives one schedule, waits for its results and judging included: a
 # schedule past it is stopped and reported by its seed (every_saga_ends), never waited on.
 SCHEDULE_SECONDS = 2 * RESULT_SECONDS + 60
+# A query unanswered this long is asked again (the operator) or fails the judging: a query
+# to a saga on the worker with no cache replays its whole history first.
+QUERY_TIMEOUT = timedelta(seconds=30)
+# How long the driver waits for its cancelled tasks of a schedule to end.
+ENDING_SECONDS = 10.0
+# A worker busy with many schedules takes a while to run a sweep's first task.
+SWEEP_START_TIMEOUT = timedelta(seconds=60)
 # Once an undo's call failed, how often the operator looks for a stuck saga.
 OPERATOR_POLL_SECONDS = 0.25
 Handle = WorkflowHandle[Any, Any]
@@ -126,7 +134,12 @@ async def run_plans(
     terminated = [outcome for outcome in outcomes if outcome.terminated]
     if terminated:
         # One sweep settles every terminated saga (and, through them, their nested sagas).
-        await sweep_now(client, SweepRequest(saga_type="SimSaga"), TASK_QUEUE)
+        await sweep_now(
+            client,
+            SweepRequest(saga_type="SimSaga"),
+            TASK_QUEUE,
+            start_timeout=SWEEP_START_TIMEOUT,
+        )
         settled = await asyncio.gather(*(_settled_in_time(client, o) for o in terminated))
         for outcome in settled:
             on_done(outcome)
@@ -229,7 +242,8 @@ async def _ended(tasks: list[asyncio.Task[None]]) -> None:
     """The driver's work for a schedule that ended: nothing left to act on."""
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    if tasks:
+        await asyncio.wait(tasks, timeout=ENDING_SECONDS)
 
 
 async def _settled_in_time(client: Client, terminated: Outcome) -> Outcome:
@@ -324,10 +338,16 @@ async def _operate(
     """The operator, from the first failed undo until the schedule ends: whenever the saga
     (or its nested saga) is stuck, the plan's next action on each stuck compensation."""
     while True:  # bounded: the driver cancels it when the schedule ends
+        if _cancelling():  # taken by a client call below as an error of its own
+            raise asyncio.CancelledError
         await asyncio.sleep(OPERATOR_POLL_SECONDS)
         try:
-            progress = await handle.query("status", result_type=SagaProgress[SagaResult])
+            progress = await handle.query(
+                "status", result_type=SagaProgress[SagaResult], rpc_timeout=QUERY_TIMEOUT
+            )
         except Exception:  # slow to answer (a worker replaying it), or ended: look again
+            if _cancelling():
+                raise asyncio.CancelledError from None
             continue
         if progress.status is not SagaStatus.NEEDS_ATTENTION:
             continue
@@ -344,6 +364,12 @@ async def _operate(
                     )
                 else:
                     await handle.execute_update("retry_compensation", name)
+
+
+def _cancelling() -> bool:
+    """Whether this task is being cancelled (the client can raise its own error for it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _finished(
@@ -364,7 +390,9 @@ async def _finished(
         client, [history, *([await child.fetch_history()] if child_events else [])]
     )
     WAITING[plan.plan_id] = "querying the status"
-    progress = await handle.query("status", result_type=SagaProgress[SagaResult])
+    progress = await handle.query(
+        "status", result_type=SagaProgress[SagaResult], rpc_timeout=QUERY_TIMEOUT
+    )
     WAITING[plan.plan_id] = "describing the saga"
     described = await handle.describe()
     attribute = described.typed_search_attributes.get(SAGA_STATUS)
