@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -264,6 +265,11 @@ async def _settled(client: Client, terminated: Outcome) -> Outcome:
     child: Handle = client.get_workflow_handle(f"{plan.plan_id}/child")
     tasks = DRIVING.pop(plan.plan_id, [])
     try:
+        if await _ended_in_its_first_task(handle):
+            # The sweep's documented limit (docs/saga.md, "The limit"): no completed task to
+            # reset to, though a local-first step may have acted; a finder's to settle.
+            terminated.exercised["sweep limit: terminated in its first workflow task"] += 1
+            return Outcome(plan, [], "unsettled (the limit)", terminated.exercised)
         WAITING[plan.plan_id] = "waiting for the swept saga's result"
         result = SagaResult.model_validate(
             await asyncio.wait_for(handle.result(), timeout=RESULT_SECONDS)
@@ -275,6 +281,17 @@ async def _settled(client: Client, terminated: Outcome) -> Outcome:
         await _ended(tasks)
         HOOKS.pop(plan.plan_id, None)
     return await _judged(client, plan, handle, child, result, terminated.exercised, swept=True)
+
+
+async def _ended_in_its_first_task(handle: Handle) -> bool:
+    """Whether the saga's latest run is the terminated one and no workflow task of it
+    completed (a local-first first step was running when it ended)."""
+    if (await handle.describe()).status is not WorkflowExecutionStatus.TERMINATED:
+        return False
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            return False
+    return True
 
 
 async def _judged(
