@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.client import Client
 
+from tests.engine.simulation.__main__ import plans_of, summary
 from tests.engine.simulation.mutations import MUTATIONS, mutated
 from tests.engine.simulation.plans import Plan, make_plan
+from tests.engine.simulation.rules import RULES
 from tests.engine.simulation.runner import (
     first_breaking,
     run_plans,
@@ -56,15 +58,17 @@ def test_a_seed_makes_the_same_schedule_every_time() -> None:
 @pytest.mark.timeout(600)
 async def test_the_ci_seeds_keep_every_rule(simulation_client: Client) -> None:
     plans = [
-        make_plan(seed, terminate=seed % TERMINATE_EVERY == 0).model_copy(
-            update={"plan_id": f"ci-{seed}"}
-        )
-        for seed in CI_SEEDS
+        plan.model_copy(update={"plan_id": f"ci-{plan.seed}"})
+        for plan in plans_of(CI_SEEDS.start, len(CI_SEEDS), TERMINATE_EVERY)
     ]
+    started = time.monotonic()
     outcomes = await run_plans(simulation_client, plans)
+    print(summary(outcomes, time.monotonic() - started))
     broken = [(o.plan.seed, o.violations) for o in outcomes if o.violations]
     assert not broken, broken
     exercised = sum((o.exercised for o in outcomes), start=Counter[str]())
+    # Every rule had something to check.
+    assert all(exercised[f"rule {rule.__name__}"] for rule in RULES), exercised
     # The seeds reach what the rules are about: both decisions, a stop, the operator, the
     # sweep, groups and nested sagas.
     for branch in (

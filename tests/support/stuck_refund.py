@@ -2,15 +2,14 @@
 (`refunds_down`, as a fixture in tests/conftest.py), and a declined checkout that asks a
 person after one failed refund."""
 
-import uuid
 from collections.abc import Iterator
 
 import httpx
 
-from models.checkout import CartItem, CheckoutOptions, CheckoutRequest
+from models.checkout import CheckoutOptions, CheckoutRequest
 from models.payments import CARD_DECLINED
 from services.auth import headers_from_env
-from tests.support.cards import card_token
+from tests.support.shop import Shop
 from tests.support.stock import new_stocked_sku
 
 
@@ -29,11 +28,5 @@ def refunds_failing(services: dict[str, str]) -> Iterator[str]:
 def declined_request(services: dict[str, str], label: str) -> CheckoutRequest:
     """A checkout whose card is declined, so it refunds; stuck after one failed refund."""
     sku = new_stocked_sku(services, label.upper()[:6], 3, unit_price_cents=700)
-    return CheckoutRequest(
-        order_id=f"{label}-{uuid.uuid4().hex[:10]}",
-        customer_id=f"customer-{label}",
-        email=f"{label}@example.com",
-        payment_token=card_token(services["payments"], CARD_DECLINED),
-        items=[CartItem(sku=sku, quantity=1)],
-        options=CheckoutOptions(compensation_attempts_before_attention=1),
-    )
+    options = CheckoutOptions(compensation_attempts_before_attention=1)
+    return Shop(services).request(CARD_DECLINED, (sku, 1), options=options)
