@@ -17,6 +17,7 @@ from services.auth import PUBLISHABLE_KEY_ENV, SERVICE_TOKEN_ENV, new_publishabl
 from stack.launcher import DEV_SERVER_DYNAMIC_CONFIG, SERVICES, start_services, venv_binary
 from temporal_saga.codec import CODEC_KEYS_ENV, data_converter, format_keys, new_key
 from tests.support.fanout_probe import PROBE_WORKFLOWS
+from tests.support.stuck_refund import refunds_failing
 from worker.clients import service_clients
 from worker.runner import checkout_workers
 from worker.settings import Settings
@@ -117,6 +118,13 @@ async def checkout_worker(
         ) as worker,
     ):
         yield worker
+
+
+@pytest.fixture
+def refunds_down(services: dict[str, str]) -> Iterator[str]:
+    """The payments service's refunds answer 503 (charges still work) until the test PUTs {}
+    to the URL yielded, or the test ends."""
+    yield from refunds_failing(services)
 
 
 # Fixtures that start real processes: a test that uses one is slow (`pytest -m "not slow"`).

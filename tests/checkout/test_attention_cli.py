@@ -7,7 +7,6 @@ attribute. An operator retries one (after the fault is gone) and skips the other
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,16 +21,11 @@ from services.auth import headers_from_env
 from temporal_saga.models import Outcome
 from temporal_saga.reconcile import NEEDS_ATTENTION_QUERY
 from tests.support.cli import run_cli
-from tests.support.stuck_refund import declined_request, refunds_failing
+from tests.support.stuck_refund import declined_request
 from worker.settings import Settings
 from workflows.checkout import CheckoutWorkflow
 
 pytestmark = pytest.mark.usefixtures("checkout_worker")
-
-
-@pytest.fixture
-def refunds_down(services: dict[str, str]) -> Iterator[str]:
-    yield from refunds_failing(services)
 
 
 async def listed_stuck(env: WorkflowEnvironment, ids: list[str]) -> None:

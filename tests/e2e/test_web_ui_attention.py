@@ -8,7 +8,6 @@ so the browser waits for elements (Playwright), never for the page to go idle.""
 
 import asyncio
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,7 +25,7 @@ from temporal_saga.models import Outcome
 from temporal_saga.search import SAGA_STATUS
 from tests.support.cli import run_cli
 from tests.support.polling import eventually
-from tests.support.stuck_refund import declined_request, refunds_failing
+from tests.support.stuck_refund import declined_request
 from tests.support.web_ui import CHROMIUM_ARGS, chromium, web_ui
 from worker.clients import service_clients
 from worker.runner import checkout_workers
@@ -39,11 +38,6 @@ pytestmark = pytest.mark.slow
 # Every wait in the browser, in milliseconds (Playwright's unit).
 BROWSER_MS = 60_000
 STUCK = "refund_payment"
-
-
-@pytest.fixture
-def refunds_down(services: dict[str, str]) -> Iterator[str]:
-    yield from refunds_failing(services)
 
 
 async def saga_status(client: Client, workflow_id: str) -> str | None:
