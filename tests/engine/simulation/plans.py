@@ -127,6 +127,10 @@ def make_plan(seed: int, *, terminate: bool = False) -> Plan:
         deadline_seconds=rng.choice([None, None, None, None, 1.0, 5.0]),
         replay_every_task=rng.random() < 0.3,
     )
+    if any(call.slot in LOCAL_SLOTS for call in plan.calls()):
+        # A worker that caches nothing can re-run a local activity again and again (its task
+        # evicted mid-way): the SDK's, not the engine's (docs/reliability.md, "Local steps").
+        plan.replay_every_task = False
     plan.events = _events(rng, plan, terminate)
     actions: list[OperatorAction] = ["heal_and_retry", "retry", "skip"]
     plan.operator = [rng.choice(actions) for _ in range(rng.randint(0, 3))]

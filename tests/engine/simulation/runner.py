@@ -52,6 +52,8 @@ QUERY_TIMEOUT = timedelta(seconds=30)
 ENDING_SECONDS = 10.0
 # A worker busy with many schedules takes a while to run a sweep's first task.
 SWEEP_START_TIMEOUT = timedelta(seconds=60)
+# Terminated schedules settled by one sweep (far below the sweep's limit of 500 runs).
+SWEEP_BATCH = 50
 # Once an undo's call failed, how often the operator looks for a stuck saga.
 OPERATOR_POLL_SECONDS = 0.25
 Handle = WorkflowHandle[Any, Any]
@@ -112,8 +114,29 @@ async def run_plans(
     concurrency: int = 16,
     on_done: Callable[[Outcome], None] = lambda outcome: None,
 ) -> list[Outcome]:
-    """Run every plan (at most `concurrency` at once) on workers already polling."""
+    """Run every plan (at most `concurrency` at once) on workers already polling. Terminated
+    schedules are settled by a sweep for every SWEEP_BATCH of them, and one for the rest
+    at the end: a long run stays within what one sweep looks at."""
     gate = asyncio.Semaphore(concurrency)
+    one_sweep_at_a_time = asyncio.Lock()
+    unswept: list[Outcome] = []
+    settling: list[asyncio.Task[list[Outcome]]] = []
+
+    async def settle(terminated: list[Outcome]) -> list[Outcome]:
+        async with one_sweep_at_a_time:
+            await sweep_now(
+                client,
+                SweepRequest(saga_type="SimSaga"),
+                TASK_QUEUE,
+                start_timeout=SWEEP_START_TIMEOUT,
+            )
+        settled = await asyncio.gather(*(_settled_in_time(client, o) for o in terminated))
+        for outcome in settled:
+            on_done(outcome)
+        return settled
+
+    def sweep(terminated: list[Outcome]) -> None:
+        settling.append(asyncio.create_task(settle(terminated)))
 
     async def one(plan: Plan) -> Outcome:
         async with gate:
@@ -126,27 +149,26 @@ async def run_plans(
                 outcome = Outcome(plan, [("every_saga_ends", words)], "none")
             finally:
                 WAITING.pop(plan.plan_id, None)
-        if not outcome.terminated:
+        if outcome.terminated:
+            unswept.append(outcome)
+            if len(unswept) >= SWEEP_BATCH:
+                sweep(unswept[:])
+                unswept.clear()
+        else:
             DRIVING.pop(plan.plan_id, None)
             on_done(outcome)
         return outcome
 
-    outcomes = list(await asyncio.gather(*(one(plan) for plan in plans)))
-    terminated = [outcome for outcome in outcomes if outcome.terminated]
-    if terminated:
-        # One sweep settles every terminated saga (and, through them, their nested sagas).
-        await sweep_now(
-            client,
-            SweepRequest(saga_type="SimSaga"),
-            TASK_QUEUE,
-            start_timeout=SWEEP_START_TIMEOUT,
-        )
-        settled = await asyncio.gather(*(_settled_in_time(client, o) for o in terminated))
-        for outcome in settled:
-            on_done(outcome)
-        by_id = {outcome.plan.plan_id: outcome for outcome in settled}
-        outcomes = [by_id.get(outcome.plan.plan_id, outcome) for outcome in outcomes]
-    return outcomes
+    try:
+        outcomes = list(await asyncio.gather(*(one(plan) for plan in plans)))
+        if unswept:
+            sweep(unswept[:])
+        settled = [o for batch in await asyncio.gather(*settling) for o in batch]
+    finally:
+        for task in settling:
+            task.cancel()
+    by_id = {outcome.plan.plan_id: outcome for outcome in settled}
+    return [by_id.get(outcome.plan.plan_id, outcome) for outcome in outcomes]
 
 
 async def first_breaking(client: Client, plans: Sequence[Plan], rule: str) -> Outcome | None:
