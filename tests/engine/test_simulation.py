@@ -1,29 +1,39 @@
 """The engine's rules on random schedules (tests/engine/simulation/): the CI seeds keep every
 rule; each deliberate mutation of the engine is caught by its rule within those seeds, and a
 caught schedule shrinks to a smaller one that still breaks it; terminated schedules are
-settled by the sweep under the same rules (dev server); the regressions found stay fixed.
+settled by the sweep under the same rules (dev server); the regressions found stay fixed:
+seed 25's schedule as printed, seed 5002's (a timing of the sweep that a loaded run reached)
+made certain by holding the worker back while the deadline falls due.
 
 The long run: `python -m tests.engine.simulation --schedules 10000 --seed 1`
 (docs/reliability.md has its table).
 """
 
+import asyncio
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.client import Client
 
+from temporal_saga import Outcome, SagaResult
+from temporal_saga.client import sweep_now
+from temporal_saga.models import SweepRequest
+from temporal_saga.worker import saga_worker
 from tests.engine.simulation.__main__ import plans_of, summary
 from tests.engine.simulation.mutations import MUTATIONS, mutated
 from tests.engine.simulation.plans import Plan, make_plan
-from tests.engine.simulation.rules import RULES
+from tests.engine.simulation.rules import RULES, left_undone
 from tests.engine.simulation.runner import (
+    TASK_QUEUE,
     first_breaking,
     run_plans,
     simulation_server,
     stop_plans,
 )
+from tests.engine.simulation.sagas import ACTIVITIES, HOOKS, LEDGER, SAGAS, SimSaga
 from tests.engine.simulation.shrink import shrink, size
 
 # The seeds every CI run checks, and the budget within which each mutation must be caught.
@@ -151,3 +161,55 @@ async def test_terminated_schedules_are_settled_by_the_sweep_under_the_same_rule
 
 def _mutant(mutation: str, seed: int) -> Plan:
     return make_plan(seed).model_copy(update={"plan_id": f"{mutation}-{seed}"})
+
+
+@pytest.mark.timeout(120)
+async def test_a_deadline_due_in_the_reset_runs_first_task_still_undoes_what_it_started(
+    simulation_client: Client,
+) -> None:
+    """Seed 5002's bug, made certain: terminated as a group's members start, then reset by
+    the sweep while no worker polls, so that the 1 s deadline fires before the new run's
+    first task and lands in it. That task redoes the old run's last one (u0 completed: the
+    group registers its undos and starts); the deadline, due in the same task, must not stop
+    the saga before it has. g0 took effect in the old run and is undone."""
+    plan = Plan.model_validate(
+        {
+            "plan_id": f"deadline-in-reset-{uuid.uuid4().hex[:8]}",
+            "seed": 5002,
+            "stages": [
+                {"kind": "step", "calls": [{"slot": "u0"}]},
+                {"kind": "group", "calls": [{"slot": "g0"}, {"slot": "g1"}, {"slot": "g2"}]},
+                {"kind": "pivot", "calls": [{"slot": "p"}]},
+            ],
+            "deadline_seconds": 1.0,
+        }
+    )
+    queue = f"{plan.plan_id}-queue"
+    handle = simulation_client.get_workflow_handle(plan.plan_id)
+    g0_started = asyncio.Event()
+    HOOKS[plan.plan_id] = lambda trigger, slot, nth: (
+        g0_started.set() if (trigger, slot) == ("step_start", "g0") else None
+    )
+    try:
+        async with saga_worker(
+            simulation_client, task_queue=queue, sagas=SAGAS, activities=ACTIVITIES
+        ):
+            await simulation_client.start_workflow(
+                SimSaga.run, plan, id=plan.plan_id, task_queue=queue
+            )
+            await asyncio.wait_for(g0_started.wait(), timeout=30)
+            await handle.terminate("as the group's members start")
+        await sweep_now(
+            simulation_client, SweepRequest(saga_type="SimSaga", wait_seconds=0), TASK_QUEUE
+        )
+        await asyncio.sleep(3)  # the deadline's timer fires while no worker polls
+        async with saga_worker(
+            simulation_client, task_queue=queue, sagas=SAGAS, activities=ACTIVITIES
+        ):
+            result = SagaResult.model_validate(await asyncio.wait_for(handle.result(), 60))
+    finally:
+        HOOKS.pop(plan.plan_id, None)
+    ledger = LEDGER.pop(plan.plan_id, [])
+    assert ("effect", "g0", 1) in ledger, ledger
+    assert result.status is Outcome.REJECTED and result.reason_code == "deadline_exceeded", result
+    assert left_undone(plan, ledger) == [], ledger
