@@ -13,7 +13,8 @@ TEMPORAL_PROFILE, ...), and sets what every part that reads a saga's payloads mu
 pydantic data converter and, when SAGA_CODEC_KEYS is set, the payload codec
 (temporal_saga.codec). `saga_worker` registers the sagas with the engine's reconciler (its
 sweep workflow and activities), passes the engine through the workflow sandbox, and checks,
-before anything runs, that every step's and undo's activity is served.
+before anything runs, that every step's and undo's activity is served and, as the worker
+starts, that the namespace has the search attributes every saga keeps current.
 """
 
 import importlib
@@ -21,15 +22,19 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, Interceptor
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from temporal_saga.codec import data_converter
 from temporal_saga.reconcile import SagaSweepWorkflow
 from temporal_saga.runs import SagaRuns
+from temporal_saga.search import SEARCH_ATTRIBUTES
 from temporal_saga.steps import activity_name
 from temporal_saga.workflow import SagaWorkflow
 
@@ -39,7 +44,50 @@ ENGINE_MODULES = ("temporal_saga",)
 
 
 class SagaWiringError(ValueError):
-    """A worker that could not run one of its sagas: a step's activity no one serves."""
+    """A worker that could not run one of its sagas: a step's activity no one serves, or a
+    namespace without the sagas' search attributes."""
+
+
+class SagaWorker(Worker):
+    """A Worker that, as it starts, checks the namespace has the search attributes every saga
+    keeps current: without them each saga's first workflow task fails, and only the
+    worker's log says why."""
+
+    async def __aenter__(self) -> Worker:
+        await require_search_attributes(self.client)
+        return await super().__aenter__()
+
+    async def run(self) -> None:
+        await require_search_attributes(self.client)
+        await super().run()
+
+
+async def require_search_attributes(client: Client) -> None:
+    """SagaWiringError unless the client's namespace has SagaStatus and SagaStep (Keyword).
+    A server that cannot list them (the time-skipping test server) or a client not allowed
+    to is taken at its word."""
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+    except RPCError as err:
+        if err.status in (RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.PERMISSION_DENIED):
+            return
+        raise
+    keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+    missing = [
+        key.name for key in SEARCH_ATTRIBUTES if listed.custom_attributes.get(key.name) != keyword
+    ]
+    if missing:
+        names = " ".join(f"--name {name}" for name in missing)
+        flags = " ".join(f"--search-attribute {name}=Keyword" for name in missing)
+        raise SagaWiringError(
+            f"namespace {client.namespace!r} has no Keyword search attribute "
+            f"{', '.join(missing)}, which every saga keeps current: create it with "
+            f"`temporal operator search-attribute create --namespace {client.namespace} "
+            f"{names} --type Keyword` (a dev server: start it with {flags}; a test's "
+            "WorkflowEnvironment: search_attributes=temporal_saga.search.SEARCH_ATTRIBUTES)"
+        )
 
 
 async def connect(
@@ -85,13 +133,15 @@ def saga_worker(
     - Every step's and undo's activity must be registered here (in `activities`), or named in
       `served_elsewhere`, or run on another task queue (`Step(..., task_queue=...)`); else
       SagaWiringError names the saga, the step and the activity.
+    - As it starts (`async with`, or `run()`), SagaWiringError if the namespace lacks the
+      search attributes SagaStatus or SagaStep (Keyword), with the command that adds them.
     `worker_options` go to `temporalio.worker.Worker` as they are.
     """
     all_activities = [*activities, *(SagaRuns(client).all() if reconciler else ())]
     check_served(sagas, all_activities, task_queue=task_queue, served_elsewhere=served_elsewhere)
     all_workflows = [*sagas, *workflows, *([SagaSweepWorkflow] if reconciler else [])]
     worker_options.setdefault("workflow_runner", sandbox_runner(*passthrough_modules))
-    return Worker(
+    return SagaWorker(
         client,
         task_queue=task_queue,
         workflows=list(dict.fromkeys(all_workflows)),

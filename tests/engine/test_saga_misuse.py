@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from pydantic import BaseModel
 from temporalio import activity, workflow
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
@@ -181,6 +184,34 @@ def test_a_step_no_worker_registers_is_refused_by_saga_worker(
             sagas=[TransferSaga],
             activities=[hold, release],
         )
+
+
+@pytest.mark.slow
+async def test_a_namespace_without_the_saga_search_attributes_is_refused_as_the_worker_starts(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    namespace = f"no-saga-attributes-{uuid.uuid4().hex[:8]}"
+    await dev_env.client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86_400)
+        )
+    )
+    client = await Client.connect(
+        dev_env.client.service_client.config.target_host, namespace=namespace
+    )
+    worker = saga_worker(
+        client, task_queue="transfers", sagas=[TransferSaga], activities=[hold, release, settle]
+    )
+    refusal = (
+        rf"namespace '{namespace}' has no Keyword search attribute SagaStatus, SagaStep, .*"
+        rf"`temporal operator search-attribute create --namespace {namespace} --name SagaStatus "
+        r"--name SagaStep --type Keyword`"
+    )
+    with pytest.raises(SagaWiringError, match=refusal):
+        async with worker:
+            pytest.fail("the worker started")
+    with pytest.raises(SagaWiringError, match=refusal):
+        await worker.run()
 
 
 def test_an_activity_served_elsewhere_is_accepted() -> None:
