@@ -29,7 +29,12 @@ from temporalio.client import Client
 from tests.engine.simulation.mutations import MUTATIONS, mutated
 from tests.engine.simulation.plans import Plan, make_plan
 from tests.engine.simulation.rules import RULES
-from tests.engine.simulation.runner import Outcome, run_plans, simulation_server
+from tests.engine.simulation.runner import (
+    DRIVER_FAILED,
+    Outcome,
+    run_plans,
+    simulation_server,
+)
 from tests.engine.simulation.shrink import shrink, size
 
 console = Console(stderr=True)
@@ -74,6 +79,7 @@ def summary(outcomes: list[Outcome], seconds: float) -> Table:
         name = rule.__name__
         table.add_row(name, str(exercised[f"rule {name}"]), str(broken[name]))
     table.add_row("every_saga_ends", str(len(outcomes)), str(broken["every_saga_ends"]))
+    table.add_row(DRIVER_FAILED, str(len(outcomes)), str(broken[DRIVER_FAILED]))
     table.add_section()
     for key in sorted(k for k in exercised if not k.startswith("rule ")):
         table.add_row(key, str(exercised[key]), "")

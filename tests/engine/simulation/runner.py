@@ -17,6 +17,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -48,6 +49,7 @@ SCHEDULE_SECONDS = 2 * RESULT_SECONDS + 60
 # A query unanswered this long is asked again (the operator) or fails the judging: a query
 # to a saga on the worker with no cache replays its whole history first.
 QUERY_TIMEOUT = timedelta(seconds=30)
+QUERY_TRIES = 5
 # How long the driver waits for its cancelled tasks of a schedule to end.
 ENDING_SECONDS = 10.0
 # A worker busy with many schedules takes a while to run a sweep's first task.
@@ -57,6 +59,9 @@ SWEEP_BATCH = 50
 # Once an undo's call failed, how often the operator looks for a stuck saga.
 OPERATOR_POLL_SECONDS = 0.25
 Handle = WorkflowHandle[Any, Any]
+# Not a rule of the engine's: the driver could not finish a schedule (reported, and the run
+# goes on).
+DRIVER_FAILED = "the_driver_finished_the_schedule"
 # The driver's tasks (events, the operator) of each schedule running, by plan id.
 DRIVING: dict[str, list[asyncio.Task[None]]] = {}
 # What the driver of each schedule is waiting for, by plan id (a stopped one says it).
@@ -147,6 +152,11 @@ async def run_plans(
                 waiting = WAITING.get(plan.plan_id, "starting")
                 words = f"no outcome in {SCHEDULE_SECONDS:.0f} s: stopped while {waiting}"
                 outcome = Outcome(plan, [("every_saga_ends", words)], "none")
+            except Exception as err:  # reported as the schedule's, never the run's end
+                await stop_plans(client, [plan])
+                waiting = WAITING.get(plan.plan_id, "starting")
+                words = f"the driver failed while {waiting}: {type(err).__name__}: {err}"
+                outcome = Outcome(plan, [(DRIVER_FAILED, words)], "none")
             finally:
                 WAITING.pop(plan.plan_id, None)
         if outcome.terminated:
@@ -429,9 +439,7 @@ async def _finished(
         client, [history, *([await child.fetch_history()] if child_events else [])]
     )
     WAITING[plan.plan_id] = "querying the status"
-    progress = await handle.query(
-        "status", result_type=SagaProgress[SagaResult], rpc_timeout=QUERY_TIMEOUT
-    )
+    progress = await _status(handle)
     WAITING[plan.plan_id] = "describing the saga"
     described = await handle.describe()
     attribute = described.typed_search_attributes.get(SAGA_STATUS)
@@ -450,6 +458,22 @@ async def _finished(
 
 def _registered(result: SagaResult) -> set[str]:
     return {report.name for report in result.compensations} | set(result.steps_done)
+
+
+async def _status(handle: Handle) -> SagaProgress[SagaResult]:
+    """The ended saga's status query, asked again while it goes unanswered: a query to an
+    ended run replays its whole history first, which a busy worker takes a while to do."""
+    for tries_left in reversed(range(QUERY_TRIES)):
+        try:
+            progress: SagaProgress[SagaResult] = await handle.query(
+                "status", result_type=SagaProgress[SagaResult], rpc_timeout=QUERY_TIMEOUT
+            )
+            return progress
+        except RPCError as err:
+            unanswered = err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+            if not unanswered or not tries_left:
+                raise
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 async def _replay(client: Client, histories: list[Any]) -> str | None:
