@@ -7,8 +7,9 @@ It starts a Temporal dev server of its own and the simulation's workers, runs th
 of seeds S, S+1, ... (every `--terminate-every`-th one also terminated mid-way and settled
 by the sweep), shows a progress bar, then a table of the rules (how many schedules each
 checked, how many broke it) and of what was exercised (events, outcomes, options,
-decisions), and the run's time. A schedule that breaks a rule is shrunk to the smallest that
-still breaks it and printed as its seed and its plan's JSON, to paste into
+decisions), and the run's time. Every schedule that broke a rule is printed as a line of
+JSON (the rule, its seed, what broke); the first for each rule is shrunk to the smallest
+that still breaks it and printed as its seed and its plan's JSON, to paste into
 tests/engine/test_simulation.py's REGRESSIONS. Exit 1 if any rule broke.
 """
 
@@ -110,6 +111,9 @@ async def simulate(args: argparse.Namespace) -> int:
             seconds = time.monotonic() - started
             console.print(summary(outcomes, seconds))
             failing = [o for o in outcomes if o.violations]
+            for outcome in failing:  # every broken schedule, then the first of each rule shrunk
+                for rule, words in outcome.violations:
+                    print(json.dumps({"broken": rule, "seed": outcome.plan.seed, "words": words}))
             first_by_rule: dict[str, Outcome] = {}
             for outcome in failing:
                 first_by_rule.setdefault(outcome.violations[0][0], outcome)
