@@ -48,6 +48,10 @@ REGRESSIONS: list[str] = [
     # Seed 25: three cancel updates taken as u1 completed, yet n0, u0 and u3 ran and the
     # saga confirmed (a stop lost when the running step completed in the same task).
     """{"plan_id":"sim-25","seed":25,"stages":[{"kind":"step","calls":[{"slot":"u1","undo":"flaky","undo_faults":2}]},{"kind":"step","calls":[{"slot":"n0"}]},{"kind":"step","calls":[{"slot":"u0","outcome":"transient","faults":2,"undo":"flaky","undo_faults":2}]},{"kind":"step","calls":[{"slot":"u3"}]}],"events":[{"kind":"cancel_update","trigger":"step_start","slot":"u1"},{"kind":"cancel_update","trigger":"step_start","slot":"u1"},{"kind":"cancel_update","trigger":"step_start","slot":"u1"}],"operator":["heal_and_retry","heal_and_retry"]}""",
+    # Seed 4872 (the 10,000-schedule run, shrunk from 8 to 4): a Temporal cancel as l1, the
+    # local-first last step, ran; the server refused the task that closed the saga, l1's
+    # marker went with it, the task ran again with the cancel, and l1 was never undone.
+    """{"plan_id":"sim-4872","seed":4872,"stages":[{"kind":"step","calls":[{"slot":"u5"}]},{"kind":"step","calls":[{"slot":"l1"}]}],"attempts_before_attention":1,"events":[{"kind":"temporal_cancel","trigger":"step_start","slot":"l1"}],"operator":["heal_and_retry"]}""",
 ]
 
 
