@@ -437,31 +437,21 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         role = "pivot" if step.pivot else "forward step" if forward_only else "step"
         group = self._group_of(step)
         summary = f"{role} {step.name}" + (f" (group {group.name})" if group else "")
+        options: dict[str, Any] = {
+            "start_to_close_timeout": step.start_to_close_timeout,
+            "retry_policy": policy,
+            "heartbeat_timeout": step.heartbeat_timeout,
+            "task_queue": step.task_queue,
+            "priority": step.priority,
+            "summary": summary,
+        }
         if step.local_first:
             try:
-                return await execute_local_first(
-                    step.activity,
-                    arg,
-                    start_to_close_timeout=step.start_to_close_timeout,
-                    retry_policy=policy,
-                    heartbeat_timeout=step.heartbeat_timeout,
-                    task_queue=step.task_queue,
-                    priority=step.priority,
-                    summary=summary,
-                )
+                return await execute_local_first(step.activity, arg, **options)
             finally:
                 self._local_step_task = workflow.info().get_current_history_length()
         activity: Any = step.activity
-        result: T = await workflow.execute_activity(
-            activity,
-            arg,
-            start_to_close_timeout=step.start_to_close_timeout,
-            retry_policy=policy,
-            heartbeat_timeout=step.heartbeat_timeout,
-            task_queue=step.task_queue,
-            priority=step.priority,
-            summary=summary,
-        )
+        result: T = await workflow.execute_activity(activity, arg, **options)
         return result
 
     # -- nested sagas (engine/temporal_saga/nested.py has the protocol) ----------------------
