@@ -5,8 +5,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from pydantic import AnyHttpUrl
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -18,6 +16,7 @@ from stack.launcher import DEV_SERVER_DYNAMIC_CONFIG, SERVICES, start_services, 
 from temporal_saga.codec import CODEC_KEYS_ENV, data_converter, format_keys, new_key
 from tests.support.fanout_probe import PROBE_WORKFLOWS
 from tests.support.stuck_refund import refunds_failing
+from tests.support.time_skipping import time_skipping_server
 from worker.clients import service_clients
 from worker.runner import checkout_workers
 from worker.settings import Settings
@@ -36,20 +35,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping test server per module: its clock skips only while no workflow task
     or activity anywhere on it is in flight, so one module's slow work must not hold the
     next module's clock."""
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(venv_binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    ) as env:
-        # The test server takes no --search-attribute: register them through the operator API.
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={
-                    key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-                    for key in SEARCH_ATTRIBUTES
-                },
-            )
-        )
+    async with time_skipping_server(pydantic_data_converter, SEARCH_ATTRIBUTES) as env:
         yield env
 
 

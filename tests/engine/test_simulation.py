@@ -10,12 +10,16 @@ The long run: `python -m tests.engine.simulation --schedules 10000 --seed 1`
 """
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
+from rich.console import Console
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from temporal_saga import Outcome, SagaResult
@@ -24,20 +28,25 @@ from temporal_saga.models import SweepRequest
 from temporal_saga.worker import saga_worker
 from tests.engine.simulation.__main__ import plans_of, summary
 from tests.engine.simulation.mutations import MUTATIONS, mutated
-from tests.engine.simulation.plans import Plan, make_plan
-from tests.engine.simulation.rules import RULES, left_undone
+from tests.engine.simulation.plans import Plan, make_plan, runs_on_time_skipping
+from tests.engine.simulation.rules import RULES, History, left_undone
 from tests.engine.simulation.runner import (
     TASK_QUEUE,
     first_breaking,
     run_plans,
     simulation_server,
     stop_plans,
+    time_skipping_simulation_server,
 )
 from tests.engine.simulation.sagas import ACTIVITIES, HOOKS, LEDGER, SAGAS, SimSaga
 from tests.engine.simulation.shrink import shrink, size
 
 # The seeds every CI run checks, and the budget within which each mutation must be caught.
 CI_SEEDS = range(1, 101)
+# The fast subset's schedules: from seed 1 up, the first this many that the time-skipping
+# server runs as a real server does (plans.runs_on_time_skipping). No cancel, deadline or
+# terminate among them: those run in the CI seeds above, on the dev server.
+TIME_SKIPPING_SCHEDULES = 200
 # The CI seeds' sagas terminated mid-way and settled by the sweep: every tenth, as in the
 # long run.
 TERMINATE_EVERY = 10
@@ -63,10 +72,92 @@ async def simulation_client() -> AsyncIterator[Client]:
         yield client
 
 
+@pytest.fixture(scope="module")
+async def time_skipping_client() -> AsyncIterator[Client]:
+    async with time_skipping_simulation_server() as client:
+        yield client
+
+
+def test_a_workflow_task_that_timed_out_is_not_a_task_of_its_own() -> None:
+    """Seed 2901 of the 10,000-schedule run: the task that took the deadline timed out (the
+    worker with no cache, busy), the next attempt scheduled the pivot. One task in effect,
+    so no step started after the stop."""
+    kinds = EventType
+    names = iter(["do_u5", "do_p"])
+
+    def event(kind: int) -> HistoryEvent:
+        e = HistoryEvent(event_type=kind)  # type: ignore[arg-type]
+        if kind == kinds.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            e.activity_task_scheduled_event_attributes.activity_type.name = next(names)
+        if kind == kinds.EVENT_TYPE_TIMER_STARTED:
+            e.timer_started_event_attributes.timer_id = "deadline"
+        if kind == kinds.EVENT_TYPE_TIMER_FIRED:
+            e.timer_fired_event_attributes.timer_id = "deadline"
+        return e
+
+    task = [kinds.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, kinds.EVENT_TYPE_WORKFLOW_TASK_STARTED]
+    events = [
+        event(kind)
+        for kind in [
+            kinds.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+            *task,
+            kinds.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+            kinds.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+            kinds.EVENT_TYPE_TIMER_STARTED,
+            kinds.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+            kinds.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+            kinds.EVENT_TYPE_TIMER_FIRED,
+            *task,
+            kinds.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+            *task,
+            kinds.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+            kinds.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+        ]
+    ]
+    history = History(events)
+    assert [task for task, _ in history.scheduled()] == [1, 2]
+    assert history.stop(deadline=True) is None  # taken with the pivot, not before it
+    # Without the pivot's task, the deadline is taken by the attempt that completed.
+    assert History(events[:-1]).stop(deadline=True) == 2
+
+
 def test_a_seed_makes_the_same_schedule_every_time() -> None:
     assert make_plan(7) == make_plan(7)
     assert make_plan(7) != make_plan(8)
     assert Plan.model_validate_json(make_plan(7).model_dump_json()) == make_plan(7)
+
+
+async def test_the_time_skipping_seeds_keep_every_rule(time_skipping_client: Client) -> None:
+    fitting = (plan for plan in map(make_plan, itertools.count(1)) if runs_on_time_skipping(plan))
+    plans = [
+        plan.model_copy(update={"plan_id": f"ts-{plan.seed}"})
+        for plan in itertools.islice(fitting, TIME_SKIPPING_SCHEDULES)
+    ]
+    started = time.monotonic()
+    outcomes = await run_plans(time_skipping_client, plans, concurrency=32)
+    Console(width=120).print(summary(outcomes, time.monotonic() - started))
+    broken = [(o.plan.seed, o.violations) for o in outcomes if o.violations]
+    assert not broken, broken
+    exercised = sum((o.exercised for o in outcomes), start=Counter[str]())
+    for branch in (
+        "rule confirmed_iff_the_pivot_succeeded",
+        "rule compensations_run_newest_first",
+        "rule nothing_undone_once_confirmed",
+        "rule every_history_replays",
+        "decision CONFIRMED",
+        "decision REJECTED",
+        "step effect_then_timeout",
+        "undo stuck",
+        "operator skip",
+        "operator heal_and_retry",
+        "stage group",
+        "stage child",
+        "step local first",
+        "option parallel",
+        "option continue_with_error",
+        "option replay_every_task",
+    ):
+        assert exercised[branch] > 0, f"no time-skipping seed exercised {branch!r}"
 
 
 @pytest.mark.timeout(600)
@@ -77,7 +168,7 @@ async def test_the_ci_seeds_keep_every_rule(simulation_client: Client) -> None:
     ]
     started = time.monotonic()
     outcomes = await run_plans(simulation_client, plans)
-    print(summary(outcomes, time.monotonic() - started))
+    Console(width=120).print(summary(outcomes, time.monotonic() - started))
     broken = [(o.plan.seed, o.violations) for o in outcomes if o.violations]
     assert not broken, broken
     exercised = sum((o.exercised for o in outcomes), start=Counter[str]())

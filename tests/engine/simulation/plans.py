@@ -164,3 +164,19 @@ def _events(rng: random.Random, plan: Plan, terminate: bool) -> list[Event]:
     if terminate:
         events.append(Event(kind="terminate", trigger="step_start", slot=rng.choice(slots)))
     return events
+
+
+def runs_on_time_skipping(plan: Plan) -> bool:
+    """Whether the time-skipping test server runs this schedule as a real server does. It
+    refuses a workflow task that cancels an activity completing in that same task, or cancels
+    a timer, then never hands the task out again (sdk-java #2391, #3088), and it has no
+    visibility for the sweep. So: no event (a cancel or a terminate), no deadline (its timer is
+    cancelled as the saga ends), and no group member that fails (the group cancels the rest).
+    The others run on the dev server."""
+    group_fails = any(
+        call.outcome not in ("ok", "transient")
+        for stage in plan.stages
+        if stage.kind == "group"
+        for call in stage.calls
+    )
+    return not plan.events and plan.deadline_seconds is None and not group_fails

@@ -255,22 +255,44 @@ def judge(f: Finished) -> tuple[list[str], list[tuple[str, str]]]:
 
 class History:
     """A history by workflow task: the task whose commands made an event (a scheduled
-    activity, an accepted update), or the first task that saw it (a cancel, a timer)."""
+    activity, an accepted update), or the first task that saw it (a cancel, a timer). Tasks
+    are numbered as they completed: an attempt that failed or timed out (a busy worker, a
+    worker with no cache) made nothing, and what it saw is seen again by the next attempt."""
 
     def __init__(self, events: list[HistoryEvent]) -> None:
         self.events = events
-        self._tasks: list[int] = []
-        started = 0
-        for event in events:
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-                started += 1
-            self._tasks.append(started)
+        # For each event, the tasks completed up to it (its own, if a task's command made it).
+        self._completed: list[int] = []
+        # For each event, the task that first took it: the next attempt that started after it
+        # and completed.
+        self._taken: list[int] = [0] * len(events)
+        completed = 0
+        waiting: list[int] = []  # events no completing attempt started after yet
+        started_after: list[int] = []  # of them, those before the attempt in flight
+        for i, event in enumerate(events):
+            kind = event.event_type
+            if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                started_after, waiting = started_after + waiting, []
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                completed += 1
+                for seen in started_after:
+                    self._taken[seen] = completed
+                started_after = []
+            elif kind in (
+                EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+                EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+            ):
+                waiting, started_after = started_after + waiting, []
+            self._completed.append(completed)
+            waiting.append(i)
+        for seen in started_after + waiting:
+            self._taken[seen] = completed + 1  # no task completed after it
 
     def made_by(self, index: int) -> int:
-        return self._tasks[index]
+        return self._completed[index]
 
     def seen_by(self, index: int) -> int:
-        return self._tasks[index] + 1
+        return self._taken[index]
 
     def scheduled(self) -> list[tuple[int, str]]:
         return [

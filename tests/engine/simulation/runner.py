@@ -38,6 +38,7 @@ from temporal_saga.worker import saga_worker, sandbox_runner
 from tests.engine.simulation.plans import Event, OperatorAction, Plan
 from tests.engine.simulation.rules import Finished, judge, left_undone
 from tests.engine.simulation.sagas import ACTIVITIES, HEALED, HOOKS, LEDGER, SAGAS, SimSaga
+from tests.support.time_skipping import time_skipping_server
 
 TASK_QUEUE = "simulation"
 # A worker that keeps no workflow in cache: each task replays the history so far.
@@ -95,6 +96,17 @@ async def simulation_server() -> AsyncIterator[Client]:
             dev_server_log_level="error",
             search_attributes=list(SEARCH_ATTRIBUTES),
         ) as env,
+        simulation_workers(env.client),
+    ):
+        yield env.client
+
+
+@contextlib.asynccontextmanager
+async def time_skipping_simulation_server() -> AsyncIterator[Client]:
+    """The time-skipping test server and the simulation's workers: for the schedules it runs
+    as a real server does (plans.runs_on_time_skipping), without a dev server."""
+    async with (
+        time_skipping_server(data_converter(), SEARCH_ATTRIBUTES) as env,
         simulation_workers(env.client),
     ):
         yield env.client
