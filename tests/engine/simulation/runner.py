@@ -287,23 +287,27 @@ async def run_plan(client: Client, plan: Plan) -> Outcome:
 async def _result(handle: Handle, child: Handle | None = None) -> Any:
     """The saga's result, waited for while its history or its nested saga's grows; TimeoutError
     once neither grew for RESULT_SECONDS."""
-    seen = -1
+    loop = asyncio.get_running_loop()
+    seen, grew_at = -1, loop.time()
     while True:
         try:
             return await asyncio.wait_for(handle.result(), timeout=RESULT_SECONDS)
         except TimeoutError:
-            length = await _history_length(handle)
-            length += await _history_length(child) if child is not None else 0
-            if length == seen:
-                raise TimeoutError(
-                    f"no result, and no new event for {RESULT_SECONDS:.0f} s ({length} events)"
-                ) from None
-            seen = length
+            pass
         except RuntimeError as err:
             # The time-skipping server ends a long poll for the close event with no page
             # token once its (skipped) minute is up; the SDK takes that as no close event.
             if "No completion event found" not in str(err):
                 raise
+            await asyncio.sleep(1)
+        length = await _history_length(handle)
+        length += await _history_length(child) if child is not None else 0
+        if length != seen:
+            seen, grew_at = length, loop.time()
+        elif loop.time() - grew_at >= RESULT_SECONDS:
+            raise TimeoutError(
+                f"no result, and no new event for {RESULT_SECONDS:.0f} s ({length} events)"
+            )
 
 
 async def _history_length(handle: Handle) -> int:
