@@ -251,8 +251,8 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         """Close in a task of its own if a local-first step ended in this one. A completion
         that closes the workflow is refused when an event (a cancel request) arrived while
         the task ran, and the local activity's marker goes with it: the task runs again with
-        that event, may stop before the step, and the step's effect is never undone (the
-        simulation's seed 4872). A completion that does not close is taken, marker and all."""
+        that event, may stop before the step, and the step's effect is never undone
+        (docs/reliability.md). A completion that does not close is taken, marker and all."""
         if self._local_step_task == workflow.info().get_current_history_length():
             await workflow.sleep(CLOSING_TIMER)
 
