@@ -29,11 +29,13 @@ The protocol, between two sagas on this engine:
    show that it waits for a child that needs attention.
 
 Every message goes by workflow id, never by run: a run the reconciler reset (after a
-terminate) takes the messages of the run it replaced. A terminated parent is settled by the
-sweep (reset, then cancelled before its pivot: it compensates, which tells the child); a
-terminated child likewise (reset, then cancelled: it compensates if it had not finished its
-steps; if it had, it waits again for its parent's word, which its parent resends until the
-child takes it).
+terminate) takes the messages of the run it replaced. A child's last news (how it ended) is
+sent until its parent takes it: a parent terminated while the child ended on its own learns
+it once the sweep has reset it (it could not ask a closed child). A terminated parent is
+settled by the sweep (reset, then cancelled before its pivot: it compensates, which tells
+the child); a terminated child likewise (reset, then cancelled: it compensates if it had
+not finished its steps; if it had, it waits again for its parent's word, which its parent
+resends until the child takes it).
 """
 
 import contextlib
@@ -59,6 +61,12 @@ R = TypeVar("R", bound="SagaResult")
 PARENT_MEMO = "temporal_saga_parent"
 # How long the parent waits between tries of a word its child has not taken yet.
 RESEND_EVERY = timedelta(seconds=5)
+# A child's last news, untaken (its parent terminated, waiting for its sweep's reset), is
+# sent again after RESEND_EVERY, then twice as long each time up to this, ...
+FINAL_NEWS_RESEND_MAX = timedelta(minutes=10)
+# ... for this long in all: the sweep runs far more often. Past it the child ends; its parent
+# then waits for an operator (its compensation of the child stuck).
+FINAL_NEWS_PATIENCE = timedelta(days=1)
 
 
 class ChildSaga(Step[A, R, None]):

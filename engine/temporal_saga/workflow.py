@@ -67,6 +67,8 @@ from temporal_saga.metrics import (
     count_step_done,
 )
 from temporal_saga.nested import (
+    FINAL_NEWS_PATIENCE,
+    FINAL_NEWS_RESEND_MAX,
     RESEND_EVERY,
     ChildRun,
     ChildSaga,
@@ -187,7 +189,8 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         self._parent_word: ParentWord | None = None
         self._waiting_for_parent = False
         self._news_seq = 0
-        self._news: list[asyncio.Future[None]] = []
+        self._news: list[asyncio.Future[bool]] = []
+        self._parent_words = 0  # words heard from the parent, repeats included
         self._told_status: SagaStatus | None = None
         # The workflow task (by the history's length at its start) in which a local-first
         # step last ended.
@@ -240,7 +243,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         self._publish()
         if self._parent is not None:
             await run_to_completion(asyncio.gather(*self._news))
-            await run_to_completion(self._tell_parent(final=final))
+            await run_to_completion(self._tell_parent_until_taken(final))
         await run_to_completion(workflow.wait_condition(workflow.all_handlers_finished))
         await run_to_completion(self._close_after_local_steps())
         if misuse is not None:
@@ -534,7 +537,8 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
 
     async def _tell_parent(
         self, *, ready: SagaResult | None = None, final: SagaResult | None = None
-    ) -> None:
+    ) -> bool:
+        """Tell the parent how this saga stands; False when it could not (it is closed)."""
         assert self._parent is not None
         self._news_seq += 1
         news = ChildNews(
@@ -551,6 +555,22 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
             if is_cancelled_exception(err):
                 raise
             workflow.logger.warning("could not tell parent %s: %s", self._parent[0], err)
+            return False
+        return True
+
+    async def _tell_parent_until_taken(self, final: SagaResult) -> None:
+        """How this saga ended, sent until the parent takes it (nested.py's protocol): again
+        after a pause that doubles, or at once when the parent's (reset) run speaks."""
+        pause, waited = RESEND_EVERY, timedelta(0)
+        while not await self._tell_parent(final=final) and waited < FINAL_NEWS_PATIENCE:
+            heard = self._parent_words
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda heard=heard: self._parent_words > heard,  # type: ignore[misc]
+                    timeout=pause,
+                )
+            waited += pause
+            pause = min(pause * 2, FINAL_NEWS_RESEND_MAX)
 
     def _compensation(
         self, step: Step[Any, Any, Any], undo_arg: object
@@ -604,6 +624,7 @@ class SagaWorkflow(Generic[InputT, ResultT], metaclass=_SagaClass):
         return self._decision
 
     def _parent_says(self, word: ParentWord) -> None:
+        self._parent_words += 1
         if self._parent_word is not None:
             return
         self._parent_word = word

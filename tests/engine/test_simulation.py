@@ -15,16 +15,17 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from rich.console import Console
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from temporal_saga import Outcome, SagaResult
 from temporal_saga.client import sweep_now
-from temporal_saga.models import SweepRequest
+from temporal_saga.models import CompensationState, SagaProgress, SagaStatus, SweepRequest
 from temporal_saga.worker import saga_worker
 from tests.engine.simulation.__main__ import plans_of, summary
 from tests.engine.simulation.mutations import MUTATIONS, mutated
@@ -308,3 +309,65 @@ async def test_a_deadline_due_in_the_reset_runs_first_task_still_undoes_what_it_
     assert ("effect", "g0", 1) in ledger, ledger
     assert result.status is Outcome.REJECTED and result.reason_code == "deadline_exceeded", result
     assert left_undone(plan, ledger) == [], ledger
+
+
+@pytest.mark.timeout(120)
+async def test_a_child_that_ended_while_its_parent_was_terminated_is_heard_after_the_sweep(
+    simulation_client: Client,
+) -> None:
+    """Seeds 420, 1400, 3570, 4140, 4510, 6370 and 7840 of the 10,000-schedule run, made
+    certain: the parent is terminated as its nested saga runs; the child fails, undoes its
+    steps and ends while its parent is gone, so its last news finds no one. The sweep resets
+    the parent and cancels it; the parent's compensation of the child must learn how the
+    child ended (it cannot ask a closed child), or it is stuck for good."""
+    plan = Plan.model_validate(
+        {
+            "plan_id": f"child-ended-{uuid.uuid4().hex[:8]}",
+            "seed": 420,
+            "stages": [
+                {"kind": "step", "calls": [{"slot": "u0"}]},
+                {"kind": "child", "calls": [{"slot": "c0"}, {"slot": "c1", "outcome": "refused"}]},
+                {"kind": "pivot", "calls": [{"slot": "p"}]},
+            ],
+            "attempts_before_attention": 1,
+        }
+    )
+    queue = f"{plan.plan_id}-queue"
+    handle = simulation_client.get_workflow_handle(plan.plan_id)
+    child = simulation_client.get_workflow_handle(f"{plan.plan_id}/child")
+    c1_started = asyncio.Event()
+    HOOKS[plan.plan_id] = lambda trigger, slot, nth: (
+        c1_started.set() if (trigger, slot) == ("step_start", "c1") else None
+    )
+    try:
+        async with saga_worker(
+            simulation_client, task_queue=queue, sagas=SAGAS, activities=ACTIVITIES
+        ):
+            await simulation_client.start_workflow(
+                SimSaga.run, plan, id=plan.plan_id, task_queue=queue
+            )
+            await asyncio.wait_for(c1_started.wait(), timeout=30)
+            await handle.terminate("as the nested saga's second step starts")
+            # The child fails, undoes c0 and ends, telling a parent that is gone.
+            for _ in range(300):  # bounded: 30 s
+                if await _ended_as_a_saga(child):
+                    break
+                await asyncio.sleep(0.1)
+            assert await _ended_as_a_saga(child), "the child did not end"
+            await sweep_now(simulation_client, SweepRequest(saga_type="SimSaga"), TASK_QUEUE)
+            result = SagaResult.model_validate(await asyncio.wait_for(handle.result(), 60))
+    finally:
+        HOOKS.pop(plan.plan_id, None)
+    ledger = LEDGER.pop(plan.plan_id, [])
+    assert result.status is Outcome.REJECTED, result
+    assert left_undone(plan, ledger) == [], ledger
+    [report] = [r for r in result.compensations if r.name == "child"]
+    assert report.state is CompensationState.DONE, report
+
+
+async def _ended_as_a_saga(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Its decision made: closed, or still open only to tell its parent."""
+    if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
+        return True
+    progress = await handle.query("status", result_type=SagaProgress[SagaResult])
+    return progress.status is SagaStatus.REJECTED
