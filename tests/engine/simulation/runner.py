@@ -23,7 +23,7 @@ from temporalio.worker import Replayer
 
 from stack.launcher import venv_binary
 from temporal_saga import SAGA_STATUS
-from temporal_saga.client import sweep_now
+from temporal_saga.client import NoSweepWorker, sweep_now
 from temporal_saga.codec import data_converter
 from temporal_saga.models import (
     CancelSaga,
@@ -58,6 +58,7 @@ QUERY_TRIES = 5
 ENDING_SECONDS = 10.0
 # A worker busy with many schedules takes a while to run a sweep's first task.
 SWEEP_START_TIMEOUT = timedelta(seconds=60)
+SWEEP_TRIES = 3
 # Terminated schedules settled by one sweep (far below the sweep's limit of 500 runs).
 SWEEP_BATCH = 50
 # Once an undo's call failed, how often the operator looks for a stuck saga.
@@ -143,14 +144,15 @@ async def run_plans(
     settling: list[asyncio.Task[list[Outcome]]] = []
 
     async def settle(terminated: list[Outcome]) -> list[Outcome]:
-        async with one_sweep_at_a_time:
-            await sweep_now(
-                client,
-                SweepRequest(saga_type="SimSaga"),
-                TASK_QUEUE,
-                start_timeout=SWEEP_START_TIMEOUT,
-            )
-        settled = await asyncio.gather(*(_settled_in_time(client, o) for o in terminated))
+        try:
+            async with one_sweep_at_a_time:
+                await _swept(client)
+        except Exception as err:  # reported as these schedules', never the run's end
+            await stop_plans(client, [o.plan for o in terminated])
+            words = f"the sweep failed: {type(err).__name__}: {err}"
+            settled = [Outcome(o.plan, [(DRIVER_FAILED, words)], "none") for o in terminated]
+        else:
+            settled = await asyncio.gather(*(_settled_in_time(client, o) for o in terminated))
         for outcome in settled:
             on_done(outcome)
         return settled
@@ -194,6 +196,23 @@ async def run_plans(
             task.cancel()
     by_id = {outcome.plan.plan_id: outcome for outcome in settled}
     return [by_id.get(outcome.plan.plan_id, outcome) for outcome in outcomes]
+
+
+async def _swept(client: Client) -> None:
+    """A sweep of the terminated SimSagas; started again if a worker busy with many
+    schedules did not take its first task in time."""
+    for tries_left in reversed(range(SWEEP_TRIES)):
+        try:
+            await sweep_now(
+                client,
+                SweepRequest(saga_type="SimSaga"),
+                TASK_QUEUE,
+                start_timeout=SWEEP_START_TIMEOUT,
+            )
+            return
+        except NoSweepWorker:
+            if not tries_left:
+                raise
 
 
 async def first_breaking(client: Client, plans: Sequence[Plan], rule: str) -> Outcome | None:
