@@ -282,19 +282,11 @@ async def test_a_deadline_due_in_the_reset_runs_first_task_still_undoes_what_it_
     )
     queue = f"{plan.plan_id}-queue"
     handle = simulation_client.get_workflow_handle(plan.plan_id)
-    g0_started = asyncio.Event()
-    HOOKS[plan.plan_id] = lambda trigger, slot, nth: (
-        g0_started.set() if (trigger, slot) == ("step_start", "g0") else None
-    )
     try:
         async with saga_worker(
             simulation_client, task_queue=queue, sagas=SAGAS, activities=ACTIVITIES
         ):
-            await simulation_client.start_workflow(
-                SimSaga.run, plan, id=plan.plan_id, task_queue=queue
-            )
-            await asyncio.wait_for(g0_started.wait(), timeout=30)
-            await handle.terminate("as the group's members start")
+            await _terminated_as_it_starts(simulation_client, plan, queue, "g0")
         await sweep_now(
             simulation_client, SweepRequest(saga_type="SimSaga", wait_seconds=0), TASK_QUEUE
         )
@@ -335,19 +327,11 @@ async def test_a_child_that_ended_while_its_parent_was_terminated_is_heard_after
     queue = f"{plan.plan_id}-queue"
     handle = simulation_client.get_workflow_handle(plan.plan_id)
     child = simulation_client.get_workflow_handle(f"{plan.plan_id}/child")
-    c1_started = asyncio.Event()
-    HOOKS[plan.plan_id] = lambda trigger, slot, nth: (
-        c1_started.set() if (trigger, slot) == ("step_start", "c1") else None
-    )
     try:
         async with saga_worker(
             simulation_client, task_queue=queue, sagas=SAGAS, activities=ACTIVITIES
         ):
-            await simulation_client.start_workflow(
-                SimSaga.run, plan, id=plan.plan_id, task_queue=queue
-            )
-            await asyncio.wait_for(c1_started.wait(), timeout=30)
-            await handle.terminate("as the nested saga's second step starts")
+            await _terminated_as_it_starts(simulation_client, plan, queue, "c1")
             # The child fails, undoes c0 and ends, telling a parent that is gone.
             for _ in range(300):  # bounded: 30 s
                 if await _ended_as_a_saga(child):
@@ -371,3 +355,15 @@ async def _ended_as_a_saga(handle: WorkflowHandle[Any, Any]) -> bool:
         return True
     progress = await handle.query("status", result_type=SagaProgress[SagaResult])
     return progress.status is SagaStatus.REJECTED
+
+
+async def _terminated_as_it_starts(client: Client, plan: Plan, queue: str, slot: str) -> None:
+    """The plan's saga started on `queue` (a worker polls it) and terminated as `slot`'s
+    step starts."""
+    started = asyncio.Event()
+    HOOKS[plan.plan_id] = lambda trigger, called, nth: (
+        started.set() if (trigger, called) == ("step_start", slot) else None
+    )
+    await client.start_workflow(SimSaga.run, plan, id=plan.plan_id, task_queue=queue)
+    await asyncio.wait_for(started.wait(), timeout=30)
+    await client.get_workflow_handle(plan.plan_id).terminate(f"as {slot} starts")
